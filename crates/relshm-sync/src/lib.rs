@@ -1,0 +1,1 @@
+//! In-segment futex locks for shared memory.
