@@ -93,7 +93,11 @@ impl Region {
         debug_assert!(align.is_power_of_two());
         let end = offset.checked_add(size);
         if end.is_none_or(|end| end > self.len) {
-            return Err(RegionError::OutOfBounds { offset, size, len: self.len });
+            return Err(RegionError::OutOfBounds {
+                offset,
+                size,
+                len: self.len,
+            });
         }
         if offset & (align - 1) != 0 {
             return Err(RegionError::Misaligned { offset, align });
