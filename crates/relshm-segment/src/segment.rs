@@ -1,0 +1,197 @@
+//! [`Segment`]: a read-write mapping of a segment of any kind, registered in the segment's
+//! attach table, growable in place.
+
+use core::ptr::NonNull;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use crate::attach::{self, AttachInfo};
+use crate::error::{Result, SegmentError};
+use crate::header::Header;
+use crate::mapped::Mapped;
+use crate::mapping::Placement;
+use crate::options::{CreateOptions, OpenOptions};
+use crate::region::Region;
+
+/// What backs a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// A POSIX shared-memory object with this name (leading `/` included).
+    Named(String),
+    /// An anonymous memory file (`memfd`), shared with children through the descriptor.
+    Unnamed,
+    /// A regular file that outlives every process.
+    File(PathBuf),
+    /// A descriptor handed to [`Segment::open_fd`].
+    Fd,
+}
+
+/// A segment mapped read-write in this process.
+///
+/// The mapping starts at [`Segment::base`] and never moves while the `Segment` lives, even
+/// when the segment grows; it is unmapped (and this mapping's attach-table entry freed) on
+/// drop. One process may map one segment several times ([`Segment::reopen`]); each mapping
+/// has its own address and its own attach-table entry.
+#[derive(Debug)]
+pub struct Segment {
+    pub(crate) map: Mapped,
+    kind: SegmentKind,
+    slot: usize,
+    /// The process that claimed `slot`: a forked child that inherits this value must not
+    /// free its parent's entry.
+    attach_pid: u32,
+}
+
+// SAFETY: the mapping is shared memory reachable from any thread; the only in-process
+// mutable state (the mapped length) is an atomic updated under a mutex.
+unsafe impl Send for Segment {}
+// SAFETY: as above; every &self method is thread-safe.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    pub(crate) fn from_mapped(map: Mapped, kind: SegmentKind) -> Result<Self> {
+        let slot = map.attach()?;
+        Ok(Self {
+            map,
+            kind,
+            slot,
+            attach_pid: std::process::id(),
+        })
+    }
+
+    /// Creates a segment in a fresh, empty, exclusively owned descriptor.
+    pub(crate) fn create_in(fd: OwnedFd, opts: &CreateOptions, kind: SegmentKind) -> Result<Self> {
+        Self::from_mapped(Mapped::create(fd, opts)?, kind)
+    }
+
+    /// Maps the segment behind `fd` (for instance one received over a Unix socket).
+    /// The descriptor must be open for reading and writing.
+    pub fn open_fd(fd: OwnedFd, opts: &OpenOptions) -> Result<Self> {
+        Self::from_mapped(Mapped::open(fd, true, opts)?, SegmentKind::Fd)
+    }
+
+    /// Maps this segment again, at another address (or where `placement` says), with its
+    /// own attach-table entry. This is how a forked child maps a segment it inherited
+    /// (unnamed segments have no name to open by), and how one process maps a segment twice.
+    pub fn reopen(&self, placement: Placement) -> Result<Self> {
+        let fd = rustix::io::fcntl_dupfd_cloexec(&self.map.fd, 0)
+            .map_err(SegmentError::sys("duplicating segment descriptor (fcntl)"))?;
+        let opts = OpenOptions::new().placement(placement);
+        Self::from_mapped(Mapped::open(fd, true, &opts)?, self.kind.clone())
+    }
+
+    /// The bytes mapped now, extended first if another process grew the segment.
+    ///
+    /// The region stays valid (mapped, writable) until this `Segment` is dropped.
+    pub fn region(&self) -> Region {
+        self.map.region()
+    }
+
+    /// Extends this process's mapping to the segment's current size; returns the mapped
+    /// length. Errors if the header's size is implausible (corruption).
+    pub fn refresh(&self) -> Result<u64> {
+        self.map.refresh()
+    }
+
+    /// Grows the segment to at least `new_size` bytes (rounded up to pages) while other
+    /// processes stay attached; returns the new mapped length. Other processes map the new
+    /// part when they next call [`Segment::region`] or [`Segment::refresh`].
+    pub fn grow(&self, new_size: u64) -> Result<u64> {
+        self.map.grow(new_size)
+    }
+
+    /// Where the segment starts in this process.
+    pub fn base(&self) -> NonNull<u8> {
+        self.map.base()
+    }
+
+    /// The segment's current size (from the header; may exceed what this process has
+    /// mapped until it refreshes).
+    pub fn size(&self) -> u64 {
+        self.map.size()
+    }
+
+    /// How many bytes this process has mapped.
+    pub fn mapped_len(&self) -> u64 {
+        self.map.mapped_len()
+    }
+
+    /// The size the segment may grow to.
+    pub fn max_size(&self) -> u64 {
+        self.map.info.max_size
+    }
+
+    /// The segment's random identity.
+    pub fn segment_id(&self) -> u64 {
+        self.map.info.segment_id
+    }
+
+    /// The number of growths so far.
+    pub fn generation(&self) -> u64 {
+        self.map
+            .header
+            .generation()
+            .load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The recorded base if the segment is in fixed-address mode.
+    pub fn fixed_base(&self) -> Option<u64> {
+        self.map
+            .info
+            .is_fixed_address()
+            .then_some(self.map.info.fixed_base)
+    }
+
+    /// The validated header as read when this mapping was made (immutable fields are
+    /// current; `size`, `generation` and the attach table are a snapshot).
+    pub fn header(&self) -> &Header {
+        &self.map.info
+    }
+
+    /// Offset of the heap control block (0 if none).
+    pub fn heap_offset(&self) -> u64 {
+        self.map.info.heap_offset
+    }
+
+    /// Offset of the named-object directory (0 if none).
+    pub fn directory_offset(&self) -> u64 {
+        self.map.info.directory_offset
+    }
+
+    /// What backs this segment.
+    pub fn kind(&self) -> &SegmentKind {
+        &self.kind
+    }
+
+    /// The descriptor of the backing object (to pass to another process).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.map.fd.as_fd()
+    }
+
+    /// This mapping's attach-table entry.
+    pub fn attach_slot(&self) -> u32 {
+        self.slot as u32
+    }
+
+    /// The live mappings in the attach table (this one included); entries of processes
+    /// that died are reclaimed on the way.
+    pub fn attached(&self) -> Vec<AttachInfo> {
+        attach::list(self.map.header, true)
+    }
+
+    /// Where process `pid` maps the segment (its first mapping, if it has several).
+    pub fn base_of(&self, pid: u32) -> Option<u64> {
+        self.attached()
+            .into_iter()
+            .find(|a| a.pid == pid)
+            .map(|a| a.base)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if std::process::id() == self.attach_pid {
+            attach::detach(self.map.header, self.slot);
+        }
+    }
+}
