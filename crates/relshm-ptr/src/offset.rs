@@ -1,0 +1,131 @@
+//! [`Offset`]: a self-relative link (Boost's `offset_ptr`, rkyv's `RelPtr`).
+
+use crate::repr::{fits, misfit};
+use crate::{PtrError, Repr};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use relshm_segment::Region;
+
+/// Self-relative representation: the word holds `target - &word + 1` (two's complement).
+///
+/// # Null encoding
+/// All-zero bytes are null, so zero-filled segment memory is full of null links (Boost
+/// uses 1 as null instead, which makes zeroed memory a web of self-links). The bias of 1
+/// costs nothing on the hot path: `&word + stored - 1` is one `lea` with a displacement.
+/// It makes the difference -1 unrepresentable (a target starting one byte before its own
+/// word, which only a 1-aligned type can do); [`Repr::store`] refuses it. A stored 0
+/// without the bias would have meant "points at itself", which a one-node circular list
+/// needs.
+///
+/// The word's meaning depends on its own address: see [`Link`](crate::Link) for why safe
+/// code cannot move a non-null one, and [`Repr::store`] refuses to write a word that lies
+/// outside the context's region.
+#[derive(Debug, Clone, Copy)]
+pub struct Offset;
+
+/// Per-process context for [`Offset`] links: the region targets must lie in.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetCtx {
+    base: u64,
+    len: u64,
+}
+
+impl OffsetCtx {
+    /// A context resolving into `region`, wherever this process mapped it.
+    ///
+    /// # Safety
+    /// `region` must stay mapped for as long as the context (or anything resolved through
+    /// it) is used.
+    pub unsafe fn new(region: Region) -> Self {
+        Self {
+            base: region.base().as_ptr() as u64,
+            len: region.len(),
+        }
+    }
+
+    /// Base address of the region.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Length of the region.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+// SAFETY: Word is one AtomicU64 (any bits valid, zero = null); load returns a pointer only
+// after `fits` checked the whole target lies in the region, aligned, and the region stays
+// mapped while the context lives (OffsetCtx::new's contract).
+unsafe impl Repr for Offset {
+    type Word = AtomicU64;
+    type Ctx = OffsetCtx;
+    const NAME: &'static str = "offset";
+
+    fn null() -> AtomicU64 {
+        AtomicU64::new(0)
+    }
+
+    #[inline(always)]
+    fn is_null(word: &AtomicU64) -> bool {
+        word.load(Relaxed) == 0
+    }
+
+    #[inline(always)]
+    fn load(
+        ctx: &OffsetCtx,
+        word: &AtomicU64,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<NonNull<u8>>, PtrError> {
+        let s = word.load(Relaxed);
+        if s == 0 {
+            return Ok(None);
+        }
+        let target = (word.as_ptr() as u64).wrapping_add(s).wrapping_sub(1);
+        if fits(target.wrapping_sub(ctx.base), ctx.len, size, align) {
+            return Ok(NonNull::new(target as *mut u8));
+        }
+        Err(misfit(target, ctx.base, ctx.len, size, align))
+    }
+
+    fn store(
+        ctx: &OffsetCtx,
+        word: &AtomicU64,
+        target: Option<NonNull<u8>>,
+    ) -> Result<(), PtrError> {
+        let at = word.as_ptr() as u64;
+        if at.wrapping_sub(ctx.base) >= ctx.len {
+            return Err(PtrError::NotWritable {
+                addr: at,
+                why: "an Offset word outside the region could be moved, changing its meaning",
+            });
+        }
+        let Some(t) = target else {
+            word.store(0, Relaxed);
+            return Ok(());
+        };
+        let t = t.as_ptr() as u64;
+        if t.wrapping_sub(ctx.base) >= ctx.len {
+            return Err(PtrError::NotWritable {
+                addr: t,
+                why: "an Offset link's target must lie in the context's region",
+            });
+        }
+        let stored = t.wrapping_sub(at).wrapping_add(1);
+        if stored == 0 {
+            return Err(PtrError::Unrepresentable {
+                target: t,
+                word: at,
+                why: "the byte just before the word is the null encoding",
+            });
+        }
+        word.store(stored, Relaxed);
+        Ok(())
+    }
+}

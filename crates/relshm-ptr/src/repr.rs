@@ -1,0 +1,94 @@
+//! The [`Repr`] trait: how a link between two objects is stored, and resolved per process.
+
+use crate::PtrError;
+use core::ptr::NonNull;
+
+/// A pointer representation: the stored word of a link and how this process resolves it.
+///
+/// Collections are generic over `R: Repr` and use [`Link<T, R>`](crate::Link), so the same
+/// code runs on every strategy and a benchmark measures only the strategy. [`Repr::load`]
+/// is on the pointer-chase critical path: implementations keep it to a few instructions and
+/// `#[inline(always)]`, and push rare cases (null, first-touch swizzling, errors) out of line.
+///
+/// # Safety
+/// Implementations promise that:
+/// - `Word` is `#[repr(C)]`, fixed width, valid for every bit pattern, made only of atomics
+///   (another process may write it concurrently), and all-zero bytes are the null link;
+/// - [`load`](Repr::load) returns `Ok(Some(p))` only if `[p, p + size)` lies inside memory
+///   that the context guarantees to be mapped while the context lives, and `p` is a
+///   multiple of `align`.
+pub unsafe trait Repr: Sized + 'static {
+    /// The stored form of a link (lives in the segment).
+    type Word: Sync + core::fmt::Debug;
+    /// What a process needs to resolve words: its mapping(s) of the segment(s).
+    type Ctx;
+    /// Short name for benches and messages.
+    const NAME: &'static str;
+
+    /// A null word (all zero bytes).
+    fn null() -> Self::Word;
+
+    /// Whether `word` currently holds the null link.
+    fn is_null(word: &Self::Word) -> bool;
+
+    /// Resolves `word` (which lies at its own address, in any memory) to the address of a
+    /// `size`-byte target aligned to `align` (a power of two), checking that the whole
+    /// target lies in memory `ctx` covers. `Ok(None)` is the null link.
+    fn load(
+        ctx: &Self::Ctx,
+        word: &Self::Word,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<NonNull<u8>>, PtrError>;
+
+    /// Writes `target` (or null) into `word`, in place. Fails if `target` is not memory the
+    /// context resolves into, or if this representation may not write at `word`'s address.
+    fn store(
+        ctx: &Self::Ctx,
+        word: &Self::Word,
+        target: Option<NonNull<u8>>,
+    ) -> Result<(), PtrError>;
+}
+
+/// Whether `[off, off + size)` fits in `len` bytes and `off` is a multiple of `align`.
+///
+/// One rotate and one compare: a misaligned offset has low bits set, which the rotate moves
+/// to the top, so it can never compare below `(len - size) >> k`. With constant `size` and
+/// `align` (a `Link<T, _>` always knows them) the right-hand side is loop-invariant.
+#[inline(always)]
+pub(crate) fn fits(off: u64, len: u64, size: u64, align: u64) -> bool {
+    let k = align.trailing_zeros();
+    len >= size && off.rotate_right(k) <= (len - size) >> k
+}
+
+/// Builds the precise error for a target that failed [`fits`] (cold path).
+#[cold]
+#[inline(never)]
+pub(crate) fn misfit(target: u64, base: u64, len: u64, size: u64, align: u64) -> PtrError {
+    let off = target.wrapping_sub(base);
+    if off.checked_add(size).is_none_or(|end| end > len) {
+        PtrError::OutOfBounds {
+            target,
+            size,
+            base,
+            len,
+        }
+    } else {
+        PtrError::Misaligned { target, align }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fits_matches_the_plain_definition(off: u64, len in 0u64..1 << 40, size in 0u64..64, k in 0u32..7) {
+            let align = 1u64 << k;
+            let plain = off.checked_add(size).is_some_and(|e| e <= len) && off % align == 0;
+            prop_assert_eq!(fits(off, len, size, align), plain);
+        }
+    }
+}

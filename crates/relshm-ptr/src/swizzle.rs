@@ -1,0 +1,278 @@
+//! [`Swizzle`]: a tagged word, swizzled lazily into a raw pointer in a process-private
+//! copy-on-write view, and unswizzled on export.
+
+use crate::map::{Mapping, Sharing};
+use crate::repr::{fits, misfit};
+use crate::{PtrError, Relocate, Repr};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use relshm_segment::Region;
+use rustix::fd::BorrowedFd;
+use std::sync::Mutex;
+
+/// Swizzling representation. The word is one of:
+///
+/// | word                          | meaning                                              |
+/// |-------------------------------|------------------------------------------------------|
+/// | `0`                           | null                                                 |
+/// | `offset << 1 \| 1`, < 2^48    | unswizzled: target offset in the segment (shared form) |
+/// | `epoch << 48 \| address`      | swizzled: target address in this process's private view, tagged with the view's epoch (1..=65535) |
+///
+/// Only unswizzled words (and null) ever live in shared memory. A [`SwizzleView`] maps the
+/// segment `MAP_PRIVATE`: the first [`Link::get`](crate::Link::get) of an unswizzled word
+/// resolves it and writes the tagged address back in place (a copy-on-write page of the
+/// view, never the shared pages); later gets cost one subtract, one rotate and one
+/// predicted compare, because the view's `epoch << 48 | base` is subtracted and the result
+/// range-checked in one go:
+/// - a word of an ended epoch ([`SwizzleView::invalidate`]) or of a previous placement of
+///   the view ([`SwizzleView::move_elsewhere`]) falls outside the range: `Err(Stale)`,
+///   never a read through a dangling address;
+/// - an unswizzled word (< 2^48) or null always falls outside it too, so the first-touch
+///   path needs no separate tag test on the fast path.
+///
+/// [`SwizzleView::export`] writes the position-independent image back (unswizzle).
+#[derive(Debug, Clone, Copy)]
+pub struct Swizzle;
+
+/// Addresses must fit below this so the epoch tag fits above it.
+const ADDR_BITS: u32 = 48;
+
+static EPOCHS: AtomicU64 = AtomicU64::new(0);
+
+fn next_epoch() -> u64 {
+    EPOCHS.fetch_add(1, Relaxed) % 0xFFFF + 1
+}
+
+/// The shared (unswizzled) encoding of a link to segment offset `off` (`None` = null).
+///
+/// Offsets must be below 2^47. Writers of a swizzle-format segment use this; readers
+/// never need it.
+pub fn unswizzled(off: Option<u64>) -> Result<u64, PtrError> {
+    match off {
+        None => Ok(0),
+        Some(o) if o < 1 << (ADDR_BITS - 1) => Ok(o << 1 | 1),
+        Some(_) => Err(PtrError::BadLayout {
+            what: "swizzle offsets must be below 2^47",
+        }),
+    }
+}
+
+/// A process-private copy-on-write view of a segment: the context of [`Swizzle`] links.
+///
+/// It keeps a log of the words it swizzled or set, with their shared encoding, so that
+/// [`export`](Self::export) rewrites exactly the words this process changed: that covers
+/// words no walk would reach any more and needs no type information. The log costs one
+/// push per first touch, next to the copy-on-write fault that first touch already pays.
+#[derive(Debug)]
+pub struct SwizzleView {
+    map: Mapping,
+    /// `epoch << 48 | base`: what a swizzled word minus its target offset equals.
+    tbase: u64,
+    base: u64,
+    len: u64,
+    /// (word offset, shared encoding of its current value); later entries win.
+    log: Mutex<Vec<(u64, u64)>>,
+}
+
+impl SwizzleView {
+    /// Maps `len` bytes of the segment behind `fd` privately (copy-on-write).
+    pub fn open(fd: BorrowedFd<'_>, len: u64) -> Result<Self, PtrError> {
+        let map = Mapping::new(fd, len, Sharing::Private)?;
+        let mut v = Self {
+            map,
+            tbase: 0,
+            base: 0,
+            len,
+            log: Mutex::new(Vec::new()),
+        };
+        v.place()?;
+        Ok(v)
+    }
+
+    fn place(&mut self) -> Result<(), PtrError> {
+        let base = self.map.as_ptr() as u64;
+        if base
+            .checked_add(self.len)
+            .is_none_or(|end| end > 1 << ADDR_BITS)
+        {
+            return Err(PtrError::BadLayout {
+                what: "the private view lies above 2^48, where swizzled words cannot tag it: \
+                       this platform's address space is too large for Swizzle",
+            });
+        }
+        self.base = base;
+        self.tbase = next_epoch() << ADDR_BITS | base;
+        Ok(())
+    }
+
+    /// Ends the current epoch: every word swizzled so far reports `Err(Stale)` from now on.
+    /// Export still works (the log holds the shared encodings).
+    pub fn invalidate(&mut self) {
+        self.tbase = next_epoch() << ADDR_BITS | self.base;
+    }
+
+    /// Moves the view to another address (`mremap`), as growth does when it cannot extend in
+    /// place. Swizzled words keep pointing at the old range and report `Err(Stale)`.
+    pub fn move_elsewhere(&mut self) -> Result<(), PtrError> {
+        self.map.move_elsewhere()?;
+        self.place()
+    }
+
+    /// The view's bytes as a region (valid while `self` lives).
+    pub fn region(&self) -> Region {
+        self.map.region()
+    }
+
+    /// The view's current epoch tag.
+    pub fn epoch(&self) -> u64 {
+        self.tbase >> ADDR_BITS
+    }
+
+    /// The object of type `T` at segment offset `off`, checked.
+    pub fn object<T: Relocate<Swizzle>>(&self, off: u64) -> Result<&T, PtrError> {
+        crate::object_in(self.base, self.len, off)
+    }
+
+    /// Number of log entries (words swizzled or set so far).
+    pub fn swizzled_words(&self) -> usize {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn log(&self, word_off: u64, shared: u64) {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((word_off, shared));
+    }
+
+    /// Writes the position-independent image (the view's bytes with every word this process
+    /// swizzled or set back in shared form) into `dest`, which must hold the whole view.
+    pub fn export(&self, dest: &mut [u8]) -> Result<(), PtrError> {
+        let n = self.len as usize;
+        if dest.len() < n {
+            return Err(PtrError::DestinationFull {
+                needed: self.len,
+                available: dest.len() as u64,
+            });
+        }
+        dest[..n].copy_from_slice(self.map.bytes());
+        for &(off, w) in self.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let o = off as usize;
+            dest[o..o + 8].copy_from_slice(&w.to_ne_bytes());
+        }
+        Ok(())
+    }
+
+    /// Writes the exported image to `out` (a file, a socket).
+    pub fn write_image<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.export(&mut buf).map_err(std::io::Error::other)?;
+        out.write_all(&buf)
+    }
+
+    /// The word offset of `word`, if it lies inside the view (where swizzling may write).
+    #[inline]
+    fn word_offset(&self, word: &AtomicU64) -> Option<u64> {
+        let o = (word.as_ptr() as u64).wrapping_sub(self.base);
+        (o < self.len && self.len - o >= 8).then_some(o)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn load_slow(
+        &self,
+        word: &AtomicU64,
+        w: u64,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<NonNull<u8>>, PtrError> {
+        if w == 0 {
+            return Ok(None);
+        }
+        if w >> ADDR_BITS != 0 {
+            return Err(PtrError::Stale { word: w });
+        }
+        if w & 1 == 0 {
+            return Err(PtrError::BadLayout {
+                what: "a swizzle word below 2^48 with bit 0 clear is neither an offset nor a \
+                       swizzled address: the segment is corrupted",
+            });
+        }
+        let off = w >> 1;
+        if !fits(off, self.len, size, align) {
+            return Err(misfit(
+                self.base.wrapping_add(off),
+                self.base,
+                self.len,
+                size,
+                align,
+            ));
+        }
+        if let Some(word_off) = self.word_offset(word) {
+            // Only words inside the private view are swizzled: writing there dirties a
+            // copy-on-write page of this process, never the shared pages.
+            word.store(self.tbase + off, Relaxed);
+            self.log(word_off, w);
+        }
+        Ok(NonNull::new((self.base + off) as *mut u8))
+    }
+}
+
+// SAFETY: Word is one AtomicU64 (any bits valid, zero = null); load returns a pointer only
+// after `fits` checked the target offset lies in the view, aligned, and the view's mapping
+// lives as long as the SwizzleView (the context) it belongs to.
+unsafe impl Repr for Swizzle {
+    type Word = AtomicU64;
+    type Ctx = SwizzleView;
+    const NAME: &'static str = "swizzle";
+
+    fn null() -> AtomicU64 {
+        AtomicU64::new(0)
+    }
+
+    #[inline(always)]
+    fn is_null(word: &AtomicU64) -> bool {
+        word.load(Relaxed) == 0
+    }
+
+    #[inline(always)]
+    fn load(
+        ctx: &SwizzleView,
+        word: &AtomicU64,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<NonNull<u8>>, PtrError> {
+        let w = word.load(Relaxed);
+        let d = w.wrapping_sub(ctx.tbase);
+        if fits(d, ctx.len, size, align) {
+            return Ok(NonNull::new(ctx.base.wrapping_add(d) as *mut u8));
+        }
+        ctx.load_slow(word, w, size, align)
+    }
+
+    fn store(
+        ctx: &SwizzleView,
+        word: &AtomicU64,
+        target: Option<NonNull<u8>>,
+    ) -> Result<(), PtrError> {
+        let word_off = ctx.word_offset(word).ok_or(PtrError::NotWritable {
+            addr: word.as_ptr() as u64,
+            why: "Swizzle links are set only inside the private view; export writes them out",
+        })?;
+        let Some(t) = target else {
+            word.store(0, Relaxed);
+            ctx.log(word_off, 0);
+            return Ok(());
+        };
+        let off = (t.as_ptr() as u64).wrapping_sub(ctx.base);
+        if off >= ctx.len {
+            return Err(PtrError::NotWritable {
+                addr: t.as_ptr() as u64,
+                why: "a Swizzle link's target must lie in the private view",
+            });
+        }
+        word.store(ctx.tbase + off, Relaxed);
+        ctx.log(word_off, unswizzled(Some(off))?);
+        Ok(())
+    }
+}
