@@ -1,1 +1,29 @@
-//! In-segment futex locks for shared memory.
+//! In-segment futex locks for shared memory that survive their owner dying.
+//!
+//! See the README-level docs in [`docs`] for the design and the traps it handles.
+#![cfg_attr(not(target_os = "linux"), allow(unused))]
+
+mod condvar;
+pub mod docs;
+mod error;
+mod mutex;
+mod raw_mutex;
+#[cfg(not(loom))]
+mod robust;
+mod sync;
+
+pub use condvar::{Condvar, WaitResult};
+pub use error::{LockError, MutexError};
+pub use mutex::{Mutex, MutexGuard};
+pub use raw_mutex::{Acquired, NOT_RECOVERABLE, OWNER_DIED, RawMutex, TID_MASK, WAITERS};
+#[cfg(not(loom))]
+pub use robust::robust_supported;
+#[cfg(loom)]
+pub use sync::simulate_owner_death;
+
+/// Whether owner death is detected for locks taken by the calling thread (always in the
+/// loom model).
+#[cfg(loom)]
+pub fn robust_supported() -> bool {
+    true
+}

@@ -1,0 +1,36 @@
+//! The small facade every lock algorithm in this crate is written against.
+//!
+//! It offers atomics, `futex_wait`/`futex_wake` on a shared (never `FUTEX_PRIVATE_FLAG`)
+//! futex, a spin hint, `yield_now`, the calling thread's id and the robust-list hooks.
+//! Under `--cfg loom` every item switches to a loom model (see `model.rs`), so the same
+//! algorithm code is model-checked.
+
+#[cfg(not(loom))]
+mod real;
+#[cfg(not(loom))]
+pub(crate) use real::*;
+
+#[cfg(loom)]
+mod model;
+#[cfg(loom)]
+pub use model::simulate_owner_death;
+#[cfg(loom)]
+pub(crate) use model::*;
+
+/// What a wait on a futex ended with. Every caller re-checks its word afterwards, so
+/// spurious returns are harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken, the word differed already, or interrupted.
+    Woken,
+    /// The timeout elapsed.
+    TimedOut,
+}
+
+/// The robust-list fields of one lock: its futex word and its `{prev, next}` node pair
+/// (process-local pointers, meaningful only to the owning thread and the kernel).
+pub(crate) struct Links<'a> {
+    pub(crate) word: &'a AtomicU32,
+    pub(crate) prev: &'a core::sync::atomic::AtomicU64,
+    pub(crate) next: &'a core::sync::atomic::AtomicU64,
+}

@@ -1,0 +1,75 @@
+//! The real facade: core atomics, Linux shared futexes, gettid cached per thread.
+
+use super::Wake;
+use core::time::Duration;
+use rustix::thread::futex;
+use std::cell::Cell;
+use std::sync::Once;
+
+pub(crate) use core::sync::atomic::{AtomicU32, Ordering};
+
+pub(crate) use crate::robust::{dequeue, enqueue, op_begin, op_end};
+
+/// Sleeps while `*word == expected`, at most `timeout` (relative). Uses a shared futex so
+/// the kernel keys it by the backing page and every mapping of the page shares it.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+    let ts = timeout.map(|d| rustix::thread::futex::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Err(rustix::io::Errno::TIMEDOUT) => Wake::TimedOut,
+        // EAGAIN (word changed), EINTR and success: the caller re-checks the word.
+        _ => Wake::Woken,
+    }
+}
+
+/// Wakes at most `n` waiters sleeping on `word` in any process.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    // Errors are impossible for a valid aligned address (EFAULT cannot happen for a
+    // reference); there is nothing useful to do with one anyway.
+    let _ = futex::wake(word, futex::Flags::empty(), n);
+}
+
+/// A hint inside short spin loops.
+#[inline]
+pub(crate) fn spin_hint() {
+    core::hint::spin_loop();
+}
+
+thread_local! {
+    /// The calling thread's kernel tid (0 = not looked up yet).
+    static TID: Cell<u32> = const { Cell::new(0) };
+}
+
+static ATFORK: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    // The child's only thread is the one that forked: it has a new tid and glibc has reset
+    // (and re-registered) its robust list, so forget both caches.
+    TID.with(|t| t.set(0));
+    crate::robust::forget_head_after_fork();
+}
+
+/// The calling thread's kernel thread id, as the kernel's robust-futex code compares it
+/// (`task_pid_vnr`: the id in the caller's own PID namespace).
+#[inline]
+pub(crate) fn current_tid() -> u32 {
+    let t = TID.with(Cell::get);
+    if t != 0 {
+        return t;
+    }
+    slow_tid()
+}
+
+#[cold]
+fn slow_tid() -> u32 {
+    ATFORK.call_once(|| {
+        // SAFETY: registering a plain extern "C" fn without arguments; the handler only
+        // touches thread-locals of the calling thread.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+    let t = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    TID.with(|c| c.set(t));
+    t
+}
