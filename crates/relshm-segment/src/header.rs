@@ -193,8 +193,9 @@ impl Header {
         h
     }
 
-    /// Recomputes the checksum after the immutable fields changed.
-    pub(crate) fn seal(&mut self) {
+    /// Recomputes the checksum after the immutable fields changed (creation does this;
+    /// tests and fuzzers use it to build consistent but hostile headers).
+    pub fn seal(&mut self) {
         self.checksum = self.compute_checksum();
     }
 

@@ -71,8 +71,7 @@ pub(crate) fn check_mode(fd: &OwnedFd, expected: Option<u32>) -> Result<()> {
 fn read_header_bytes(fd: &OwnedFd, timeout: Duration) -> Result<(Vec<u8>, u64)> {
     let deadline = Instant::now() + timeout;
     loop {
-        let len = backing_len(fd)?;
-        let mut buf = vec![0u8; (len.min(Header::END as u64)) as usize];
+        let mut buf = vec![0u8; Header::END];
         let mut filled = 0;
         while filled < buf.len() {
             match rustix::io::pread(fd, &mut buf[filled..], filled as u64) {
@@ -83,6 +82,9 @@ fn read_header_bytes(fd: &OwnedFd, timeout: Duration) -> Result<(Vec<u8>, u64)> 
             }
         }
         buf.truncate(filled);
+        // The length is read after the header: growers extend the object before they
+        // publish a larger `size`, so this order never sees a size past the end.
+        let len = backing_len(fd)?;
         // A creator has sized the object but not yet stored the magic (which it writes
         // last): length 0, or a zero magic word. Anything else is judged at once.
         let unpublished = buf.is_empty() || (buf.len() >= 8 && buf[..8] == [0; 8]);
