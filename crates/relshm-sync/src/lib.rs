@@ -6,10 +6,13 @@
 mod condvar;
 pub mod docs;
 mod error;
+mod lock_api_impl;
 mod mutex;
 mod raw_mutex;
 #[cfg(not(loom))]
 mod robust;
+mod rwlock;
+mod semaphore;
 mod sync;
 
 pub use condvar::{Condvar, WaitResult};
@@ -18,6 +21,11 @@ pub use mutex::{Mutex, MutexGuard};
 pub use raw_mutex::{Acquired, NOT_RECOVERABLE, OWNER_DIED, RawMutex, TID_MASK, WAITERS};
 #[cfg(not(loom))]
 pub use robust::robust_supported;
+pub use rwlock::{
+    READER_SLOTS, RawRwLock, ReadAcquired, ReadResult, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    WriteResult,
+};
+pub use semaphore::{AutoResetEvent, Event, ManualResetEvent, Semaphore, SemaphoreOverflow};
 #[cfg(loom)]
 pub use sync::simulate_owner_death;
 

@@ -249,6 +249,21 @@ impl RawMutex {
         sync::op_end(h);
     }
 
+    /// Releases a lock acquired with `OwnerDied` without repairing it and without making it
+    /// not recoverable: it is left marked owner-died, as the kernel leaves it, so the next
+    /// locker gets `OwnerDied` (used when a composite lock gives up half-way).
+    ///
+    /// # Safety
+    /// As for [`unlock`](Self::unlock).
+    pub(crate) unsafe fn unlock_still_owner_died(&self) {
+        let links = self.links();
+        let h = sync::op_begin(&links);
+        sync::dequeue(h, &links);
+        self.word.swap(OWNER_DIED | WAITERS, Ordering::Release);
+        sync::futex_wake(&self.word, 1);
+        sync::op_end(h);
+    }
+
     /// Marks the protected state repaired after `Acquired::OwnerDied`.
     ///
     /// # Safety

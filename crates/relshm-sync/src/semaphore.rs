@@ -1,0 +1,265 @@
+//! A process-shared counting semaphore and events built on the same futex word.
+
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::error::LockError;
+use crate::sync::{self, AtomicU32, Ordering, Wake};
+
+/// `post` would push the count past [`Semaphore::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "semaphore count would exceed {max}: a poster runs away from its waiters (or the count \
+     in the segment is corrupt)",
+    max = Semaphore::MAX
+)]
+pub struct SemaphoreOverflow;
+
+/// Remaining time before `deadline` (`None` = forever), or `Err(TimedOut)`.
+fn left(deadline: Option<Instant>) -> Result<Option<Duration>, LockError> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(l) if !l.is_zero() => Ok(Some(l)),
+            _ => Err(LockError::TimedOut),
+        },
+    }
+}
+
+/// A counting semaphore usable in place in shared memory.
+///
+/// # Layout (8 bytes, `#[repr(C)]`; all-zero bytes = count 0, no waiters)
+///
+/// | offset | type | field |
+/// |---|---|---|
+/// | 0 | `u32` | count (waiters sleep on it while it is 0; shared futex) |
+/// | 4 | `u32` | waiters announced (a waiter killed while waiting leaves it one too high, which costs posters a futile wake syscall) |
+///
+/// A semaphore has no owner, so a process that dies between `wait` and `post` simply never
+/// posts: owner death is not detectable here (use a [`Mutex`](crate::Mutex) for that).
+#[repr(C)]
+#[derive(Default)]
+pub struct Semaphore {
+    count: AtomicU32,
+    waiters: AtomicU32,
+}
+
+impl core::fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("count", &self.count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Semaphore {
+    /// The largest count.
+    pub const MAX: u32 = i32::MAX as u32;
+
+    /// A semaphore with `count` permits (clamped to [`MAX`](Self::MAX)).
+    #[cfg(not(loom))]
+    pub const fn new(count: u32) -> Self {
+        let c = if count > Self::MAX { Self::MAX } else { count };
+        Self {
+            count: AtomicU32::new(c),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// A semaphore with `count` permits (clamped to [`MAX`](Self::MAX)).
+    #[cfg(loom)]
+    pub fn new(count: u32) -> Self {
+        Self {
+            count: AtomicU32::new(count.min(Self::MAX)),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// The current count (racy).
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Adds a permit and wakes one waiter.
+    pub fn post(&self) -> Result<(), SemaphoreOverflow> {
+        let mut c = self.count.load(Ordering::Relaxed);
+        loop {
+            if c >= Self::MAX {
+                return Err(SemaphoreOverflow);
+            }
+            match self
+                .count
+                .compare_exchange_weak(c, c + 1, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => c = x,
+            }
+        }
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            sync::futex_wake(&self.count, 1);
+        }
+        Ok(())
+    }
+
+    /// Takes a permit if one is available, else `Err(WouldBlock)`.
+    pub fn try_wait(&self) -> Result<(), LockError> {
+        let mut c = self.count.load(Ordering::Relaxed);
+        while c != 0 {
+            match self
+                .count
+                .compare_exchange_weak(c, c - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(x) => c = x,
+            }
+        }
+        Err(LockError::WouldBlock)
+    }
+
+    /// Blocks until a permit is available and takes it.
+    pub fn wait(&self) {
+        // Without a deadline the only possible error is a timeout, which cannot happen.
+        let _ = self.wait_until(None);
+    }
+
+    /// Like [`wait`](Self::wait), giving up with `Err(TimedOut)` after `d`.
+    pub fn wait_timeout(&self, d: Duration) -> Result<(), LockError> {
+        self.wait_until(Instant::now().checked_add(d))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<(), LockError> {
+        loop {
+            if self.try_wait().is_ok() {
+                return Ok(());
+            }
+            let timeout = left(deadline)?;
+            // Announce, then re-check the count (both SeqCst): a poster bumps the count
+            // and then reads `waiters`, so one of us sees the other.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            let woke = if self.count.load(Ordering::SeqCst) == 0 {
+                sync::futex_wait(&self.count, 0, timeout)
+            } else {
+                Wake::Woken
+            };
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            if woke == Wake::TimedOut && self.try_wait().is_err() {
+                left(deadline)?;
+            }
+        }
+    }
+}
+
+/// An event: a flag that waiters block on until it is set.
+///
+/// # Layout (8 bytes, `#[repr(C)]`; all-zero bytes = not set, no waiters)
+///
+/// | offset | type | field |
+/// |---|---|---|
+/// | 0 | `u32` | state: 0 = not set, anything else = set (shared futex) |
+/// | 4 | `u32` | waiters announced |
+///
+/// With `AUTO = false` (a [`ManualResetEvent`]) `set` releases every waiter and the event
+/// stays set until [`reset`](Self::reset); with `AUTO = true` (an [`AutoResetEvent`]) `set`
+/// releases exactly one waiter, which resets the event as it passes.
+#[repr(C)]
+#[derive(Default)]
+pub struct Event<const AUTO: bool> {
+    state: AtomicU32,
+    waiters: AtomicU32,
+}
+
+/// An event that stays set until reset; `set` releases every waiter.
+pub type ManualResetEvent = Event<false>;
+/// An event that one waiter consumes; `set` releases exactly one waiter.
+pub type AutoResetEvent = Event<true>;
+
+impl<const AUTO: bool> core::fmt::Debug for Event<AUTO> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Event")
+            .field("auto_reset", &AUTO)
+            .field("set", &self.is_set())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const AUTO: bool> Event<AUTO> {
+    /// A not-set event.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// A not-set event.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            state: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the event is set (racy).
+    pub fn is_set(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets the event and wakes every waiter (manual) or one (auto).
+    pub fn set(&self) {
+        self.state.store(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            sync::futex_wake(&self.state, if AUTO { 1 } else { i32::MAX as u32 });
+        }
+    }
+
+    /// Clears the event.
+    pub fn reset(&self) {
+        self.state.store(0, Ordering::Release);
+    }
+
+    /// Passes if the event is set (auto: and resets it), else `Err(WouldBlock)`.
+    pub fn try_wait(&self) -> Result<(), LockError> {
+        let passed = if AUTO {
+            self.state.swap(0, Ordering::Acquire) != 0
+        } else {
+            self.state.load(Ordering::Acquire) != 0
+        };
+        if passed {
+            Ok(())
+        } else {
+            Err(LockError::WouldBlock)
+        }
+    }
+
+    /// Blocks until the event is set (auto: and resets it).
+    pub fn wait(&self) {
+        // Without a deadline the only possible error is a timeout, which cannot happen.
+        let _ = self.wait_until(None);
+    }
+
+    /// Like [`wait`](Self::wait), giving up with `Err(TimedOut)` after `d`.
+    pub fn wait_timeout(&self, d: Duration) -> Result<(), LockError> {
+        self.wait_until(Instant::now().checked_add(d))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<(), LockError> {
+        loop {
+            if self.try_wait().is_ok() {
+                return Ok(());
+            }
+            let timeout = left(deadline)?;
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            let woke = if self.state.load(Ordering::SeqCst) == 0 {
+                sync::futex_wait(&self.state, 0, timeout)
+            } else {
+                Wake::Woken
+            };
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            if woke == Wake::TimedOut && self.try_wait().is_err() {
+                left(deadline)?;
+            }
+        }
+    }
+}
