@@ -60,7 +60,10 @@ pub(crate) fn claim(h: HeaderRef, base: u64) -> Result<usize> {
         if cur != 0 && owner_alive(cur) {
             continue;
         }
-        if owner.compare_exchange(cur, me | BUSY, AcqRel, Relaxed).is_ok() {
+        if owner
+            .compare_exchange(cur, me | BUSY, AcqRel, Relaxed)
+            .is_ok()
+        {
             start.store(procstat::own_start_time(), Relaxed);
             b.store(base, Relaxed);
             owner.store(me, Release);

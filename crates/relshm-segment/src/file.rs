@@ -19,11 +19,16 @@ use crate::segment::{Segment, SegmentKind};
 
 fn open_path(path: &Path, flags: OFlags, mode: u32) -> Result<std::os::fd::OwnedFd> {
     let name = || path.display().to_string();
-    rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::from_raw_mode(mode)).map_err(|e| match e {
-        Errno::NOENT => SegmentError::NotFound { name: name() },
-        Errno::EXIST => SegmentError::AlreadyExists { name: name() },
-        source => SegmentError::Sys { op: "opening segment file (open)", source },
-    })
+    rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::from_raw_mode(mode)).map_err(
+        |e| match e {
+            Errno::NOENT => SegmentError::NotFound { name: name() },
+            Errno::EXIST => SegmentError::AlreadyExists { name: name() },
+            source => SegmentError::Sys {
+                op: "opening segment file (open)",
+                source,
+            },
+        },
+    )
 }
 
 impl Segment {
@@ -31,7 +36,11 @@ impl Segment {
     /// [`SegmentError::AlreadyExists`] if the file exists.
     pub fn create_file(path: impl AsRef<Path>, opts: &CreateOptions) -> Result<Self> {
         let path = path.as_ref();
-        let fd = open_path(path, OFlags::CREATE | OFlags::EXCL | OFlags::RDWR, opts.mode)?;
+        let fd = open_path(
+            path,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+            opts.mode,
+        )?;
         Self::create_in(fd, opts, SegmentKind::File(path.to_owned())).inspect_err(|_| {
             // A half-written file would make every later open fail: take it away.
             let _ = std::fs::remove_file(path);
@@ -42,7 +51,10 @@ impl Segment {
     pub fn open_file(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
         let path = path.as_ref();
         let fd = open_path(path, OFlags::RDWR, 0)?;
-        Self::from_mapped(Mapped::open(fd, true, opts)?, SegmentKind::File(path.to_owned()))
+        Self::from_mapped(
+            Mapped::open(fd, true, opts)?,
+            SegmentKind::File(path.to_owned()),
+        )
     }
 
     /// Opens the file-backed segment, creating it if the file does not exist (see
@@ -62,7 +74,11 @@ impl Segment {
         let len = self.mapped_len() as usize;
         // SAFETY: [base, base + len) is mapped by this segment; msync reads page state only.
         unsafe {
-            rustix::mm::msync(self.base().as_ptr().cast(), len, rustix::mm::MsyncFlags::SYNC)
+            rustix::mm::msync(
+                self.base().as_ptr().cast(),
+                len,
+                rustix::mm::MsyncFlags::SYNC,
+            )
         }
         .map_err(SegmentError::sys("flushing segment (msync)"))?;
         rustix::fs::fsync(self.fd()).map_err(SegmentError::sys("flushing segment file (fsync)"))

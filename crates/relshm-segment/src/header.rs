@@ -251,13 +251,25 @@ impl Header {
         }
         let bad = |field, value, why| Err(SegmentError::BadField { field, value, why });
         if h.header_size as usize != Self::END {
-            return bad("header_size", h.header_size.into(), "differs from the layout");
+            return bad(
+                "header_size",
+                h.header_size.into(),
+                "differs from the layout",
+            );
         }
         if h.attach_capacity != ATTACH_CAPACITY {
-            return bad("attach_capacity", h.attach_capacity.into(), "differs from the layout");
+            return bad(
+                "attach_capacity",
+                h.attach_capacity.into(),
+                "differs from the layout",
+            );
         }
         if h.reserved0 != 0 || h.reserved != [0, 0] {
-            return bad("reserved", h.reserved0.into(), "reserved fields must be zero");
+            return bad(
+                "reserved",
+                h.reserved0.into(),
+                "reserved fields must be zero",
+            );
         }
         if h.flags & !KNOWN_FLAGS != 0 {
             return bad("flags", h.flags, "unknown flag bits");
@@ -266,13 +278,21 @@ impl Header {
             return bad("segment_id", 0, "must be non-zero");
         }
         if h.max_size % page != 0 || h.max_size < Self::END as u64 {
-            return bad("max_size", h.max_size, "not a page multiple holding the header");
+            return bad(
+                "max_size",
+                h.max_size,
+                "not a page multiple holding the header",
+            );
         }
         if h.max_size > MAX_USER_ADDRESS {
             return bad("max_size", h.max_size, "larger than any address space");
         }
         if h.size % page != 0 || h.size < Self::END as u64 || h.size > h.max_size {
-            return bad("size", h.size, "not a page multiple between the header end and max_size");
+            return bad(
+                "size",
+                h.size,
+                "not a page multiple between the header end and max_size",
+            );
         }
         if backing_len < h.size {
             return Err(SegmentError::Truncated {
@@ -286,17 +306,29 @@ impl Header {
                 || h.fixed_base % page != 0
                 || end.is_none_or(|e| e > MAX_USER_ADDRESS)
             {
-                return bad("fixed_base", h.fixed_base, "not a page-aligned user-space range");
+                return bad(
+                    "fixed_base",
+                    h.fixed_base,
+                    "not a page-aligned user-space range",
+                );
             }
         } else if h.fixed_base != 0 {
-            return bad("fixed_base", h.fixed_base, "set without the fixed-address flag");
+            return bad(
+                "fixed_base",
+                h.fixed_base,
+                "set without the fixed-address flag",
+            );
         }
         for (field, off) in [
             ("heap_offset", h.heap_offset),
             ("directory_offset", h.directory_offset),
         ] {
             if off != 0 && (off < Self::END as u64 || off >= h.max_size || off % 8 != 0) {
-                return bad(field, off, "must be 0 or an 8-aligned offset after the header");
+                return bad(
+                    field,
+                    off,
+                    "must be 0 or an 8-aligned offset after the header",
+                );
             }
         }
         Ok(h)
@@ -383,7 +415,10 @@ mod tests {
             }
             Header::validate(h.as_bytes(), 8 * PAGE, PAGE).unwrap_err()
         };
-        assert!(matches!(check(&|h| h.magic = 1, false), SegmentError::BadMagic { .. }));
+        assert!(matches!(
+            check(&|h| h.magic = 1, false),
+            SegmentError::BadMagic { .. }
+        ));
         assert!(matches!(
             check(&|h| h.format_version = 2, false),
             SegmentError::UnsupportedVersion { .. }
@@ -392,17 +427,38 @@ mod tests {
             check(&|h| h.layout_fingerprint ^= 1, false),
             SegmentError::LayoutMismatch { .. }
         ));
-        assert!(matches!(check(&|h| h.max_size += PAGE, false), SegmentError::ChecksumMismatch { .. }));
-        assert!(matches!(check(&|h| h.flags = 2, true), SegmentError::BadField { field: "flags", .. }));
-        assert!(matches!(check(&|h| h.segment_id = 0, true), SegmentError::BadField { .. }));
-        assert!(matches!(check(&|h| h.size = 3, false), SegmentError::BadField { field: "size", .. }));
+        assert!(matches!(
+            check(&|h| h.max_size += PAGE, false),
+            SegmentError::ChecksumMismatch { .. }
+        ));
+        assert!(matches!(
+            check(&|h| h.flags = 2, true),
+            SegmentError::BadField { field: "flags", .. }
+        ));
+        assert!(matches!(
+            check(&|h| h.segment_id = 0, true),
+            SegmentError::BadField { .. }
+        ));
+        assert!(matches!(
+            check(&|h| h.size = 3, false),
+            SegmentError::BadField { field: "size", .. }
+        ));
         assert!(matches!(
             check(&|h| h.size = 128 * PAGE, false),
             SegmentError::BadField { field: "size", .. }
         ));
-        assert!(matches!(check(&|h| h.size = 16 * PAGE, false), SegmentError::Truncated { .. }));
-        assert!(matches!(check(&|h| h.fixed_base = 12, true), SegmentError::BadField { .. }));
-        assert!(matches!(check(&|h| h.heap_offset = 8, true), SegmentError::BadField { .. }));
+        assert!(matches!(
+            check(&|h| h.size = 16 * PAGE, false),
+            SegmentError::Truncated { .. }
+        ));
+        assert!(matches!(
+            check(&|h| h.fixed_base = 12, true),
+            SegmentError::BadField { .. }
+        ));
+        assert!(matches!(
+            check(&|h| h.heap_offset = 8, true),
+            SegmentError::BadField { .. }
+        ));
         assert!(Header::validate(&good.as_bytes()[..100], 8 * PAGE, PAGE).is_err());
     }
 }

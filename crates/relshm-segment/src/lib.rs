@@ -8,4 +8,27 @@
 
 pub mod region;
 
+mod attach;
+mod error;
+mod file;
+pub mod header;
+mod mapped;
+mod mapping;
+mod named;
+mod options;
+pub mod procstat;
+mod readonly;
+mod segment;
+mod unnamed;
+mod view;
+
 pub use region::{Region, RegionError};
+
+pub use attach::AttachInfo;
+pub use error::{Result, SegmentError};
+pub use header::Header;
+pub use mapping::{Placement, page_size};
+pub use options::{CreateOptions, OpenOptions};
+pub use readonly::ReadOnlySegment;
+pub use segment::{Segment, SegmentKind};
+pub use view::{ReadOnlyView, View};

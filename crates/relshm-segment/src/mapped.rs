@@ -58,7 +58,8 @@ pub(crate) fn backing_len(fd: impl AsFd) -> Result<u64> {
 
 pub(crate) fn check_mode(fd: &OwnedFd, expected: Option<u32>) -> Result<()> {
     if let Some(expected) = expected {
-        let st = rustix::fs::fstat(fd).map_err(SegmentError::sys("reading segment mode (fstat)"))?;
+        let st =
+            rustix::fs::fstat(fd).map_err(SegmentError::sys("reading segment mode (fstat)"))?;
         let found = st.st_mode & 0o7777;
         if found != expected & 0o7777 {
             return Err(SegmentError::ModeMismatch { expected, found });
@@ -78,7 +79,12 @@ fn read_header_bytes(fd: &OwnedFd, timeout: Duration) -> Result<(Vec<u8>, u64)> 
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(Errno::INTR) => continue,
-                Err(e) => return Err(SegmentError::Sys { op: "reading segment header (pread)", source: e }),
+                Err(e) => {
+                    return Err(SegmentError::Sys {
+                        op: "reading segment header (pread)",
+                        source: e,
+                    });
+                }
             }
         }
         buf.truncate(filled);
@@ -182,7 +188,8 @@ impl Mapped {
         let placement = opts.fixed_address.map_or(opts.placement, Placement::At);
         rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(opts.mode & 0o7777))
             .map_err(SegmentError::sys("setting segment mode (fchmod)"))?;
-        rustix::fs::ftruncate(&fd, size).map_err(SegmentError::sys("sizing segment (ftruncate)"))?;
+        rustix::fs::ftruncate(&fd, size)
+            .map_err(SegmentError::sys("sizing segment (ftruncate)"))?;
         let res = Reservation::new(max, placement)?;
         // SAFETY: [0, size) is inside the fresh reservation and nothing refers into it.
         unsafe { res.map_fd(fd.as_fd(), 0, size, true)? };
@@ -267,7 +274,10 @@ impl Mapped {
         }
         // SAFETY: [cur, target) is inside the reservation (target <= max_size, the
         // reservation's length) and still PROT_NONE: nothing refers into it.
-        unsafe { self.res.map_fd(self.fd.as_fd(), cur, target - cur, self.writable)? };
+        unsafe {
+            self.res
+                .map_fd(self.fd.as_fd(), cur, target - cur, self.writable)?
+        };
         self.mapped.store(target, Release);
         Ok(target)
     }
@@ -276,12 +286,12 @@ impl Mapped {
     pub(crate) fn grow(&self, new_size: u64) -> Result<u64> {
         debug_assert!(self.writable);
         let max = self.info.max_size;
-        let new = round_up_to_page(new_size)
-            .filter(|&n| n <= max)
-            .ok_or(SegmentError::GrowBeyondMax {
+        let new = round_up_to_page(new_size).filter(|&n| n <= max).ok_or(
+            SegmentError::GrowBeyondMax {
                 requested: new_size,
                 max,
-            })?;
+            },
+        )?;
         {
             let _lock = GrowLock::acquire(self.header)?;
             if new > self.size() {
@@ -310,7 +320,9 @@ impl GrowLock {
         loop {
             let cur = h.grow_lock().load(Acquire);
             if (cur == 0 || !attach::owner_alive(cur))
-                && h.grow_lock().compare_exchange(cur, me, AcqRel, Relaxed).is_ok()
+                && h.grow_lock()
+                    .compare_exchange(cur, me, AcqRel, Relaxed)
+                    .is_ok()
             {
                 return Ok(Self(h, me));
             }
@@ -326,7 +338,10 @@ impl GrowLock {
 
 impl Drop for GrowLock {
     fn drop(&mut self) {
-        let _ = self.0.grow_lock().compare_exchange(self.1, 0, AcqRel, Relaxed);
+        let _ = self
+            .0
+            .grow_lock()
+            .compare_exchange(self.1, 0, AcqRel, Relaxed);
     }
 }
 

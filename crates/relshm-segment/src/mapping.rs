@@ -78,17 +78,33 @@ impl Reservation {
         };
         let ptr = match ptr {
             Ok(p) => p,
-            Err(Errno::EXIST) => return Err(SegmentError::AddressTaken { addr, len: len_usize }),
-            Err(e) => return Err(SegmentError::Sys { op: "reserving address space (mmap)", source: e }),
+            Err(Errno::EXIST) => {
+                return Err(SegmentError::AddressTaken {
+                    addr,
+                    len: len_usize,
+                });
+            }
+            Err(e) => {
+                return Err(SegmentError::Sys {
+                    op: "reserving address space (mmap)",
+                    source: e,
+                });
+            }
         };
         let base = NonNull::new(ptr.cast::<u8>()).ok_or(SegmentError::Sys {
             op: "reserving address space (mmap returned null)",
             source: Errno::NOMEM,
         })?;
-        let res = Self { base, len: len_usize };
+        let res = Self {
+            base,
+            len: len_usize,
+        };
         if matches!(placement, Placement::At(a) if a != ptr as usize) {
             // Kernels before 4.17 treat MAP_FIXED_NOREPLACE as a hint.
-            return Err(SegmentError::AddressTaken { addr, len: len_usize });
+            return Err(SegmentError::AddressTaken {
+                addr,
+                len: len_usize,
+            });
         }
         Ok(res)
     }
@@ -110,7 +126,11 @@ impl Reservation {
         len: u64,
         writable: bool,
     ) -> Result<()> {
-        assert!(offset.checked_add(len).is_some_and(|e| e <= self.len as u64));
+        assert!(
+            offset
+                .checked_add(len)
+                .is_some_and(|e| e <= self.len as u64)
+        );
         let prot = if writable {
             ProtFlags::READ | ProtFlags::WRITE
         } else {

@@ -47,12 +47,17 @@ pub(crate) fn shm_name(name: &str) -> Result<String> {
 }
 
 fn shm_open(name: &str, flags: OFlags) -> Result<OwnedFd> {
-    rustix::shm::open(name, flags, Mode::from_raw_mode(0o600)).map_err(|e| {
-        match e {
-            Errno::NOENT => SegmentError::NotFound { name: name.to_owned() },
-            Errno::EXIST => SegmentError::AlreadyExists { name: name.to_owned() },
-            source => SegmentError::Sys { op: "opening shared memory (shm_open)", source },
-        }
+    rustix::shm::open(name, flags, Mode::from_raw_mode(0o600)).map_err(|e| match e {
+        Errno::NOENT => SegmentError::NotFound {
+            name: name.to_owned(),
+        },
+        Errno::EXIST => SegmentError::AlreadyExists {
+            name: name.to_owned(),
+        },
+        source => SegmentError::Sys {
+            op: "opening shared memory (shm_open)",
+            source,
+        },
     })
 }
 
@@ -92,7 +97,10 @@ impl Segment {
         let name = shm_name(name)?;
         rustix::shm::unlink(name.as_str()).map_err(|e| match e {
             Errno::NOENT => SegmentError::NotFound { name },
-            source => SegmentError::Sys { op: "removing shared memory (shm_unlink)", source },
+            source => SegmentError::Sys {
+                op: "removing shared memory (shm_unlink)",
+                source,
+            },
         })
     }
 }
@@ -116,7 +124,10 @@ mod tests {
         assert_eq!(shm_name("a").unwrap(), "/a");
         assert_eq!(shm_name("/a").unwrap(), "/a");
         for bad in ["", "/", "a/b", "//a", ".."] {
-            assert!(matches!(shm_name(bad), Err(SegmentError::InvalidName { .. })), "{bad}");
+            assert!(
+                matches!(shm_name(bad), Err(SegmentError::InvalidName { .. })),
+                "{bad}"
+            );
         }
     }
 }

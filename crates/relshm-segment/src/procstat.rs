@@ -15,7 +15,10 @@ pub fn start_time(pid: u32) -> Option<u64> {
 
 /// This process's start time.
 pub fn own_start_time() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering::{Acquire, Relaxed, Release}};
+    use std::sync::atomic::{
+        AtomicU64,
+        Ordering::{Acquire, Relaxed, Release},
+    };
     // Cached per pid: a forked child has its own pid and start time.
     static CACHE: AtomicU64 = AtomicU64::new(0);
     static CACHED_PID: AtomicU64 = AtomicU64::new(0);
@@ -77,6 +80,8 @@ mod tests {
         assert_eq!(start_time(u32::MAX), None);
         assert!(parse_stat("").is_none());
         assert!(parse_stat("1 (x) S 1 2 3").is_none());
-        assert!(parse_stat("1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 notanumber").is_none());
+        assert!(
+            parse_stat("1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 notanumber").is_none()
+        );
     }
 }

@@ -128,8 +128,12 @@ impl Segment {
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-        .map_err(SegmentError::sys("reopening segment read-only (/proc/self/fd)"))?;
+        .map_err(SegmentError::sys(
+            "reopening segment read-only (/proc/self/fd)",
+        ))?;
         let opts = OpenOptions::new().placement(placement);
-        Ok(ReadOnlySegment::from_mapped(Mapped::open(fd, false, &opts)?))
+        Ok(ReadOnlySegment::from_mapped(Mapped::open(
+            fd, false, &opts,
+        )?))
     }
 }

@@ -30,7 +30,13 @@ pub struct ReadOnlyView {
     offset: u64,
 }
 
-fn map_window(fd: BorrowedFd<'_>, size: u64, offset: u64, len: u64, writable: bool) -> Result<MmapRaw> {
+fn map_window(
+    fd: BorrowedFd<'_>,
+    size: u64,
+    offset: u64,
+    len: u64,
+    writable: bool,
+) -> Result<MmapRaw> {
     // The header's size is untrusted: never map past the end of the object (SIGBUS).
     let size = size.min(crate::mapped::backing_len(fd)?);
     let page = page_size();

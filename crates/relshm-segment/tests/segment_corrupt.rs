@@ -55,14 +55,17 @@ fn ten_thousand_mutated_images() {
     let good = valid_image(&path.0);
     assert!(open_image(&path.0, &good).iter().all(Result::is_ok));
     let page = page_size();
-    let mut rng = StdRng::seed_from_u64(0x5eed_0f_c0ffee);
+    let mut rng = StdRng::seed_from_u64(0x5eed_0fc0_ffee);
     let mut errs = 0u64;
     let mut oks = 0u64;
     for round in 0..10_000u32 {
         let (image, must_fail) = match round % 5 {
             0 => {
                 let len = rng.gen_range(0..=SIZE as usize);
-                ((0..len).map(|_| rng.r#gen::<u8>()).collect::<Vec<u8>>(), true)
+                (
+                    (0..len).map(|_| rng.r#gen::<u8>()).collect::<Vec<u8>>(),
+                    true,
+                )
             }
             1 => {
                 let mut img = good.clone();
@@ -131,6 +134,9 @@ fn ten_thousand_mutated_images() {
     }
     // Most mutations are refused, a few hostile ones are valid segments.
     assert!(errs > 15_000, "errs {errs}, oks {oks}");
-    assert!(oks > 100, "the valid-after-mutation path was exercised: oks {oks}");
+    assert!(
+        oks > 100,
+        "the valid-after-mutation path was exercised: oks {oks}"
+    );
     eprintln!("corrupt images: {errs} refused, {oks} still valid");
 }

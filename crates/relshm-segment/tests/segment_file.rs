@@ -56,12 +56,17 @@ fn child_maps_file_at_another_address() {
     let scratch = Scratch::new();
     let child = fork_child(|| {
         let s = Segment::open_file(&path.0, &OpenOptions::new()).unwrap();
-        scratch.slot(0).store(s.base().as_ptr() as u64, Ordering::Release);
+        scratch
+            .slot(0)
+            .store(s.base().as_ptr() as u64, Ordering::Release);
         word(s.region(), DATA).fetch_add(1, Ordering::AcqRel);
         0
     });
     assert_eq!(child.wait_timeout(LIMIT), Exit::Code(0));
-    assert_ne!(scratch.slot(0).load(Ordering::Acquire), seg.base().as_ptr() as u64);
+    assert_ne!(
+        scratch.slot(0).load(Ordering::Acquire),
+        seg.base().as_ptr() as u64
+    );
     assert_eq!(word(seg.region(), DATA).load(Ordering::Acquire), 4);
 }
 
@@ -73,10 +78,16 @@ fn file_open_or_create_and_errors() {
     let b = Segment::open_or_create_file(&path.0, &opts).unwrap();
     assert_eq!(a.segment_id(), b.segment_id());
     let meta = std::fs::metadata(&path.0).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o604);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o604
+    );
     assert!(matches!(
         Segment::open_or_create_file(&path.0, &CreateOptions::new(16 << 10)),
-        Err(SegmentError::ModeMismatch { expected: 0o600, found: 0o604 })
+        Err(SegmentError::ModeMismatch {
+            expected: 0o600,
+            found: 0o604
+        })
     ));
     assert!(matches!(
         Segment::open_file(path.0.with_extension("missing"), &OpenOptions::new()),

@@ -17,7 +17,9 @@ fn every_process_maps_at_the_recorded_base() {
     let name = ShmName::new("fixed");
     let seg = Segment::create_named(
         &name.0,
-        &CreateOptions::new(64 << 10).max_size(MAX).fixed_address(BASE),
+        &CreateOptions::new(64 << 10)
+            .max_size(MAX)
+            .fixed_address(BASE),
     )
     .unwrap();
     assert_eq!(seg.base().as_ptr() as usize, BASE);
@@ -38,7 +40,9 @@ fn every_process_maps_at_the_recorded_base() {
         // child touches it again (the child _exits without running destructors).
         unsafe { rustix::mm::munmap(BASE as *mut _, MAX as usize).unwrap() };
         let s = Segment::open_named(&name.0, &OpenOptions::new()).unwrap();
-        scratch.slot(0).store(s.base().as_ptr() as u64, Ordering::Release);
+        scratch
+            .slot(0)
+            .store(s.base().as_ptr() as u64, Ordering::Release);
         let ptr = word(s.region(), DATA).load(Ordering::Acquire) as *const u64;
         // SAFETY: the pointer was written by the parent for this same base, which the
         // child now maps; it points at an initialised u64 inside the segment.
@@ -53,14 +57,14 @@ fn every_process_maps_at_the_recorded_base() {
 fn fixed_mode_errors() {
     let name = ShmName::new("fixed-err");
     let base = BASE + (64 << 20);
-    let _seg = Segment::create_named(
-        &name.0,
-        &CreateOptions::new(16 << 10).fixed_address(base),
-    )
-    .unwrap();
+    let _seg =
+        Segment::create_named(&name.0, &CreateOptions::new(16 << 10).fixed_address(base)).unwrap();
     // Asking for another address for a fixed segment is refused.
-    let err = Segment::open_named(&name.0, &OpenOptions::new().placement(Placement::At(base + 4096)))
-        .unwrap_err();
+    let err = Segment::open_named(
+        &name.0,
+        &OpenOptions::new().placement(Placement::At(base + 4096)),
+    )
+    .unwrap_err();
     assert!(matches!(err, SegmentError::FixedBaseMismatch { .. }));
     // Mapping it a second time in this process cannot work: its address is taken.
     assert!(matches!(

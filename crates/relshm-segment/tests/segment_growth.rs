@@ -21,7 +21,9 @@ fn child_keeps_working_across_growth() {
     // Slots: 0 child base at start, 1 child base at end, 2 parent's step, 3 child's step.
     let child = fork_child(|| {
         let s = Segment::open_named(&name.0, &OpenOptions::new()).unwrap();
-        scratch.slot(0).store(s.base().as_ptr() as u64, Ordering::Release);
+        scratch
+            .slot(0)
+            .store(s.base().as_ptr() as u64, Ordering::Release);
         let mut seen = 0;
         let mut bad = 0;
         while seen < STEPS {
@@ -30,7 +32,7 @@ fn child_keeps_working_across_growth() {
             let step = scratch.slot(2).load(Ordering::Acquire);
             if step > seen {
                 let r = s.region();
-                let size = 64 * KIB << step;
+                let size = (64 * KIB) << step;
                 if r.len() < size {
                     bad += 1;
                 }
@@ -45,13 +47,18 @@ fn child_keeps_working_across_growth() {
             }
             std::thread::yield_now();
         }
-        scratch.slot(1).store(s.base().as_ptr() as u64, Ordering::Release);
+        scratch
+            .slot(1)
+            .store(s.base().as_ptr() as u64, Ordering::Release);
         if bad == 0 { 0 } else { 1 }
     });
     scratch.wait_for(0, 1, LIMIT);
-    assert_ne!(scratch.slot(0).load(Ordering::Acquire), parent_base.as_ptr() as u64);
+    assert_ne!(
+        scratch.slot(0).load(Ordering::Acquire),
+        parent_base.as_ptr() as u64
+    );
     for step in 1..=STEPS {
-        let size = 64 * KIB << step;
+        let size = (64 * KIB) << step;
         assert_eq!(seg.grow(size).unwrap(), size);
         assert_eq!(seg.generation(), step);
         word(seg.region(), size / 2).store(step, Ordering::Release);
@@ -62,9 +69,12 @@ fn child_keeps_working_across_growth() {
     assert_eq!(child.wait_timeout(LIMIT), Exit::Code(0));
     // No mapping moved.
     assert_eq!(seg.base(), parent_base);
-    assert_eq!(scratch.slot(0).load(Ordering::Acquire), scratch.slot(1).load(Ordering::Acquire));
+    assert_eq!(
+        scratch.slot(0).load(Ordering::Acquire),
+        scratch.slot(1).load(Ordering::Acquire)
+    );
     assert!(word(seg.region(), DATA).load(Ordering::Acquire) >= STEPS);
-    assert_eq!(seg.size(), 64 * KIB << STEPS);
+    assert_eq!(seg.size(), (64 * KIB) << STEPS);
 }
 
 const STEPS: u64 = 8; // 64 KiB -> 16 MiB
@@ -102,7 +112,11 @@ fn concurrent_growers_agree() {
     let final_size = (40 * 3 + 2) * 64 * KIB;
     assert_eq!(seg.size(), final_size);
     assert_eq!(seg.refresh().unwrap(), final_size);
-    assert!(seg.generation() >= 40 && seg.generation() <= 120, "{}", seg.generation());
+    assert!(
+        seg.generation() >= 40 && seg.generation() <= 120,
+        "{}",
+        seg.generation()
+    );
     let touched: u64 = (1..=40u64)
         .flat_map(|i| (0..3).map(move |c| (i * 3 + c) * 64 * KIB - 8))
         .map(|off| word(seg.region(), off).load(Ordering::Acquire))
@@ -115,18 +129,31 @@ fn growth_limits_and_stale_lock() {
     let seg = Segment::create_unnamed(&CreateOptions::new(64 * KIB).max_size(MIB)).unwrap();
     assert_eq!(
         seg.grow(2 * MIB).unwrap_err(),
-        SegmentError::GrowBeyondMax { requested: 2 * MIB, max: MIB }
+        SegmentError::GrowBeyondMax {
+            requested: 2 * MIB,
+            max: MIB
+        }
     );
     assert_eq!(seg.grow(KIB).unwrap(), 64 * KIB, "shrinking is a no-op");
-    assert_eq!(seg.grow(100 * KIB + 1).unwrap(), 104 * KIB, "rounded up to pages");
+    assert_eq!(
+        seg.grow(100 * KIB + 1).unwrap(),
+        104 * KIB,
+        "rounded up to pages"
+    );
     let fixed = Segment::create_unnamed(&CreateOptions::new(64 * KIB)).unwrap();
-    assert!(matches!(fixed.grow(128 * KIB), Err(SegmentError::GrowBeyondMax { .. })));
+    assert!(matches!(
+        fixed.grow(128 * KIB),
+        Err(SegmentError::GrowBeyondMax { .. })
+    ));
 
     // A grower that died holding the lock does not block growth.
     let dead = fork_child(|| 0);
     let pid = dead.pid() as u64;
     assert_eq!(dead.wait_timeout(LIMIT), Exit::Code(0));
-    let lock = word(seg.region(), core::mem::offset_of!(Header, grow_lock) as u64);
+    let lock = word(
+        seg.region(),
+        core::mem::offset_of!(Header, grow_lock) as u64,
+    );
     lock.store(pid << 32 | 12345, Ordering::Release);
     assert_eq!(seg.grow(MIB).unwrap(), MIB);
     assert_eq!(lock.load(Ordering::Acquire), 0);

@@ -16,7 +16,9 @@ fn child_opens_by_name_at_another_address() {
     let scratch = Scratch::new();
     let child = fork_child(|| {
         let s = Segment::open_named(&name.0, &OpenOptions::new()).unwrap();
-        scratch.slot(0).store(s.base().as_ptr() as u64, Ordering::Release);
+        scratch
+            .slot(0)
+            .store(s.base().as_ptr() as u64, Ordering::Release);
         let ok = word(s.region(), DATA).load(Ordering::Acquire) == 0xfeed;
         word(s.region(), DATA + 8).store(0xbeef, Ordering::Release);
         // Stay attached until the parent has looked at the attach table.
@@ -26,11 +28,18 @@ fn child_opens_by_name_at_another_address() {
     });
     scratch.wait_for(1, 1, LIMIT);
     let child_base = scratch.slot(0).load(Ordering::Acquire);
-    assert_ne!(child_base, seg.base().as_ptr() as u64, "child must map at another address");
+    assert_ne!(
+        child_base,
+        seg.base().as_ptr() as u64,
+        "child must map at another address"
+    );
     assert_eq!(word(seg.region(), DATA + 8).load(Ordering::Acquire), 0xbeef);
     // The attach table tells where the child mapped it.
     assert_eq!(seg.base_of(child.pid() as u32), Some(child_base));
-    assert_eq!(seg.base_of(std::process::id()), Some(seg.base().as_ptr() as u64));
+    assert_eq!(
+        seg.base_of(std::process::id()),
+        Some(seg.base().as_ptr() as u64)
+    );
     scratch.slot(2).store(1, Ordering::Release);
     assert_eq!(child.wait_timeout(LIMIT), Exit::Code(0));
     // The child dropped nothing (it _exits), so its entry is stale: it is reclaimed.
@@ -46,7 +55,9 @@ fn killed_process_entry_is_reclaimed() {
     let scratch = Scratch::new();
     let child = fork_child(|| {
         let s = Segment::open_named(&name.0, &OpenOptions::new()).unwrap();
-        scratch.slot(0).store(u64::from(s.attach_slot()) + 1, Ordering::Release);
+        scratch
+            .slot(0)
+            .store(u64::from(s.attach_slot()) + 1, Ordering::Release);
         loop {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -58,7 +69,10 @@ fn killed_process_entry_is_reclaimed() {
     assert!(seg.attached().iter().all(|a| a.pid != pid));
     // The freed entry is claimed again.
     let again = Segment::open_named(&name.0, &OpenOptions::new()).unwrap();
-    assert_eq!(u64::from(again.attach_slot()) + 1, scratch.slot(0).load(Ordering::Acquire));
+    assert_eq!(
+        u64::from(again.attach_slot()) + 1,
+        scratch.slot(0).load(Ordering::Acquire)
+    );
 }
 
 #[test]
@@ -82,7 +96,10 @@ fn create_open_or_create_remove() {
     let st = rustix::fs::fstat(a.fd()).unwrap();
     assert_eq!(st.st_mode & 0o777, 0o640);
     Segment::remove_named(&name.0).unwrap();
-    assert!(matches!(Segment::remove_named(&name.0), Err(SegmentError::NotFound { .. })));
+    assert!(matches!(
+        Segment::remove_named(&name.0),
+        Err(SegmentError::NotFound { .. })
+    ));
     // Mappings outlive the name.
     assert_eq!(word(a.region(), DATA).load(Ordering::Acquire), 5);
 }
@@ -92,10 +109,18 @@ fn wrong_mode_size_and_format_are_typed_errors() {
     let name = ShmName::new("mismatch");
     let _seg = Segment::create_named(&name.0, &CreateOptions::new(16 << 10)).unwrap();
     let err = Segment::open_named(&name.0, &OpenOptions::new().expect_mode(0o644)).unwrap_err();
-    assert_eq!(err, SegmentError::ModeMismatch { expected: 0o644, found: 0o600 });
+    assert_eq!(
+        err,
+        SegmentError::ModeMismatch {
+            expected: 0o644,
+            found: 0o600
+        }
+    );
     assert!(err.to_string().contains("0o600"));
     let err = Segment::open_or_create_named(&name.0, &CreateOptions::new(1 << 20)).unwrap_err();
-    assert!(matches!(err, SegmentError::SizeMismatch { expected, found: 16384 } if expected == 1 << 20));
+    assert!(
+        matches!(err, SegmentError::SizeMismatch { expected, found: 16384 } if expected == 1 << 20)
+    );
 
     // An object that is not a segment.
     let other = ShmName::new("foreign");
@@ -114,7 +139,10 @@ fn wrong_mode_size_and_format_are_typed_errors() {
     // An object whose creator never finished: refused after the init timeout.
     rustix::io::pwrite(&fd, &[0; 32], 0).unwrap();
     let opts = OpenOptions::new().init_timeout(std::time::Duration::from_millis(20));
-    assert_eq!(Segment::open_named(&other.0, &opts).unwrap_err(), SegmentError::Uninitialised);
+    assert_eq!(
+        Segment::open_named(&other.0, &opts).unwrap_err(),
+        SegmentError::Uninitialised
+    );
     assert!(matches!(
         Segment::open_named("a/b", &opts),
         Err(SegmentError::InvalidName { .. })
@@ -126,17 +154,24 @@ fn hint_and_exact_placement() {
     let name = ShmName::new("placement");
     let seg = Segment::create_named(&name.0, &CreateOptions::new(16 << 10)).unwrap();
     let want = 0x5100_0000_0000usize;
-    let at = Segment::open_named(&name.0, &OpenOptions::new().placement(Placement::At(want))).unwrap();
+    let at =
+        Segment::open_named(&name.0, &OpenOptions::new().placement(Placement::At(want))).unwrap();
     assert_eq!(at.base().as_ptr() as usize, want);
     // The address is now taken: exact placement fails, a hint lands elsewhere.
     let err = Segment::open_named(&name.0, &OpenOptions::new().placement(Placement::At(want)))
         .unwrap_err();
     assert!(matches!(err, SegmentError::AddressTaken { addr, .. } if addr == want));
-    let hinted =
-        Segment::open_named(&name.0, &OpenOptions::new().placement(Placement::Hint(want))).unwrap();
+    let hinted = Segment::open_named(
+        &name.0,
+        &OpenOptions::new().placement(Placement::Hint(want)),
+    )
+    .unwrap();
     assert_ne!(hinted.base().as_ptr() as usize, want);
     assert!(matches!(
-        Segment::open_named(&name.0, &OpenOptions::new().placement(Placement::At(want + 1))),
+        Segment::open_named(
+            &name.0,
+            &OpenOptions::new().placement(Placement::At(want + 1))
+        ),
         Err(SegmentError::Unaligned { .. })
     ));
     // Three mappings of one segment in one process: same bytes, three addresses.

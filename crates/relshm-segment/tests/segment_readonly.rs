@@ -12,8 +12,8 @@ use segment_support::{DATA, LIMIT, ShmName, word};
 #[test]
 fn reads_work_and_writes_fault() {
     let name = ShmName::new("ro");
-    let seg = Segment::create_named(&name.0, &CreateOptions::new(16 << 10).max_size(1 << 20))
-        .unwrap();
+    let seg =
+        Segment::create_named(&name.0, &CreateOptions::new(16 << 10).max_size(1 << 20)).unwrap();
     word(seg.region(), DATA).store(0x1234_5678, Ordering::Release);
     let ro = ReadOnlySegment::open_named(&name.0, &OpenOptions::new()).unwrap();
     assert_ne!(ro.as_ptr(), seg.base().as_ptr().cast_const());

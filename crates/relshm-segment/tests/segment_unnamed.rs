@@ -16,7 +16,9 @@ fn forked_child_remaps_inherited_fd_at_another_address() {
     let scratch = Scratch::new();
     let child = fork_child(|| {
         let own = seg.reopen(Placement::Anywhere).unwrap();
-        scratch.slot(0).store(own.base().as_ptr() as u64, Ordering::Release);
+        scratch
+            .slot(0)
+            .store(own.base().as_ptr() as u64, Ordering::Release);
         // Increment through the child's own mapping.
         word(own.region(), DATA).fetch_add(1, Ordering::AcqRel);
         scratch.slot(1).store(1, Ordering::Release);

@@ -53,7 +53,9 @@ impl Drop for TempPath {
 
 /// The u64 at `offset` of a region, as an atomic.
 pub fn word(region: Region, offset: u64) -> &'static AtomicU64 {
-    let p = region.resolve_as::<u64>(offset).expect("offset inside the region");
+    let p = region
+        .resolve_as::<u64>(offset)
+        .expect("offset inside the region");
     // SAFETY: the tests keep the segment mapped while they use the word, the address is
     // checked and aligned, and shared words are only accessed atomically.
     unsafe { AtomicU64::from_ptr(p.as_ptr()) }
