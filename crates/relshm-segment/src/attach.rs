@@ -12,6 +12,11 @@
 //!   (claimers and listers), so a SIGKILLed process's entry is never leaked for good.
 //! - **list**: read `owner`, `start_time`, `base`, `owner` again; report the entry only if
 //!   `owner` did not change and is neither free nor busy.
+//!
+//! Why per-entry CAS rather than one `relshm_sync::Mutex` over the table: a claim or a
+//! detach is one word, so no process ever waits for another, and a process killed at any
+//! instruction leaves at most its own entry behind, which the liveness check reclaims;
+//! a table-wide lock would add a repair step after owner death and buy nothing.
 
 use crate::error::{Result, SegmentError};
 use crate::header::{ATTACH_CAPACITY, HeaderRef};

@@ -70,7 +70,7 @@ pub struct AttachEntry {
 /// The segment header (see the module docs for the layout and which fields are atomic).
 ///
 /// This type is the plain-bytes image used for validation and creation; running code
-/// reaches the atomic fields through [`HeaderRef`].
+/// reaches the atomic fields through the crate-private `HeaderRef`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
 pub struct Header {

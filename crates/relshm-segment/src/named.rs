@@ -3,13 +3,15 @@
 //!
 //! # Why not the `shared_memory` crate
 //!
-//! `shared_memory` (0.12) creates and opens named objects and maps them, but it cannot set
-//! the permission mode (it always uses 0600-or-umask semantics), cannot map at a chosen or
-//! fixed address, cannot map a window (view) of an object, and cannot grow a mapping in
-//! place inside a reservation. Every one of those is a requirement here, and none can be
-//! bolted on from outside because the crate owns the `mmap` call. So no segment kind uses
-//! it: named segments open the object with `rustix::shm` and share the mapping engine of
-//! the other kinds (`mapped.rs`), which does reservation + `MAP_FIXED` placement.
+//! `shared_memory` (0.12, unix backend) creates objects with the fixed mode
+//! `S_IRUSR | S_IWUSR` (0600, then filtered by the umask), maps them with a null address
+//! hint and always `PROT_READ | PROT_WRITE`, maps the whole object only, and unlinks it
+//! when the creating handle drops. Each of those collides with a requirement here: an
+//! exact permission mode, a chosen or fixed address, read-only attach, views, in-place
+//! growth inside a reservation, and a name that outlives its creator until
+//! [`Segment::remove_named`]. None of it can be added from outside, because the crate owns
+//! the `mmap` call. So no kind uses it: named segments open the object with `rustix::shm`
+//! and share the mapping engine of the other kinds (`mapped.rs`).
 
 use crate::error::{Result, SegmentError};
 use crate::mapped::Mapped;

@@ -32,6 +32,28 @@ pub enum SegmentKind {
 /// when the segment grows; it is unmapped (and this mapping's attach-table entry freed) on
 /// drop. One process may map one segment several times ([`Segment::reopen`]); each mapping
 /// has its own address and its own attach-table entry.
+///
+/// ```
+/// use relshm_segment::{CreateOptions, Placement, Segment};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// let seg = Segment::create_unnamed(&CreateOptions::new(64 << 10).max_size(1 << 20))?;
+/// let second = seg.reopen(Placement::Anywhere)?; // the same bytes at another address
+/// assert_ne!(seg.base(), second.base());
+///
+/// let word = |s: &Segment| {
+///     let p = s.region().resolve_as::<u64>(4096).unwrap();
+///     // SAFETY: in bounds and aligned (checked by resolve_as); shared words are atomics.
+///     unsafe { AtomicU64::from_ptr(p.as_ptr()) }
+/// };
+/// word(&seg).store(7, Ordering::Release);
+/// assert_eq!(word(&second).load(Ordering::Acquire), 7);
+///
+/// seg.grow(512 << 10)?; // in place: no mapping moves
+/// assert_eq!(second.region().len(), 512 << 10);
+/// assert_eq!(second.attached().len(), 2);
+/// # Ok::<(), relshm_segment::SegmentError>(())
+/// ```
 #[derive(Debug)]
 pub struct Segment {
     pub(crate) map: Mapped,
