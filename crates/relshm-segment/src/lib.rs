@@ -6,6 +6,8 @@
 //! Everything that lives in a segment is `#[repr(C)]`, fixed-width and validated when
 //! read: a segment's bytes are untrusted input.
 
+pub mod directory;
+pub mod heap;
 pub mod region;
 
 mod attach;

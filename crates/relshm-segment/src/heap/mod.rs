@@ -1,0 +1,406 @@
+//! The in-segment allocator: serves `alloc(size, align)` / `free(offset)` inside a
+//! segment, to any process at any mapping address, storing only offsets.
+//!
+//! # Layout
+//!
+//! A [`HeapControl`] (5312 bytes, 64-aligned, documented field by field) sits at the heap
+//! offset; the arena `[arena_start, arena_end)` is a chain of blocks. Every block starts
+//! with a 16-byte header, so payloads are 16-aligned:
+//!
+//! | offset in block | word | meaning |
+//! |---|---|---|
+//! | 0 | size word | bits 0..4 flags (bit 0 = allocated), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
+//! | 8 | previous size | the size of the block before it (0 for the first): the boundary tag used to coalesce backwards |
+//! | 16, 24 | next, prev | free blocks only: offsets of the neighbours in their bin's list (0 = none) |
+//!
+//! The last 16 bytes of the arena are the end sentinel: an allocated block of size 0.
+//!
+//! # Bins
+//!
+//! Free blocks below 1 KiB live in 62 exact-size bins (one size each, so the first block of
+//! the lowest non-empty bin that is big enough is the best fit). Larger blocks live in
+//! segregated bins, eight per power of two (TLSF geometry), found through two levels of
+//! bitmaps; the allocator scans the request's own bin for the smallest block that fits,
+//! else takes the smallest block of the next non-empty bin. Splits leave the tail free;
+//! `free` coalesces with both neighbours through the boundary tags.
+//!
+//! # Kill safety: the update order
+//!
+//! Only the *block chain* (the size words, walked from `arena_start` to the sentinel) is
+//! authoritative. The boundary tags, free lists, bitmaps, counters and `arena_end` are
+//! derived: after a process dies holding the heap lock ([`relshm_sync::Acquired::OwnerDied`])
+//! the next locker rebuilds them from the chain, merges adjacent free blocks, and only then
+//! marks the lock consistent. Every change to the chain is one aligned 8-byte store, made
+//! after everything it publishes is written:
+//!
+//! 1. **split** (alloc): write the tail's header inside the block's payload (invisible to
+//!    a walk), then shrink the block and mark it allocated in one store;
+//! 2. **leading gap** (over-aligned alloc): write the aligned block's header inside the
+//!    payload, then shrink the original block to the gap in one store;
+//! 3. **free**: mark the block free and swallow a free successor in one store, then let a
+//!    free predecessor swallow it in one store;
+//! 4. **extend**: write the new end sentinel past the old one, then turn the old sentinel
+//!    into a free block reaching it in one store, then update `arena_end`.
+//!
+//! A process killed between any two stores leaves a walkable chain; the worst outcome is a
+//! block that its dead allocator never received (a leak, visible in [`Heap::allocations`]),
+//! never a block that is both free and handed out.
+
+mod layout;
+mod ops;
+
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering::{Relaxed, Release};
+use core::time::Duration;
+
+use relshm_sync::{Acquired, LockError};
+
+use layout::{HEADER, encode, layout_word};
+pub use layout::{HEAP_CONTROL_SIZE, HEAP_MAGIC, HEAP_VERSION, HeapControl, MAX_ALIGN};
+/// Test hook (debug builds): the process `_exit(77)`s before the allocator's `n`-th store.
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub use ops::fault::exit_before_store;
+use ops::{Core, check_arena};
+
+use crate::{Region, RegionError};
+
+/// What went wrong in the allocator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeapError {
+    /// No free block is large enough.
+    #[error(
+        "out of memory: no free block for {size} bytes aligned to {align} (largest free \
+         payload: {largest_free} bytes); free something or grow the segment"
+    )]
+    OutOfMemory {
+        /// Requested size.
+        size: u64,
+        /// Requested alignment.
+        align: u64,
+        /// Largest payload that could be allocated (with alignment up to 16).
+        largest_free: u64,
+    },
+    /// The request itself is invalid.
+    #[error(
+        "invalid request of {size} bytes aligned to {align}: the alignment must be a power of \
+         two up to 4096 and the size below 2^48"
+    )]
+    BadRequest {
+        /// Requested size.
+        size: u64,
+        /// Requested alignment.
+        align: u64,
+    },
+    /// `free` (or a lookup) got an offset that is not the start of a live allocation.
+    #[error(
+        "offset {offset:#x} is not a live allocation of this heap (double free, or an offset \
+         from elsewhere)"
+    )]
+    NotAllocated {
+        /// The offending offset.
+        offset: u64,
+    },
+    /// The control block does not describe a heap this code can use.
+    #[error("heap control block is invalid: {what}; the segment is corrupted or not a relshm heap")]
+    BadControl {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// Heap metadata in the arena is inconsistent.
+    #[error(
+        "heap is corrupted at offset {offset:#x}: {what}; run verify() to see the extent, \
+         restore the segment from a copy"
+    )]
+    Corrupted {
+        /// Where the inconsistency was found.
+        offset: u64,
+        /// What is inconsistent.
+        what: &'static str,
+    },
+    /// The arena reaches past this process's mapping.
+    #[error(
+        "the heap reaches offset {end:#x} but only {mapped} bytes are mapped here: the \
+         segment grew, re-attach the heap through a refreshed mapping"
+    )]
+    Unmapped {
+        /// Arena end.
+        end: u64,
+        /// Bytes mapped in this process.
+        mapped: u64,
+    },
+    /// `extend` was given an unusable end.
+    #[error("cannot extend the heap from {end:#x} to {new_end:#x}: {what}")]
+    BadExtend {
+        /// Requested new end.
+        new_end: u64,
+        /// Current end.
+        end: u64,
+        /// Why not.
+        what: &'static str,
+    },
+    /// The heap lock could not be taken.
+    #[error("heap lock: {0}")]
+    Lock(#[from] LockError),
+    /// An offset did not resolve inside the mapping.
+    #[error(transparent)]
+    Region(#[from] RegionError),
+}
+
+/// A snapshot of the allocator's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeapStats {
+    /// Bytes in the arena (headers and the end sentinel included).
+    pub arena_bytes: u64,
+    /// Bytes in allocated blocks, headers included.
+    pub used_bytes: u64,
+    /// Number of live allocations.
+    pub used_blocks: u64,
+    /// Bytes in free blocks, headers included.
+    pub free_bytes: u64,
+    /// Number of free blocks.
+    pub free_blocks: u64,
+    /// Largest payload one `alloc` with alignment up to 16 can get right now.
+    pub largest_free: u64,
+    /// How many times a dead lock holder's half-done work was repaired.
+    pub repairs: u64,
+}
+
+/// A handle on an allocator that lives in a segment.
+///
+/// `Heap` is a view: it holds the [`Region`] and the control block's offset, and each
+/// operation takes the in-segment robust lock, so any number of handles in any number of
+/// processes can use one heap at once.
+///
+/// ```
+/// # use relshm_segment::{Region, heap::{Heap, HEAP_CONTROL_SIZE}};
+/// # use core::ptr::NonNull;
+/// let layout = std::alloc::Layout::from_size_align(1 << 16, 4096).unwrap();
+/// // SAFETY: a fresh allocation, freed at the end and used only through the region.
+/// let base = unsafe { std::alloc::alloc_zeroed(layout) };
+/// // SAFETY: the allocation is 64 KiB, page-aligned, writable and outlives the heap.
+/// let region = unsafe { Region::new(NonNull::new(base).unwrap(), 1 << 16) };
+/// // SAFETY: nobody else uses these bytes.
+/// let heap = unsafe { Heap::init(region, 0, HEAP_CONTROL_SIZE, 1 << 16) }.unwrap();
+/// let a = heap.alloc(100, 8).unwrap();
+/// let b = heap.alloc(5000, 64).unwrap();
+/// assert_eq!(b % 64, 0);
+/// assert_eq!(heap.verify().unwrap().used_blocks, 2);
+/// heap.free(a).unwrap();
+/// heap.free(b).unwrap();
+/// assert_eq!(heap.verify().unwrap().free_blocks, 1);
+/// # drop(heap);
+/// # unsafe { std::alloc::dealloc(base, layout) };
+/// ```
+#[derive(Debug, Clone)]
+pub struct Heap {
+    region: Region,
+    offset: u64,
+    ctl: NonNull<HeapControl>,
+    lock_timeout: Option<Duration>,
+}
+
+// SAFETY: Heap only names shared memory, which every thread may access; all access to the
+// control block and the arena goes through atomics under the in-segment lock.
+unsafe impl Send for Heap {}
+// SAFETY: as for Send.
+unsafe impl Sync for Heap {}
+
+/// Holds the heap lock; unlocks on drop.
+struct Locked<'h> {
+    heap: &'h Heap,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a Locked exists only while this thread holds the lock through this
+        // mapping (it is created right after a successful lock in `Heap::lock`).
+        unsafe { self.heap.control().lock.unlock() };
+    }
+}
+
+impl Heap {
+    /// Formats a new, empty heap: the control block at `heap_offset` (64-aligned), the
+    /// arena `[arena_start, arena_end)` (16-aligned, not overlapping the control block).
+    ///
+    /// # Safety
+    /// `region` must be writable, and no other process or thread may use the bytes of the
+    /// control block or the arena until `init` returns.
+    pub unsafe fn init(
+        region: Region,
+        heap_offset: u64,
+        arena_start: u64,
+        arena_end: u64,
+    ) -> Result<Heap, HeapError> {
+        let ctl_ptr = region.resolve_as::<HeapControl>(heap_offset)?;
+        check_arena(&region, heap_offset, arena_start, arena_end)?;
+        // SAFETY: resolve_as checked bounds and alignment; the caller guarantees exclusive
+        // access, and the all-zero HeapControl is an unlocked lock and empty bins.
+        unsafe { ctl_ptr.as_ptr().write_bytes(0, 1) };
+        let heap = Heap {
+            region,
+            offset: heap_offset,
+            ctl: ctl_ptr,
+            lock_timeout: None,
+        };
+        let ctl = heap.control();
+        let first = arena_start;
+        let sentinel = arena_end - HEADER;
+        let size = sentinel - first;
+        for (off, word) in [
+            (first, encode(first, size, false)),
+            (first + 8, 0),
+            (sentinel, encode(sentinel, 0, true)),
+            (sentinel + 8, size),
+        ] {
+            let p = region.resolve(off, 8, 8)?;
+            // SAFETY: resolved inside the arena, 8-aligned; exclusive access per the contract.
+            unsafe { p.as_ptr().cast::<u64>().write(word) };
+        }
+        ctl.arena_start.store(arena_start, Relaxed);
+        ctl.arena_end.store(arena_end, Relaxed);
+        ctl.layout.store(layout_word(), Relaxed);
+        // Bins and counters are derived: let the repair walk compute them.
+        Core::rebuild(&heap.region, ctl, heap_offset)?;
+        ctl.repairs.store(0, Relaxed);
+        ctl.magic.store(HEAP_MAGIC, Release);
+        Ok(heap)
+    }
+
+    /// Attaches to the heap whose control block is at `heap_offset`, validating it.
+    ///
+    /// # Safety
+    /// `region` must be writable (the allocator writes on every operation), and the heap's
+    /// bytes must be accessed only through `Heap` handles and the payloads it hands out.
+    pub unsafe fn attach(region: Region, heap_offset: u64) -> Result<Heap, HeapError> {
+        let ctl_ptr = region.resolve_as::<HeapControl>(heap_offset)?;
+        let heap = Heap {
+            region,
+            offset: heap_offset,
+            ctl: ctl_ptr,
+            lock_timeout: None,
+        };
+        let ctl = heap.control();
+        if ctl.magic.load(Relaxed) != HEAP_MAGIC {
+            return Err(HeapError::BadControl {
+                what: "wrong magic number",
+            });
+        }
+        if ctl.layout.load(Relaxed) != layout_word() {
+            return Err(HeapError::BadControl {
+                what: "unsupported heap layout version",
+            });
+        }
+        Core::new(&heap.region, ctl, heap_offset)?;
+        Ok(heap)
+    }
+
+    /// Bounds how long operations wait for the heap lock (`None`, the default, waits
+    /// forever). Use a bound on segments you do not trust: a corrupted lock word looks
+    /// like a lock held forever.
+    pub fn with_lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The region this handle resolves offsets in.
+    pub fn region(&self) -> Region {
+        self.region
+    }
+
+    /// The offset of the control block.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The control block's directory slot (see [`crate::directory`]).
+    pub(crate) fn directory_slot(&self) -> &core::sync::atomic::AtomicU64 {
+        &self.control().directory
+    }
+
+    /// How long operations wait for in-segment locks (`None` = forever).
+    pub fn lock_timeout(&self) -> Option<Duration> {
+        self.lock_timeout
+    }
+
+    fn control(&self) -> &HeapControl {
+        // SAFETY: resolved and checked in init/attach; the region stays mapped for the
+        // handle's life (the constructors' contract) and every bit pattern is a valid
+        // HeapControl (all atomics, and RawMutex treats any word as a state).
+        unsafe { self.ctl.as_ref() }
+    }
+
+    /// Takes the lock, repairing the heap first if its previous holder died.
+    fn lock(&self) -> Result<(Locked<'_>, Core<'_>), HeapError> {
+        let ctl = self.control();
+        let acquired = match self.lock_timeout {
+            None => ctl.lock.lock()?,
+            Some(d) => ctl.lock.lock_timeout(d)?,
+        };
+        let guard = Locked { heap: self };
+        if acquired == Acquired::OwnerDied {
+            // On failure the guard unlocks without make_consistent: the lock becomes
+            // not recoverable, which is right for a heap that cannot be repaired.
+            Core::rebuild(&self.region, ctl, self.offset)?;
+            // SAFETY: this thread holds the lock (guard); the heap was just repaired.
+            unsafe { ctl.lock.make_consistent() };
+        }
+        let core = Core::new(&self.region, ctl, self.offset)?;
+        Ok((guard, core))
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]) and
+    /// returns the payload's offset from the segment start.
+    pub fn alloc(&self, size: u64, align: u64) -> Result<u64, HeapError> {
+        let (_g, core) = self.lock()?;
+        core.alloc(size, align)
+    }
+
+    /// Frees the allocation at `offset` (as returned by [`alloc`](Self::alloc)). Offsets
+    /// that are not live allocations are refused with [`HeapError::NotAllocated`].
+    pub fn free(&self, offset: u64) -> Result<(), HeapError> {
+        let (_g, core) = self.lock()?;
+        core.free(offset)
+    }
+
+    /// The usable bytes of the live allocation at `offset` (at least what was requested).
+    pub fn usable_size(&self, offset: u64) -> Result<u64, HeapError> {
+        let (_g, core) = self.lock()?;
+        core.allocated(offset).map(|(_, size)| size - HEADER)
+    }
+
+    /// Adds `[arena_end, new_end)` to the arena, after the segment grew and this
+    /// handle's region maps `new_end`.
+    pub fn extend(&self, new_end: u64) -> Result<(), HeapError> {
+        let (_g, core) = self.lock()?;
+        core.extend(new_end)
+    }
+
+    /// The counters (used, free, largest free block, block counts).
+    pub fn stats(&self) -> Result<HeapStats, HeapError> {
+        let (_g, core) = self.lock()?;
+        core.stats()
+    }
+
+    /// Checks every invariant of the heap and returns its counters.
+    pub fn verify(&self) -> Result<HeapStats, HeapError> {
+        let (_g, core) = self.lock()?;
+        core.verify()
+    }
+
+    /// Rebuilds all derived metadata from the block chain, as after an owner's death
+    /// (useful after a [`HeapError::Corrupted`] in the bins).
+    pub fn repair(&self) -> Result<HeapStats, HeapError> {
+        let (_g, _) = self.lock()?;
+        Core::rebuild(&self.region, self.control(), self.offset)?;
+        Core::new(&self.region, self.control(), self.offset)?.verify()
+    }
+
+    /// Payload offsets of every live allocation, in address order (for inspection, and
+    /// to reclaim what dead processes leaked).
+    pub fn allocations(&self) -> Result<Vec<u64>, HeapError> {
+        let (_g, core) = self.lock()?;
+        core.allocations()
+    }
+}
