@@ -1,0 +1,4 @@
+//! Fuzz target: see `relshm_fuzz::translate_roundtrip`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relshm_fuzz::translate_roundtrip(data));
