@@ -540,7 +540,7 @@ impl Directory {
         let mut slot = None;
         let start = fnv1a(name, 0);
         for k in 0..self.capacity {
-            let i = (start + k) & mask;
+            let i = start.wrapping_add(k) & mask;
             let e = self.entry(i);
             match e.state.load(Acquire) {
                 EMPTY => return Ok(Err(slot.or(Some(i)))),
