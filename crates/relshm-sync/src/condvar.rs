@@ -1,11 +1,11 @@
 //! A process-shared condition variable for [`Mutex`].
 
+use crate::sync::Instant;
 use core::time::Duration;
-use std::time::Instant;
 
 use crate::error::MutexError;
 use crate::mutex::{Mutex, MutexGuard};
-use crate::sync::{self, AtomicU32, Ordering, Wake};
+use crate::sync::{self, AtomicU32, Ordering, Wake, fence};
 
 /// A condition variable usable in place in shared memory with any [`Mutex`].
 ///
@@ -102,30 +102,33 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         d: Option<Duration>,
     ) -> (WaitResult<'a, T>, bool) {
-        // Announce ourselves before sampling the sequence: a notifier bumps the sequence
-        // and then reads `waiters` (both SeqCst), so either it sees us, or we see its bump
-        // and the futex wait returns at once.
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let seq = self.seq.load(Ordering::SeqCst);
+        // Announce ourselves, SeqCst fence, then sample the sequence. A notifier bumps the
+        // sequence, SeqCst fence, reads `waiters`: either it sees us, or we see its bump
+        // (then our futex wait returns at once).
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seq = self.seq.load(Ordering::Relaxed);
         let mutex: &'a Mutex<T> = guard.unlock_into_mutex();
         let woke = sync::futex_wait(&self.seq, seq, d);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
         let timed_out = woke == Wake::TimedOut;
         (MutexGuard::relock(mutex, mutex.raw().lock()), timed_out)
     }
 
     /// Wakes one waiter (in any process).
     pub fn notify_one(&self) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        self.seq.fetch_add(1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             sync::futex_wake(&self.seq, 1);
         }
     }
 
     /// Wakes every waiter (in any process).
     pub fn notify_all(&self) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        self.seq.fetch_add(1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             sync::futex_wake(&self.seq, i32::MAX as u32);
         }
     }

@@ -6,6 +6,7 @@
 mod condvar;
 pub mod docs;
 mod error;
+#[cfg(not(loom))]
 mod lock_api_impl;
 mod mutex;
 mod raw_mutex;

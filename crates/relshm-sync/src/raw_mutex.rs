@@ -1,8 +1,8 @@
 //! The robust, process-shared raw mutex.
 
+use crate::sync::Instant;
 use core::sync::atomic::AtomicU64;
 use core::time::Duration;
-use std::time::Instant;
 
 use crate::error::LockError;
 use crate::sync::{self, AtomicU32, Links, Ordering, Wake};
@@ -18,7 +18,7 @@ pub const OWNER_DIED: u32 = 0x4000_0000;
 pub const NOT_RECOVERABLE: u32 = TID_MASK;
 
 /// Busy-wait rounds before sleeping in the kernel.
-const SPIN: u32 = 100;
+const SPIN: u32 = if cfg!(loom) { 1 } else { 100 };
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

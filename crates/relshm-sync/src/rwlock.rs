@@ -19,15 +19,19 @@
 //!   Released without `make_consistent`, the lock becomes permanently not recoverable for
 //!   readers and writers.
 
+use crate::sync::Instant;
 use core::time::Duration;
-use std::time::Instant;
 
 use crate::error::LockError;
 use crate::raw_mutex::{Acquired, RawMutex};
 use crate::sync::{self, AtomicU32, Ordering};
 
 /// Number of reader slots: at most this many readers hold the lock at once (more wait).
+#[cfg(not(loom))]
 pub const READER_SLOTS: usize = 16;
+/// Number of reader slots (small in the loom model to keep it tractable).
+#[cfg(loom)]
+pub const READER_SLOTS: usize = 2;
 
 /// One reader slot: a robust mutex padded to a cache line.
 #[repr(C)]
@@ -328,6 +332,7 @@ impl RawRwLock {
     ///
     /// # Safety
     /// The calling thread holds exclusive access.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) unsafe fn give_back_owner_died(&self) {
         for s in self.slots.iter().rev() {
             // SAFETY: exclusive access holds every slot.

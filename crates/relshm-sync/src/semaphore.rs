@@ -1,10 +1,10 @@
 //! A process-shared counting semaphore and events built on the same futex word.
 
+use crate::sync::Instant;
 use core::time::Duration;
-use std::time::Instant;
 
 use crate::error::LockError;
-use crate::sync::{self, AtomicU32, Ordering, Wake};
+use crate::sync::{self, AtomicU32, Ordering, Wake, fence};
 
 /// `post` would push the count past [`Semaphore::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,13 +89,15 @@ impl Semaphore {
             }
             match self
                 .count
-                .compare_exchange_weak(c, c + 1, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(c, c + 1, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(x) => c = x,
             }
         }
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        // Dekker with the waiter (see wait_until): store, SeqCst fence, load.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             sync::futex_wake(&self.count, 1);
         }
         Ok(())
@@ -133,15 +135,17 @@ impl Semaphore {
                 return Ok(());
             }
             let timeout = left(deadline)?;
-            // Announce, then re-check the count (both SeqCst): a poster bumps the count
-            // and then reads `waiters`, so one of us sees the other.
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            let woke = if self.count.load(Ordering::SeqCst) == 0 {
+            // Announce, SeqCst fence, re-check the count. A poster bumps the count, SeqCst
+            // fence, reads `waiters`: the fences order the two, so one of us sees the
+            // other (either the poster wakes us or we do not sleep).
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let woke = if self.count.load(Ordering::Relaxed) == 0 {
                 sync::futex_wait(&self.count, 0, timeout)
             } else {
                 Wake::Woken
             };
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
             if woke == Wake::TimedOut && self.try_wait().is_err() {
                 left(deadline)?;
             }
@@ -208,8 +212,10 @@ impl<const AUTO: bool> Event<AUTO> {
 
     /// Sets the event and wakes every waiter (manual) or one (auto).
     pub fn set(&self) {
-        self.state.store(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        self.state.store(1, Ordering::Release);
+        // Dekker with the waiter, as in Semaphore.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             sync::futex_wake(&self.state, if AUTO { 1 } else { i32::MAX as u32 });
         }
     }
@@ -250,13 +256,14 @@ impl<const AUTO: bool> Event<AUTO> {
                 return Ok(());
             }
             let timeout = left(deadline)?;
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            let woke = if self.state.load(Ordering::SeqCst) == 0 {
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let woke = if self.state.load(Ordering::Relaxed) == 0 {
                 sync::futex_wait(&self.state, 0, timeout)
             } else {
                 Wake::Woken
             };
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
             if woke == Wake::TimedOut && self.try_wait().is_err() {
                 left(deadline)?;
             }

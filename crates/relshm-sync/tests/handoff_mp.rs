@@ -1,5 +1,6 @@
 //! Multi-process tests of Condvar, Semaphore and events: hand-offs lose no wake-up,
 //! timeouts return on time, OwnerDied surfaces through a condvar wait.
+#![cfg(not(loom))]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The lock_api implementations, in one process.
+#![cfg(not(loom))]
 
 use relshm_sync::{RawMutex, RawRwLock};
 use std::sync::Arc;

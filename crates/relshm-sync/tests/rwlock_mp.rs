@@ -1,4 +1,5 @@
 //! Multi-process tests of the robust RwLock: real processes, different addresses.
+#![cfg(not(loom))]
 
 mod common;
 

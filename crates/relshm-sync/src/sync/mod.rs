@@ -29,6 +29,7 @@ pub(crate) enum Wake {
 
 /// The robust-list fields of one lock: its futex word and its `{prev, next}` node pair
 /// (process-local pointers, meaningful only to the owning thread and the kernel).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) struct Links<'a> {
     pub(crate) word: &'a AtomicU32,
     pub(crate) prev: &'a core::sync::atomic::AtomicU64,

@@ -14,9 +14,11 @@ use loom::sync::{Condvar, Mutex};
 use std::cell::{Cell, RefCell};
 
 use super::Links;
-pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, Ordering, fence};
 
 loom::lazy_static! {
+    /// The model's clock (nanoseconds): it only moves when a timed wait "sleeps".
+    static ref CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     static ref FUTEX: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
     static ref NEXT_TID: AtomicU32 = AtomicU32::new(1);
 }
@@ -28,7 +30,12 @@ loom::thread_local! {
 
 /// Modelled `FUTEX_WAIT`.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
-    if timeout.is_some() {
+    if let Some(d) = timeout {
+        // A timed wait sleeps its whole timeout at once: time jumps forward.
+        CLOCK.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX / 2)) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         return Wake::TimedOut;
     }
     let g = FUTEX.0.lock().unwrap();
@@ -104,5 +111,31 @@ pub fn simulate_owner_death() {
                 Err(x) => w = x,
             }
         }
+    }
+}
+
+/// The model's `Instant`: a point on the model clock, which advances only by timed waits,
+/// so every timeout path is explored deterministically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Instant(u64);
+
+impl Instant {
+    pub(crate) fn now() -> Self {
+        Instant(CLOCK.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub(crate) fn checked_add(self, d: Duration) -> Option<Self> {
+        u64::try_from(d.as_nanos())
+            .ok()
+            .and_then(|n| self.0.checked_add(n))
+            .map(Instant)
+    }
+
+    pub(crate) fn checked_duration_since(self, earlier: Self) -> Option<Duration> {
+        self.0.checked_sub(earlier.0).map(Duration::from_nanos)
+    }
+
+    pub(crate) fn saturating_duration_since(self, earlier: Self) -> Duration {
+        self.checked_duration_since(earlier).unwrap_or_default()
     }
 }

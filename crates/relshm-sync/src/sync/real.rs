@@ -6,7 +6,9 @@ use rustix::thread::futex;
 use std::cell::Cell;
 use std::sync::Once;
 
-pub(crate) use core::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use std::time::Instant;
+
+pub(crate) use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 pub(crate) use crate::robust::{dequeue, enqueue, op_begin, op_end};
 
