@@ -22,6 +22,17 @@ const PREV: u64 = HEADER + 8;
 /// The previous block's size lives in the second header word.
 const PREV_SIZE: u64 = 8;
 
+/// Adds to a counter. The heap lock serialises all writers, so a plain load and store
+/// does (a locked read-modify-write would cost more than the rest of the operation).
+fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Subtracts from a counter; see [`add`].
+fn sub(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
+}
+
 fn corrupt(offset: u64, what: &'static str) -> HeapError {
     HeapError::Corrupted { offset, what }
 }
@@ -167,8 +178,8 @@ impl<'a> Core<'a> {
         head.store(off, Relaxed);
         self.set_map(bin, true);
         fault::point();
-        self.ctl.free_bytes.fetch_add(size, Relaxed);
-        self.ctl.free_blocks.fetch_add(1, Relaxed);
+        add(&self.ctl.free_bytes, size);
+        add(&self.ctl.free_blocks, 1);
         Ok(())
     }
 
@@ -200,8 +211,8 @@ impl<'a> Core<'a> {
             self.set_map(bin, false);
         }
         fault::point();
-        self.ctl.free_bytes.fetch_sub(size, Relaxed);
-        self.ctl.free_blocks.fetch_sub(1, Relaxed);
+        sub(&self.ctl.free_bytes, size);
+        sub(&self.ctl.free_blocks, 1);
         Ok(())
     }
 
@@ -324,8 +335,8 @@ impl<'a> Core<'a> {
             self.put(b, encode(b, s, true), Release)?;
         }
         fault::point();
-        self.ctl.used_bytes.fetch_add(s, Relaxed);
-        self.ctl.used_blocks.fetch_add(1, Relaxed);
+        add(&self.ctl.used_bytes, s);
+        add(&self.ctl.used_blocks, 1);
         Ok(b + HEADER)
     }
 
@@ -378,8 +389,8 @@ impl<'a> Core<'a> {
         // Publish: B is free and has swallowed a free successor, in one store.
         self.put(b, encode(b, size, false), Release)?;
         fault::point();
-        self.ctl.used_bytes.fetch_sub(s, Relaxed);
-        self.ctl.used_blocks.fetch_sub(1, Relaxed);
+        sub(&self.ctl.used_bytes, s);
+        sub(&self.ctl.used_blocks, 1);
         let mut first = b;
         if b != self.start {
             let p = b - self.word(b + PREV_SIZE)?.load(Relaxed);
@@ -677,14 +688,14 @@ impl<'a> Core<'a> {
         }
         core.walk(|b, size, used| {
             if used {
-                ctl.used_bytes.fetch_add(size, Relaxed);
-                ctl.used_blocks.fetch_add(1, Relaxed);
+                add(&ctl.used_bytes, size);
+                add(&ctl.used_blocks, 1);
                 Ok(())
             } else {
                 core.insert(b, size)
             }
         })?;
-        ctl.repairs.fetch_add(1, Relaxed);
+        add(&ctl.repairs, 1);
         Ok(())
     }
 }
