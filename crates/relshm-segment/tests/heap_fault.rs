@@ -9,7 +9,8 @@ mod heap_common;
 use std::time::Duration;
 
 use heap_common::Mem;
-use relshm_segment::heap::{Heap, exit_before_store};
+use relshm_segment::Region;
+use relshm_segment::heap::{Heap, HeapError, exit_before_store};
 use relshm_testkit::{Exit, fork_child};
 
 const START: u64 = 8192;
@@ -93,4 +94,30 @@ fn death_before_any_store_is_repaired() {
         n - 1
     );
     assert!(n > 50, "the script made only {} stores", n - 1);
+}
+
+#[test]
+fn a_process_that_cannot_repair_does_not_brick_the_lock() {
+    let mem = Mem::shared(MAPPED);
+    // SAFETY: fresh memory, used only through heap handles.
+    let full = unsafe { Heap::init(mem.region(), 0, START, END) }.unwrap();
+    // A handle whose mapping predates the growth below.
+    // SAFETY: a prefix of `mem`'s mapping, which outlives it.
+    let stale_region = unsafe { Region::new(mem.region().base(), END) };
+    // SAFETY: as above.
+    let stale = unsafe { Heap::attach(stale_region, 0) }.unwrap();
+    let exit = run_child(&mem, |heap| {
+        heap.extend(END + (32 << 10)).unwrap();
+        exit_before_store(3);
+        heap.alloc(100, 16).unwrap();
+    });
+    assert_eq!(exit, Exit::Code(77));
+    let err = stale.alloc(100, 16).unwrap_err();
+    assert!(matches!(err, HeapError::Unmapped { .. }), "{err}");
+    // The process that maps everything repairs and carries on.
+    let a = full.alloc(100, 16).unwrap();
+    let stats = full.verify().unwrap();
+    assert_eq!((stats.repairs, stats.used_blocks), (1, 1));
+    full.free(a).unwrap();
+    assert!(matches!(stale.alloc(8, 8), Err(HeapError::Unmapped { .. })));
 }

@@ -49,13 +49,14 @@ const SIZE_MASK: u64 = (1 << 48) - 1;
 /// | 72 | `small_map` | bit i set iff small bin i is non-empty (derived) |
 /// | 80 | `large_map` | bit f set iff some large bin of first level f is non-empty (derived) |
 /// | 88 | `directory` | offset of the named-object directory's table, 0 = none yet |
-/// | 96..128 | reserved | zero |
+/// | 96 | `needs_repair` | 1 from a dead holder's detection until a rebuild succeeds |
+/// | 104..128 | reserved | zero |
 /// | 128..192 | `lock` | the robust [`relshm_sync::RawMutex`], padded to 64 bytes |
 /// | 192 | `large_sub_maps[64]` | per first level, bit s set iff large bin (f, s) is non-empty |
 /// | 704 | `small_heads[64]` | first free block of each small bin, 0 = empty |
 /// | 1216 | `large_heads[512]` | first free block of each large bin, 0 = empty |
 ///
-/// Only `magic`, `layout`, `arena_start`, `directory`, the lock and the block chain in the arena are
+/// Only `magic`, `layout`, `arena_start`, `directory`, `needs_repair`, the lock and the block chain in the arena are
 /// authoritative; everything marked derived is rebuilt from the chain after a holder died.
 /// Every field is an atomic, so any bit pattern is a valid `HeapControl`.
 #[repr(C, align(64))]
@@ -72,7 +73,8 @@ pub struct HeapControl {
     pub(crate) small_map: AtomicU64,
     pub(crate) large_map: AtomicU64,
     pub(crate) directory: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 4],
+    pub(crate) needs_repair: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 3],
     pub(crate) lock: relshm_sync::RawMutex,
     lock_pad: [u8; 64 - size_of::<relshm_sync::RawMutex>()],
     pub(crate) large_sub_maps: [AtomicU64; 64],

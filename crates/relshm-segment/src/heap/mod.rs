@@ -29,8 +29,10 @@
 //! Only the *block chain* (the size words, walked from `arena_start` to the sentinel) is
 //! authoritative. The boundary tags, free lists, bitmaps, counters and `arena_end` are
 //! derived: after a process dies holding the heap lock ([`relshm_sync::Acquired::OwnerDied`])
-//! the next locker rebuilds them from the chain, merges adjacent free blocks, and only then
-//! marks the lock consistent. Every change to the chain is one aligned 8-byte store, made
+//! the next locker sets `needs_repair` in the control block, marks the lock consistent, and
+//! rebuilds them from the chain (merging adjacent free blocks); every locker retries the
+//! rebuild while `needs_repair` is set, so a process that cannot repair (its mapping is
+//! too small, or the chain is corrupted) reports an error without bricking the lock. Every change to the chain is one aligned 8-byte store, made
 //! after everything it publishes is written:
 //!
 //! 1. **split** (alloc): write the tail's header inside the block's payload (invisible to
@@ -340,11 +342,16 @@ impl Heap {
         };
         let guard = Locked { heap: self };
         if acquired == Acquired::OwnerDied {
-            // On failure the guard unlocks without make_consistent: the lock becomes
-            // not recoverable, which is right for a heap that cannot be repaired.
-            Core::rebuild(&self.region, ctl, self.offset)?;
-            // SAFETY: this thread holds the lock (guard); the heap was just repaired.
+            // Record the debt in the segment, then make the lock usable again: a process
+            // that cannot repair (say, its mapping predates a growth) must not leave the
+            // lock permanently unrecoverable for one that can.
+            ctl.needs_repair.store(1, Relaxed);
+            // SAFETY: this thread holds the lock (guard).
             unsafe { ctl.lock.make_consistent() };
+        }
+        if ctl.needs_repair.load(Relaxed) != 0 {
+            Core::rebuild(&self.region, ctl, self.offset)?;
+            ctl.needs_repair.store(0, Relaxed);
         }
         let core = Core::new(&self.region, ctl, self.offset)?;
         Ok((guard, core))
@@ -393,8 +400,10 @@ impl Heap {
     /// (useful after a [`HeapError::Corrupted`] in the bins).
     pub fn repair(&self) -> Result<HeapStats, HeapError> {
         let (_g, _) = self.lock()?;
-        Core::rebuild(&self.region, self.control(), self.offset)?;
-        Core::new(&self.region, self.control(), self.offset)?.verify()
+        let ctl = self.control();
+        Core::rebuild(&self.region, ctl, self.offset)?;
+        ctl.needs_repair.store(0, Relaxed);
+        Core::new(&self.region, ctl, self.offset)?.verify()
     }
 
     /// Payload offsets of every live allocation, in address order (for inspection, and

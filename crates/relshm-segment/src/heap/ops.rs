@@ -653,8 +653,15 @@ impl<'a> Core<'a> {
                 end = Some(b + HEADER);
                 break;
             }
-            if size < MIN_BLOCK || size > limit - HEADER - b {
-                return Err(corrupt(b, "block size runs past the mapped region"));
+            if size < MIN_BLOCK {
+                return Err(corrupt(b, "block is smaller than the minimum"));
+            }
+            if size > limit - HEADER - b {
+                // Either corruption or a growth this mapping does not cover yet.
+                return Err(HeapError::Unmapped {
+                    end: b.saturating_add(size).saturating_add(HEADER),
+                    mapped: region.len(),
+                });
             }
             if !used && last_free {
                 last_size += size;
