@@ -16,6 +16,22 @@ mod rwlock;
 mod semaphore;
 mod sync;
 
+/// The atomics and shared-futex facade the locks here are written against, for lock-free
+/// algorithms in other crates (queues, streams) that loom must model too: under
+/// `--cfg loom` every item is loom's (the futex and clock modelled), otherwise the real
+/// atomics, `std::time::Instant` and Linux shared futexes (never `FUTEX_PRIVATE_FLAG`).
+pub mod facade {
+    #[cfg(loom)]
+    pub use crate::sync::Instant;
+    pub use crate::sync::{Wake, futex_wait, futex_wake, spin_hint};
+    #[cfg(not(loom))]
+    pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+    #[cfg(loom)]
+    pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+    #[cfg(not(loom))]
+    pub use std::time::Instant;
+}
+
 pub use condvar::{Condvar, WaitResult};
 pub use error::{LockError, MutexError};
 pub use mutex::{Mutex, MutexGuard};

@@ -230,16 +230,24 @@ impl RawMutex {
     /// made consistent) it becomes permanently not recoverable and every waiter is woken
     /// to learn so.
     ///
+    /// If the calling thread's id is not the one in the lock word (for example a guard
+    /// inherited across `fork`: the lock belongs to the parent's thread), this does nothing.
+    ///
     /// # Safety
     /// The calling thread must hold the lock (acquired by `lock`/`try_lock`/`lock_timeout`
     /// on this thread and not yet unlocked), and the lock's memory must be the same mapping
     /// it was locked through or another mapping of the same memory in this process.
     #[inline]
     pub unsafe fn unlock(&self) {
+        let w = self.word.load(Ordering::Relaxed);
+        if w & TID_MASK != sync::current_tid() {
+            // Not ours: typically a guard inherited by a forked child, whose lock belongs
+            // to the parent's thread (and to the parent's robust list). Touch nothing.
+            return;
+        }
         let links = self.links();
         let h = sync::op_begin(&links);
         sync::dequeue(h, &links);
-        let w = self.word.load(Ordering::Relaxed);
         if w & OWNER_DIED != 0 {
             self.word.swap(NOT_RECOVERABLE, Ordering::Release);
             sync::futex_wake(&self.word, i32::MAX as u32);

@@ -287,3 +287,44 @@ fn robust_list_is_compatible_with_glibc() {
         }
     }
 }
+
+/// fork while holding a lock: the child inherits a copy of the guard state but the lock
+/// stays the parent's; an unlock attempt in the child changes nothing, and the child's own
+/// robust list (reset by glibc) still reports the child's death on its own locks.
+#[test]
+fn fork_while_holding_keeps_the_lock_the_parents() {
+    let shm = Shm::new(4096);
+    let parent = shm.map();
+    let m: &RawMutex = parent.at(0);
+    let other: &RawMutex = parent.at(64);
+    assert_eq!(m.lock(), Ok(relshm_sync::Acquired::Clean));
+    let me = m.owner();
+    let scratch = Scratch::new();
+    let child = fork_child(|| {
+        // SAFETY: deliberately violated: the child does not hold it (the parent does);
+        // unlock must detect that and do nothing.
+        unsafe { m.unlock() };
+        if m.owner() != me || m.try_lock() != Err(relshm_sync::LockError::WouldBlock) {
+            return 1;
+        }
+        let _ = other.lock();
+        scratch.slot(0).store(1, Ordering::Release);
+        loop {
+            std::thread::park();
+        }
+    });
+    scratch.wait_for(0, 1, LIMIT);
+    assert_eq!(child.kill_and_wait(), Exit::Signal(libc::SIGKILL));
+    assert_eq!(m.owner(), me);
+    assert_eq!(
+        other.lock_timeout(LIMIT),
+        Ok(relshm_sync::Acquired::OwnerDied)
+    );
+    // SAFETY: this thread holds both.
+    unsafe {
+        other.make_consistent();
+        other.unlock();
+        m.unlock();
+    }
+    assert!(!m.is_locked());
+}

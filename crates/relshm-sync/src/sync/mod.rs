@@ -9,18 +9,20 @@
 mod real;
 #[cfg(not(loom))]
 pub(crate) use real::*;
+#[cfg(not(loom))]
+pub use real::{futex_wait, futex_wake, spin_hint};
 
 #[cfg(loom)]
 mod model;
 #[cfg(loom)]
-pub use model::simulate_owner_death;
-#[cfg(loom)]
 pub(crate) use model::*;
+#[cfg(loom)]
+pub use model::{Instant, futex_wait, futex_wake, simulate_owner_death, spin_hint};
 
 /// What a wait on a futex ended with. Every caller re-checks its word afterwards, so
 /// spurious returns are harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wake {
+pub enum Wake {
     /// Woken, the word differed already, or interrupted.
     Woken,
     /// The timeout elapsed.

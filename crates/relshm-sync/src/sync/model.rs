@@ -29,7 +29,7 @@ loom::thread_local! {
 }
 
 /// Modelled `FUTEX_WAIT`.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
     if let Some(d) = timeout {
         // A timed wait sleeps its whole timeout at once: time jumps forward.
         CLOCK.fetch_add(
@@ -47,13 +47,13 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// Modelled `FUTEX_WAKE` (wakes everyone: a superset of the real behaviour).
-pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {
+pub fn futex_wake(_word: &AtomicU32, _n: u32) {
     let _g = FUTEX.0.lock().unwrap();
     FUTEX.1.notify_all();
 }
 
 /// Spin hint: a loom yield, so spin loops terminate in the model.
-pub(crate) fn spin_hint() {
+pub fn spin_hint() {
     loom::thread::yield_now();
 }
 
@@ -117,25 +117,25 @@ pub fn simulate_owner_death() {
 /// The model's `Instant`: a point on the model clock, which advances only by timed waits,
 /// so every timeout path is explored deterministically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Instant(u64);
+pub struct Instant(u64);
 
 impl Instant {
-    pub(crate) fn now() -> Self {
+    pub fn now() -> Self {
         Instant(CLOCK.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    pub(crate) fn checked_add(self, d: Duration) -> Option<Self> {
+    pub fn checked_add(self, d: Duration) -> Option<Self> {
         u64::try_from(d.as_nanos())
             .ok()
             .and_then(|n| self.0.checked_add(n))
             .map(Instant)
     }
 
-    pub(crate) fn checked_duration_since(self, earlier: Self) -> Option<Duration> {
+    pub fn checked_duration_since(self, earlier: Self) -> Option<Duration> {
         self.0.checked_sub(earlier.0).map(Duration::from_nanos)
     }
 
-    pub(crate) fn saturating_duration_since(self, earlier: Self) -> Duration {
+    pub fn saturating_duration_since(self, earlier: Self) -> Duration {
         self.checked_duration_since(earlier).unwrap_or_default()
     }
 }

@@ -14,7 +14,7 @@ pub(crate) use crate::robust::{dequeue, enqueue, op_begin, op_end};
 
 /// Sleeps while `*word == expected`, at most `timeout` (relative). Uses a shared futex so
 /// the kernel keys it by the backing page and every mapping of the page shares it.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
     let ts = timeout.map(|d| rustix::thread::futex::Timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
         tv_nsec: i64::from(d.subsec_nanos()),
@@ -27,7 +27,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// Wakes at most `n` waiters sleeping on `word` in any process.
-pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+pub fn futex_wake(word: &AtomicU32, n: u32) {
     // Errors are impossible for a valid aligned address (EFAULT cannot happen for a
     // reference); there is nothing useful to do with one anyway.
     let _ = futex::wake(word, futex::Flags::empty(), n);
@@ -35,7 +35,7 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
 
 /// A hint inside short spin loops.
 #[inline]
-pub(crate) fn spin_hint() {
+pub fn spin_hint() {
     core::hint::spin_loop();
 }
 
