@@ -1,1 +1,100 @@
-//! Design notes (documentation only).
+//! Design notes: how the locks work and how each known trap is handled.
+//!
+//! # The lock word
+//!
+//! Every owned lock ([`RawMutex`](crate::RawMutex), and through it the writer lock and the
+//! reader slots of [`RawRwLock`](crate::RawRwLock)) is one `u32` in the kernel's
+//! robust-futex format: owner thread id in bits 0..30 ([`TID_MASK`](crate::TID_MASK)),
+//! [`OWNER_DIED`](crate::OWNER_DIED) (bit 30), [`WAITERS`](crate::WAITERS) (bit 31).
+//!
+//! - Uncontended lock: one CAS `0 -> tid`; unlock: one swap to `0`. A futex wake happens
+//!   only if `WAITERS` was set.
+//! - Contended: spin briefly, set `WAITERS`, `FUTEX_WAIT` on a *shared* futex (never
+//!   `FUTEX_PRIVATE_FLAG`: the kernel keys it by the backing page, so mappings at different
+//!   addresses in different processes meet on the same futex). A thread that slept takes
+//!   the lock with `WAITERS` set, so its unlock wakes the next sleeper: no lost wake-up, at
+//!   worst one futile wake.
+//! - Owner death: the kernel sets `OWNER_DIED`, clears the tid and wakes one waiter. The
+//!   next locker takes the word with `OWNER_DIED` kept and gets `OwnerDied`; the bit stays
+//!   until `make_consistent`. Unlocking while it is still set stores
+//!   [`NOT_RECOVERABLE`](crate::NOT_RECOVERABLE) (tid all ones, never a real id) and wakes
+//!   everyone, who then get `NotRecoverable`.
+//!
+//! # How owner death is detected: the kernel robust list
+//!
+//! The kernel walks a per-thread list of held robust locks when a thread exits for any
+//! reason, SIGKILL included, and acts *at that moment* (`Documentation/locking/
+//! robust-futex-ABI.rst`). There is one list per thread and glibc registers it at thread
+//! creation for its own robust `pthread_mutex_t`s. So [`RawMutex`](crate::RawMutex) is a
+//! list node with glibc's node shape on 64-bit glibc targets (lock word at `node - 32`,
+//! `{prev, next}` at offsets 24 and 32, like `__data.__list` of `pthread_mutex_t`), and a
+//! lock is linked into the calling thread's list after it is acquired and unlinked before
+//! it is released, each announced in `list_op_pending` so that a death half-way is still
+//! seen. glibc's own robust mutexes and ours share the list in any order (tested).
+//!
+//! Measured on the development machine (2 cores, loaded): kill -> `OwnerDied` latency over
+//! 100 rounds, median about 0.1 ms, worst under 10 ms.
+//!
+//! # The traps, one by one
+//!
+//! - **glibc already registered a list.** We do not register another (that would
+//!   silently disable glibc's robust mutexes): we read glibc's head with
+//!   `get_robust_list(0)` and link into it. Its `futex_offset` is checked against ours;
+//!   if no list is registered (not glibc) we register our own head of the same shape; if a
+//!   list with another offset is registered, owner death is not detected for that thread
+//!   ([`robust_supported`](crate::robust_supported) says so) and the locks still work
+//!   (use timeouts there).
+//! - **PID reuse.** Nobody ever compares a stored id with a live process later: the
+//!   kernel marks the dead thread's locks while it tears the thread down, before the id can
+//!   be reused. A recycled id therefore cannot be mistaken for the dead owner. (A stale id
+//!   can only stay in a word when the walk could not reach the lock: see *unmapped*.)
+//! - **PID namespaces.** The word holds the id in the owner's own namespace (`gettid`,
+//!   the kernel's `task_pid_vnr`), and the kernel compares it, at death, with the dying
+//!   thread's id in that same namespace, so robustness works across namespaces. Ids of
+//!   processes in different namespaces may collide: [`owner`](crate::RawMutex::owner) is
+//!   then informational only, and `RawRwLock::unlock_shared_any` (used by the `lock_api`
+//!   impl, which has no slot token) should not be used across namespaces; the typed
+//!   guards carry their slot and are unaffected.
+//! - **A lock unmapped while held.** The kernel's walk stops at a node it cannot read, and
+//!   glibc's next list operation would write into it. Guards borrow the mapping, so safe
+//!   code cannot unmap a held lock; `mem::forget(guard)` followed by an unmap (or exit after
+//!   unmapping) leaves the lock held by a dead id forever: lockers then need
+//!   `lock_timeout` (tested). Layers above must not unmap a segment while guards live.
+//! - **fork.** glibc empties and re-registers the child's list; an `atfork` handler
+//!   resets our cached thread id and list head. Locks the parent held stay the parent's:
+//!   unlocking one in the child (a guard inherited by the child) does nothing (tested).
+//! - **Threads.** Guards are `!Send`: a lock is linked into the locking thread's list and
+//!   must be released by that thread.
+//! - **Untrusted bytes.** Any lock word is a state; a garbage id looks like a lock held by
+//!   a thread that may never release it, so code mapping segments it does not trust should
+//!   use the `*_timeout` calls. The list links are process-local pointers that only the
+//!   owning thread and its kernel follow; null or misaligned links are refused, but a
+//!   process that overwrites the links of a lock *while another process holds it* can
+//!   corrupt that owner's robust list (exactly as with process-shared robust
+//!   `pthread_mutex_t`s).
+//! - **Recursion.** Locking a lock the thread already holds deadlocks (as with
+//!   `std::sync::Mutex`); use `try_lock` if unsure.
+//!
+//! # Readers-writer lock and reader death
+//!
+//! See [`RawRwLock`](crate::RawRwLock): a writer mutex plus
+//! [`READER_SLOTS`](crate::READER_SLOTS) robust reader slots. Reader death is recovered
+//! transparently (the dead reader's slot is marked by the kernel and the waiting writer
+//! takes it over); writer death is reported as `OwnerDied` with write access to whoever
+//! next takes the lock, reader or writer. Writers are preferred: once a writer waits, new
+//! readers queue behind it.
+//!
+//! # `lock_api`
+//!
+//! `RawMutex` and `RawRwLock` implement `lock_api::RawMutex` / `lock_api::RawRwLock` for
+//! in-process users. `lock_api` has no way to return `OwnerDied`, so its `lock` panics
+//! (after handing the owner-died mark on to the next robust locker) and its `try_lock`
+//! returns `false`; see the `lock_api_impl` notes on the impls.
+//!
+//! # Model checking
+//!
+//! Every algorithm is written against a small facade ([`facade`](crate::facade)). Under
+//! `RUSTFLAGS="--cfg loom"` it is loom's: futex wait/wake become a loom mutex + condvar
+//! (the word re-checked under the mutex, spurious wake-ups allowed), time is a model clock
+//! that timed waits advance, and `simulate_owner_death()` does what the kernel does when a
+//! thread dies. The models are in `tests/loom.rs`; `.ci/loom` runs them.

@@ -1,6 +1,31 @@
 //! In-segment futex locks for shared memory that survive their owner dying.
 //!
-//! See the README-level docs in [`docs`] for the design and the traps it handles.
+//! Every lock here is `#[repr(C)]` with a documented fixed layout, is valid when all its
+//! bytes are zero, keeps no per-process state in the segment, and works between processes
+//! that map it at different addresses (shared futexes):
+//!
+//! - [`Mutex`] / [`RawMutex`]: robust mutex; `Err(OwnerDied(guard))` after an owner died
+//!   holding it, `make_consistent()` to repair, else permanently `NotRecoverable`.
+//! - [`RwLock`] / [`RawRwLock`]: writer-preferring readers-writer lock; reader death is
+//!   recovered transparently, writer death is reported with write access.
+//! - [`Condvar`] for [`Mutex`]; counting [`Semaphore`]; [`ManualResetEvent`] and
+//!   [`AutoResetEvent`].
+//! - `lock_api` impls for in-process users.
+//!
+//! ```
+//! use relshm_sync::{Condvar, Mutex};
+//! #[repr(C)]
+//! struct Shared { ready: Mutex<u32>, cv: Condvar } // place this in a segment
+//! let s = Shared { ready: Mutex::new(0), cv: Condvar::new() };
+//! *s.ready.lock().unwrap() = 1;
+//! s.cv.notify_all();
+//! let g = s.ready.lock().unwrap();
+//! let (g, timed_out) = s.cv.wait_while_timeout(g, std::time::Duration::from_secs(1), |r| *r == 0);
+//! assert!(!timed_out && *g.unwrap() == 1);
+//! ```
+//!
+//! The design and how each trap of robust locks is handled (glibc's robust list, PID
+//! reuse, PID namespaces, unmapping, fork) are in [`docs`].
 #![cfg_attr(not(target_os = "linux"), allow(unused))]
 
 mod condvar;
