@@ -1,1 +1,217 @@
-fn main() {}
+//! Per-hop cost of each representation: a pointer chase over N linked nodes laid out in a
+//! shuffled order (so the hardware prefetcher cannot help), N from L1-resident to
+//! DRAM-resident. Every variant uses the same generic `chase` with checked resolution,
+//! plus `raw_unchecked` (a plain load of the next address) as the floor, `swizzle_cold`
+//! (a fresh private view: first touch swizzles and faults in copy-on-write pages) and
+//! `translate` (the one-off copy-and-rewrite per node for a receiver).
+//!
+//! `CHASE_SIZES=1000,1000000 cargo bench -p relshm-ptr --bench chase` picks the sizes.
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use relshm_ptr::map::{Mapping, Sharing, memfd};
+use relshm_ptr::{
+    Link, Offset, OffsetCtx, Raw, RawCtx, Repr, SegRel, SegTable, Space, Swizzle, SwizzleView,
+    relocatable, translate,
+};
+use rustix::fd::{AsFd, OwnedFd};
+use std::hint::black_box;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+relocatable! {
+    /// A list node.
+    pub struct Node<R> {
+        /// Next node.
+        pub next: Link<Node<R>, R>,
+        /// Payload.
+        pub value: u64,
+    }
+}
+
+const FIRST: u64 = 4096;
+
+fn sizes() -> Vec<u64> {
+    std::env::var("CHASE_SIZES")
+        .ok()
+        .map(|s| s.split(',').map(|x| x.trim().parse().unwrap()).collect())
+        .unwrap_or_else(|| vec![1_000, 30_000, 1_000_000, 4_000_000])
+}
+
+/// A segment holding `n` nodes of representation `R`, in shuffled slots.
+struct Seg {
+    fd: OwnedFd,
+    map: Mapping,
+    len: u64,
+    /// Slot offsets in list order.
+    order: Vec<u64>,
+}
+
+impl Seg {
+    fn new<R: Repr>(n: u64) -> Self {
+        let stride = size_of::<Node<R>>() as u64;
+        let len = (FIRST + n * stride).next_multiple_of(4096);
+        let fd = memfd("chase", len).unwrap();
+        let map = Mapping::new(fd.as_fd(), len, Sharing::Shared).unwrap();
+        let mut order: Vec<u64> = (0..n).map(|i| FIRST + i * stride).collect();
+        fastrand::Rng::with_seed(n).shuffle(&mut order);
+        Self {
+            fd,
+            map,
+            len,
+            order,
+        }
+    }
+
+    /// Writes the nodes (null links) into `base`, returning references in list order.
+    fn place<R: Repr>(&self, base: *mut u8) -> Vec<&'static Node<R>> {
+        self.order
+            .iter()
+            .enumerate()
+            .map(|(i, &off)| {
+                let p = base.wrapping_add(off as usize).cast::<Node<R>>();
+                // SAFETY: each slot lies inside the mapping (len covers all slots), is
+                // aligned, and is written once; the mapping outlives the bench.
+                unsafe {
+                    p.write(Node {
+                        next: Link::null(),
+                        value: i as u64,
+                    });
+                    &*p
+                }
+            })
+            .collect()
+    }
+
+    fn link<R: Repr>(&self, ctx: &R::Ctx, base: *mut u8) -> &'static Node<R> {
+        let nodes = self.place::<R>(base);
+        for w in nodes.windows(2) {
+            w[0].next.set(ctx, Some(w[1])).unwrap();
+        }
+        nodes[0]
+    }
+}
+
+#[inline(never)]
+fn chase<R: Repr>(ctx: &R::Ctx, first: &Node<R>) -> u64 {
+    let mut n = first;
+    let mut sum = n.value;
+    loop {
+        match n.next.get(ctx) {
+            Ok(Some(next)) => {
+                n = next;
+                sum = sum.wrapping_add(n.value);
+            }
+            Ok(None) => return sum,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[inline(never)]
+fn chase_unchecked(first: &Node<Raw>) -> u64 {
+    let mut p: *const Node<Raw> = first;
+    let mut sum = 0u64;
+    while !p.is_null() {
+        // SAFETY: the bench's raw list links only nodes of the live mapping, ending in 0.
+        let n = unsafe { &*p };
+        sum = sum.wrapping_add(n.value);
+        p = n.next.word().load(Relaxed) as *const Node<Raw>;
+    }
+    sum
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chase");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for n in sizes() {
+        g.throughput(Throughput::Elements(n));
+        let want: u64 = (0..n).sum();
+
+        let raw = Seg::new::<Raw>(n);
+        // SAFETY: raw.map outlives the context (both live until the end of this loop body).
+        let rctx = unsafe { RawCtx::local(raw.map.region()) };
+        let rfirst = raw.link::<Raw>(&rctx, raw.map.as_ptr());
+        assert_eq!(chase::<Raw>(&rctx, rfirst), want);
+        g.bench_with_input(BenchmarkId::new("raw_unchecked", n), &n, |b, _| {
+            b.iter(|| chase_unchecked(black_box(rfirst)))
+        });
+        g.bench_with_input(BenchmarkId::new("raw", n), &n, |b, _| {
+            b.iter(|| chase::<Raw>(black_box(&rctx), black_box(rfirst)))
+        });
+
+        let off = Seg::new::<Offset>(n);
+        // SAFETY: as above.
+        let octx = unsafe { OffsetCtx::new(off.map.region()) };
+        let ofirst = off.link::<Offset>(&octx, off.map.as_ptr());
+        assert_eq!(chase::<Offset>(&octx, ofirst), want);
+        g.bench_with_input(BenchmarkId::new("offset", n), &n, |b, _| {
+            b.iter(|| chase::<Offset>(black_box(&octx), black_box(ofirst)))
+        });
+        drop(off);
+
+        let seg = Seg::new::<SegRel>(n);
+        let mut table = SegTable::new();
+        // SAFETY: as above.
+        unsafe { table.add(1, seg.map.region()) }.unwrap();
+        let sfirst = seg.link::<SegRel>(&table, seg.map.as_ptr());
+        assert_eq!(chase::<SegRel>(&table, sfirst), want);
+        g.bench_with_input(BenchmarkId::new("segrel", n), &n, |b, _| {
+            b.iter(|| chase::<SegRel>(black_box(&table), black_box(sfirst)))
+        });
+        drop(seg);
+
+        // Swizzle: build in a private view, export the unswizzled image to the segment.
+        let mut sw = Seg::new::<Swizzle>(n);
+        {
+            let view = SwizzleView::open(sw.fd.as_fd(), sw.len).unwrap();
+            let base = view.region().base().as_ptr();
+            sw.link::<Swizzle>(&view, base);
+            view.export(sw.map.bytes_mut()).unwrap();
+        }
+        let first_off = sw.order[0];
+        let warm = SwizzleView::open(sw.fd.as_fd(), sw.len).unwrap();
+        let wfirst: &Node<Swizzle> = warm.object(first_off).unwrap();
+        assert_eq!(chase::<Swizzle>(&warm, wfirst), want);
+        g.bench_with_input(BenchmarkId::new("swizzle_warm", n), &n, |b, _| {
+            b.iter(|| chase::<Swizzle>(black_box(&warm), black_box(wfirst)))
+        });
+        drop(warm);
+        g.bench_with_input(BenchmarkId::new("swizzle_cold", n), &n, |b, _| {
+            b.iter_batched(
+                || SwizzleView::open(sw.fd.as_fd(), sw.len).unwrap(),
+                |view| {
+                    let first: &Node<Swizzle> = view.object(first_off).unwrap();
+                    let s = chase::<Swizzle>(&view, first);
+                    (s, view)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        drop(sw);
+
+        // Translate the raw list into a destination another process maps elsewhere.
+        let dfd = memfd("chase-dst", raw.len).unwrap();
+        let dst = Mapping::new(dfd.as_fd(), raw.len, Sharing::Shared).unwrap();
+        // SAFETY: both mappings outlive the spaces; dst is written only by translate.
+        let (s, d) = unsafe {
+            (
+                Space::new(raw.map.region(), raw.map.as_ptr() as u64),
+                Space::new(dst.region(), 0x6000_0000_0000),
+            )
+        };
+        let root = rfirst as *const Node<Raw> as u64;
+        assert_eq!(
+            translate::<Node<Raw>>(&s, root, &d, FIRST).unwrap().objects,
+            n
+        );
+        g.bench_with_input(BenchmarkId::new("translate", n), &n, |b, _| {
+            b.iter(|| translate::<Node<Raw>>(&s, black_box(root), &d, FIRST).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -96,8 +96,9 @@ unsafe impl Repr for Raw {
     ) -> Result<Option<NonNull<u8>>, PtrError> {
         let w = word.load(Relaxed);
         if fits(w.wrapping_sub(ctx.base), ctx.len, size, align) {
-            // The region starts above 0, so a fitting w is never null.
-            return Ok(NonNull::new(w as *mut u8));
+            // SAFETY: w = base + off with off <= len - size, inside a mapping that starts
+            // above address 0 and does not wrap, so it is not null.
+            return Ok(Some(unsafe { NonNull::new_unchecked(w as *mut u8) }));
         }
         if w == 0 {
             return Ok(None);

@@ -72,7 +72,7 @@ fn offset_refuses_words_outside_the_region_and_bad_targets() {
 }
 
 #[test]
-fn offset_byte_just_before_the_word_is_unrepresentable() {
+fn offset_only_the_links_own_second_byte_is_unrepresentable() {
     let (_fd, m) = shared(LEN);
     // SAFETY: m outlives the context.
     let ctx = unsafe { OffsetCtx::new(m.region()) };
@@ -80,13 +80,18 @@ fn offset_byte_just_before_the_word_is_unrepresentable() {
         struct Bytes in Offset { pad: [u8; 8], link: Link<u8, Offset> }
     }
     let b: &Bytes = ctx.object(64).unwrap();
-    let before = &b.pad[7];
+    let at = b.link.word().as_ptr().cast::<u8>();
+    let second = core::ptr::NonNull::new(at.wrapping_add(1)).unwrap();
     assert!(matches!(
-        b.link.set(&ctx, Some(before)),
+        b.link.set_ptr(&ctx, Some(second)),
         Err(PtrError::Unrepresentable { .. })
     ));
-    b.link.set(&ctx, Some(&b.pad[6])).unwrap();
-    assert!(core::ptr::eq(b.link.get(&ctx).unwrap().unwrap(), &b.pad[6]));
+    // Its first byte (a self-link) and the byte just before it are fine.
+    let first = core::ptr::NonNull::new(at).unwrap();
+    b.link.set_ptr(&ctx, Some(first)).unwrap();
+    assert_eq!(b.link.get_ptr(&ctx).unwrap(), Some(first));
+    b.link.set(&ctx, Some(&b.pad[7])).unwrap();
+    assert!(core::ptr::eq(b.link.get(&ctx).unwrap().unwrap(), &b.pad[7]));
 }
 
 #[test]
@@ -166,7 +171,7 @@ fn swizzle_rejects_corrupted_words() {
         (unswizzled(Some(LEN)).unwrap(), false),
         (unswizzled(Some(65)).unwrap(), false),
         (64, false),                // bit 0 clear, no tag: neither form
-        (0xABCD << 48 | 64, false), // a tag of no live epoch
+        (0xABCD << 48 | 64, false), // not an address of this view
         (unswizzled(Some(64)).unwrap(), true),
     ] {
         // SAFETY: offset 64 is inside the mapping and 8-aligned; no reference to it exists.
