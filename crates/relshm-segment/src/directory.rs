@@ -108,6 +108,15 @@ segment_objects!(
     core::sync::atomic::AtomicI64,
 );
 
+// SAFETY: a robust in-segment mutex treats every bit pattern of its lock word as a state
+// (its list links are written by the owning thread before the kernel reads them), is
+// `#[repr(C)]` with a fixed layout, and guards data that is itself a segment object.
+unsafe impl<T: SegmentObject + Send> SegmentObject for relshm_sync::Mutex<T> {
+    const TYPE_NAME: &'static str = "relshm_sync::Mutex";
+    const TYPE_VERSION: u32 = 1;
+    const TYPE_HASH: u64 = fnv1a(b"relshm_sync::Mutex", T::TYPE_HASH);
+}
+
 // SAFETY: an array of plain-data elements is plain data with the element's guarantees.
 unsafe impl<T: SegmentObject, const N: usize> SegmentObject for [T; N] {
     const TYPE_NAME: &'static str = T::TYPE_NAME;
@@ -239,7 +248,8 @@ struct DirHeader {
     reserved: AtomicU64,
 }
 
-const HEADER_SIZE: u64 = size_of::<DirHeader>() as u64;
+/// Bytes of the directory table's header.
+pub const HEADER_SIZE: u64 = size_of::<DirHeader>() as u64;
 const _: () = assert!(HEADER_SIZE == 64);
 
 /// One directory entry (168 bytes, all little-endian words).
@@ -268,7 +278,8 @@ pub struct Entry {
     type_name: [AtomicU64; 5],
 }
 
-const ENTRY_SIZE: u64 = size_of::<Entry>() as u64;
+/// Bytes of one directory entry.
+pub const ENTRY_SIZE: u64 = size_of::<Entry>() as u64;
 const _: () = assert!(ENTRY_SIZE == 160);
 
 fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
@@ -493,6 +504,11 @@ impl Directory {
             capacity,
             hdr,
         })
+    }
+
+    /// The offset of the directory table in the segment.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// Number of entries the table holds.

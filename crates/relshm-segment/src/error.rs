@@ -9,6 +9,12 @@ use rustix::io::Errno;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SegmentError {
+    /// The segment's in-segment allocator failed (out of memory, or corrupted).
+    #[error("segment heap: {0}")]
+    Heap(crate::heap::HeapError),
+    /// The segment's named-object directory failed.
+    #[error("segment directory: {0}")]
+    Directory(crate::directory::DirectoryError),
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Sys {

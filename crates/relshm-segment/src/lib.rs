@@ -11,6 +11,7 @@ pub mod heap;
 pub mod region;
 
 mod attach;
+mod contents;
 mod error;
 mod file;
 pub mod header;
@@ -27,6 +28,7 @@ mod view;
 pub use region::{Region, RegionError};
 
 pub use attach::AttachInfo;
+pub use contents::{DIRECTORY_CAPACITY, MIN_DIRECTORY_CAPACITY};
 pub use error::{Result, SegmentError};
 pub use header::Header;
 pub use mapping::{Placement, page_size};

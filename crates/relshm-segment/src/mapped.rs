@@ -345,10 +345,8 @@ impl Drop for GrowLock {
     }
 }
 
-/// Fills the segment's contents at creation, before the header is published: the place
-/// where the heap control block and the directory get initialised and their offsets
-/// recorded in `header.heap_offset` / `header.directory_offset`. No contents yet: both
-/// stay 0.
-fn init_contents(_region: Region, _header: &mut Header) -> Result<()> {
-    Ok(())
+/// Fills the segment's contents at creation, before the header is published: the heap
+/// control block and the directory, whose offsets go into the header.
+fn init_contents(region: Region, header: &mut Header) -> Result<()> {
+    crate::contents::init(region, header)
 }
