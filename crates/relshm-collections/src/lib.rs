@@ -1,0 +1,15 @@
+//! Collections that live in a relshm segment and are used by several processes at once,
+//! each mapping the segment at its own address: everything in the segment refers to
+//! everything else by offset, and every offset read back is checked.
+//!
+//! - [`queue`]: a bounded multi-producer multi-consumer message queue with blocking and
+//!   non-blocking send/receive, disconnection when a peer exits or is killed, and large
+//!   messages passed by offset.
+//! - [`port`]: named ports (mailboxes): a server publishes a port in the segment's
+//!   directory, clients connect and get a private pair of queues; request/reply in one call.
+//! - [`stream`]: a single-producer single-consumer byte ring implementing
+//!   [`std::io::Read`]/[`std::io::Write`], blocking like a pipe.
+
+pub mod port;
+pub mod queue;
+pub mod stream;

@@ -1,0 +1,832 @@
+//! The process-side handles: [`Queue`] (an attached queue), [`Sender`], [`Receiver`] and
+//! received [`Message`]s.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use relshm_segment::heap::Heap;
+use relshm_sync::facade::Ordering::*;
+
+use super::endpoint::process_alive;
+use super::error::QueueError;
+use super::large::{
+    LARGE_HEADER, LARGE_MAGIC, LargeHeader, ST_FREEING, ST_QUEUED, ST_RECEIVER, ST_SENDER,
+    split_state, state_word,
+};
+use super::layout::{
+    Control, EP_RECEIVER, EP_SENDER, KIND_HEAP, KIND_INLINE, MAX_CAPACITY, MAX_SLOT_SIZE,
+    QUEUE_MAGIC, QUEUE_VERSION, RING_OFFSET, SLOT_HEADER, SlotHeader, split_seq, stride_for,
+};
+use super::ring::{Claim, Ring, Slots};
+use super::wait::SPIN_ROUNDS;
+
+/// How a queue is laid out; see [`Queue::create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Number of slots: a power of two, 2 to 2^20.
+    pub capacity: u32,
+    /// Inline payload bytes per slot: a multiple of 8, 8 to 65536 (default 256). Longer
+    /// messages go through the heap.
+    pub slot_size: u32,
+    /// Whether messages longer than `slot_size` may be sent (allocated in the heap the
+    /// queue was created in).
+    pub large_messages: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            slot_size: 256,
+            large_messages: true,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// `capacity` slots of the default 256 bytes, large messages allowed.
+    pub fn with_capacity(capacity: u32) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    fn check(&self) -> Result<(), QueueError> {
+        let bad = |what| Err(QueueError::BadConfig { what });
+        if !self.capacity.is_power_of_two()
+            || self.capacity < 2
+            || u64::from(self.capacity) > MAX_CAPACITY
+        {
+            return bad("capacity must be a power of two from 2 to 2^20");
+        }
+        if self.slot_size < 8 || self.slot_size > MAX_SLOT_SIZE || self.slot_size % 8 != 0 {
+            return bad("slot_size must be a multiple of 8 from 8 to 65536");
+        }
+        Ok(())
+    }
+}
+
+/// The ring's slots in this process's mapping.
+#[derive(Clone, Copy)]
+pub(crate) struct SegSlots {
+    ring: NonNull<u8>,
+    stride: u64,
+}
+
+impl Slots for SegSlots {
+    #[inline]
+    fn header(&self, i: u64) -> &SlotHeader {
+        // SAFETY: `i < capacity` (the ring masks positions) and the whole ring was
+        // resolved inside the mapping at attach; slots are 64-aligned; every bit pattern
+        // of a header is valid (atomics).
+        unsafe { &*self.ring.as_ptr().add((i * self.stride) as usize).cast() }
+    }
+
+    #[inline]
+    unsafe fn write(&self, i: u64, src: &[u8]) {
+        let off = (i * self.stride + SLOT_HEADER) as usize;
+        // SAFETY: in the ring (see header()); the caller holds the write claim, so no one
+        // else touches these bytes, and src fits the slot (caller's contract).
+        unsafe {
+            core::ptr::copy_nonoverlapping(src.as_ptr(), self.ring.as_ptr().add(off), src.len())
+        };
+    }
+
+    #[inline]
+    unsafe fn read(&self, i: u64, dst: &mut [u8]) {
+        let off = (i * self.stride + SLOT_HEADER) as usize;
+        // SAFETY: as in write(), with the read claim.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.ring.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        };
+    }
+}
+
+/// A queue in a segment, attached in this process. Cheap to clone.
+///
+/// Create one with [`Queue::create`] (it allocates in a [`Heap`]); other processes
+/// [`attach`](Queue::attach) by its offset (same in every process), usually found through
+/// a named directory entry or a [`crate::port`]. Send and receive through [`Sender`] and
+/// [`Receiver`] endpoints.
+#[derive(Clone)]
+pub struct Queue {
+    heap: Heap,
+    offset: u64,
+    ctl: NonNull<Control>,
+    slots: SegSlots,
+    capacity: u64,
+    slot_size: u32,
+    large: bool,
+}
+
+// SAFETY: the handle names shared memory; all access to it goes through atomics and the
+// claim protocol, which are made for concurrent use from any thread or process.
+unsafe impl Send for Queue {}
+// SAFETY: as for Send.
+unsafe impl Sync for Queue {}
+
+impl core::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Queue")
+            .field("offset", &self.offset)
+            .field("capacity", &self.capacity)
+            .field("slot_size", &self.slot_size)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Allocates and formats a queue in `heap`; returns it attached. Its
+    /// [`offset`](Self::offset) is how other processes attach.
+    ///
+    /// ```
+    /// use relshm_collections::queue::{Queue, QueueConfig};
+    /// use relshm_segment::{CreateOptions, Segment};
+    /// let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+    /// let q = Queue::create(&seg.heap()?, QueueConfig::with_capacity(64))?;
+    /// let (tx, rx) = (q.sender::<u64>()?, q.receiver::<u64>()?);
+    /// tx.try_send(&42)?;
+    /// assert_eq!(rx.try_recv()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(heap: &Heap, config: QueueConfig) -> Result<Queue, QueueError> {
+        config.check()?;
+        let stride = stride_for(config.slot_size);
+        let total = RING_OFFSET + u64::from(config.capacity) * stride;
+        let offset = heap.alloc(total, 64)?;
+        let base = heap.region().resolve(offset, total, 64)?;
+        // SAFETY: a fresh allocation of `total` bytes that no other process knows yet;
+        // all-zero bytes are a valid Control (unlocked lock, free endpoints, empty masks).
+        unsafe { base.as_ptr().write_bytes(0, total as usize) };
+        // SAFETY: resolved, aligned, zeroed Control as above.
+        let ctl = unsafe { base.cast::<Control>().as_ref() };
+        ctl.version.store(QUEUE_VERSION, Relaxed);
+        ctl.slot_size.store(config.slot_size, Relaxed);
+        ctl.capacity.store(u64::from(config.capacity), Relaxed);
+        ctl.stride.store(stride, Relaxed);
+        ctl.heap_offset.store(
+            if config.large_messages {
+                heap.offset()
+            } else {
+                0
+            },
+            Relaxed,
+        );
+        ctl.total_size.store(total, Relaxed);
+        let q = Self::view(heap, offset, base.cast(), config.capacity.into(), stride)?;
+        for i in 0..q.capacity {
+            q.slots.header(i).seq.store(i, Relaxed);
+        }
+        ctl.magic.store(QUEUE_MAGIC, Release);
+        Queue::attach(heap, offset)
+    }
+
+    fn view(
+        heap: &Heap,
+        offset: u64,
+        ctl: NonNull<Control>,
+        capacity: u64,
+        stride: u64,
+    ) -> Result<Queue, QueueError> {
+        let ring = heap
+            .region()
+            .resolve(offset + RING_OFFSET, capacity * stride, 64)?;
+        Ok(Queue {
+            heap: heap.clone(),
+            offset,
+            ctl,
+            slots: SegSlots { ring, stride },
+            capacity,
+            slot_size: 0,
+            large: false,
+        })
+    }
+
+    /// Attaches to the queue whose control block is at `offset` in `heap`'s segment,
+    /// validating every field.
+    pub fn attach(heap: &Heap, offset: u64) -> Result<Queue, QueueError> {
+        let region = heap.region();
+        let ctl_ptr = region.resolve_as::<Control>(offset)?;
+        if offset % 64 != 0 {
+            return Err(QueueError::corrupted("control block not 64-aligned"));
+        }
+        // SAFETY: resolved in bounds and aligned; every bit pattern of Control is valid
+        // (atomics and a RawMutex, which accepts any word).
+        let ctl = unsafe { ctl_ptr.as_ref() };
+        if ctl.magic.load(Acquire) != QUEUE_MAGIC {
+            return Err(QueueError::corrupted(format!(
+                "no queue at offset {offset:#x} (wrong magic)"
+            )));
+        }
+        if ctl.version.load(Relaxed) != QUEUE_VERSION {
+            return Err(QueueError::corrupted("unsupported queue layout version"));
+        }
+        let config = QueueConfig {
+            capacity: u32::try_from(ctl.capacity.load(Relaxed)).unwrap_or(0),
+            slot_size: ctl.slot_size.load(Relaxed),
+            large_messages: ctl.heap_offset.load(Relaxed) != 0,
+        };
+        config
+            .check()
+            .map_err(|_| QueueError::corrupted("capacity or slot size out of range"))?;
+        let stride = stride_for(config.slot_size);
+        let total = RING_OFFSET + u64::from(config.capacity) * stride;
+        if ctl.stride.load(Relaxed) != stride || ctl.total_size.load(Relaxed) != total {
+            return Err(QueueError::corrupted(
+                "stride or size disagree with the slot size",
+            ));
+        }
+        if config.large_messages && ctl.heap_offset.load(Relaxed) != heap.offset() {
+            return Err(QueueError::corrupted(
+                "the queue's heap is not the heap it was attached through",
+            ));
+        }
+        let mut q = Self::view(heap, offset, ctl_ptr, config.capacity.into(), stride)?;
+        q.slot_size = config.slot_size;
+        q.large = config.large_messages;
+        Ok(q)
+    }
+
+    /// The queue's offset in the segment (the same in every process).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Inline payload bytes per slot.
+    pub fn slot_size(&self) -> u32 {
+        self.slot_size
+    }
+
+    /// Messages published and not yet claimed (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.ring().len()
+    }
+
+    /// Whether no message is waiting (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Receivers sleeping in a blocking receive right now (a snapshot; a process killed
+    /// while asleep stays counted until it is reaped).
+    pub fn waiting_receivers(&self) -> u32 {
+        self.ctl().recv_waiters.load(Acquire)
+    }
+
+    /// Senders sleeping in a blocking send right now (a snapshot).
+    pub fn waiting_senders(&self) -> u32 {
+        self.ctl().send_waiters.load(Acquire)
+    }
+
+    /// Registered senders and receivers (a snapshot: registrations of processes that died
+    /// count until they are reaped).
+    pub fn endpoints(&self) -> (u32, u32) {
+        (
+            self.ctl().sender_mask.load(Acquire).count_ones(),
+            self.ctl().receiver_mask.load(Acquire).count_ones(),
+        )
+    }
+
+    pub(crate) fn ctl(&self) -> &Control {
+        // SAFETY: resolved and validated at attach; the heap's region stays mapped while
+        // handles exist (Heap's contract); every bit pattern is a valid Control.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    pub(crate) fn ring(&self) -> Ring<'_, SegSlots> {
+        Ring {
+            ctl: self.ctl(),
+            slots: &self.slots,
+            capacity: self.capacity,
+        }
+    }
+
+    /// A new sender endpoint for messages of type `T` (at most `slot_size` bytes, or any
+    /// size with large messages).
+    pub fn sender<T: bytemuck::Pod>(&self) -> Result<Sender<T>, QueueError> {
+        self.check_type::<T>()?;
+        let (index, owner) = self.ctl().register(EP_SENDER)?;
+        Ok(Sender {
+            ep: Endpoint::new(self.clone(), index, owner),
+            _t: PhantomData,
+        })
+    }
+
+    /// A new receiver endpoint for messages of type `T`.
+    pub fn receiver<T: bytemuck::Pod>(&self) -> Result<Receiver<T>, QueueError> {
+        self.check_type::<T>()?;
+        let (index, owner) = self.ctl().register(EP_RECEIVER)?;
+        Ok(Receiver {
+            ep: Endpoint::new(self.clone(), index, owner),
+            _t: PhantomData,
+        })
+    }
+
+    fn check_type<T>(&self) -> Result<(), QueueError> {
+        let len = size_of::<T>() as u64;
+        if len > u64::from(self.slot_size) && !self.large {
+            return Err(QueueError::TooLarge {
+                len,
+                slot_size: self.slot_size,
+                why: "the queue was created without large messages",
+            });
+        }
+        Ok(())
+    }
+
+    /// Closes the queue: every blocked or later call on any endpoint, in any process,
+    /// returns `Disconnected` (receivers once the queue is drained).
+    pub fn close(&self) {
+        self.ctl().closed.store(1, SeqCst);
+        self.ctl().recv_event().wake_all();
+        self.ctl().send_event().wake_all();
+    }
+
+    /// Reclaims the endpoint registrations (and resolves the half-done ring claims) of
+    /// processes that died; returns how many were reclaimed. Blocked calls do this on
+    /// their own every [`LIVENESS_INTERVAL`](super::LIVENESS_INTERVAL).
+    pub fn reap_dead(&self) -> Result<u32, QueueError> {
+        self.ctl().reap(&self.ring())
+    }
+
+    /// Frees the large-message allocations of this queue that dead processes leaked (a
+    /// sender killed before sending, a receiver killed holding a [`Message`], a message
+    /// whose receiver died mid-receive); returns how many were freed. Reaps dead endpoints
+    /// first. Safe to run while the queue is in use.
+    pub fn reclaim(&self) -> Result<u64, QueueError> {
+        self.reap_dead()?;
+        let mut freed = 0;
+        for off in self.heap.allocations()? {
+            let Ok(p) = self.heap.region().resolve_as::<LargeHeader>(off) else {
+                continue;
+            };
+            if self.heap.usable_size(off).is_ok_and(|s| s < LARGE_HEADER) {
+                continue;
+            }
+            // SAFETY: resolved in bounds and aligned; only atomics are read; an allocation
+            // that is not a large message just fails the magic check.
+            let h = unsafe { p.as_ref() };
+            if h.magic.load(Acquire) != LARGE_MAGIC || h.queue.load(Acquire) != self.offset {
+                continue;
+            }
+            let w = h.state.load(Acquire);
+            let (state, pos) = split_state(w);
+            let orphan = match state {
+                ST_SENDER | ST_RECEIVER => {
+                    let pid = h.pid.load(Acquire);
+                    let start = h.start_time.load(Acquire);
+                    !process_alive(u32::try_from(pid).unwrap_or(0), start)
+                }
+                ST_QUEUED => !self.ring_refers_to(off, pos),
+                _ => false,
+            };
+            if orphan
+                && h.state
+                    .compare_exchange(w, state_word(ST_FREEING, 0), AcqRel, Relaxed)
+                    .is_ok()
+            {
+                h.magic.store(0, Release);
+                self.heap.free(off)?;
+                freed += 1;
+            }
+        }
+        Ok(freed)
+    }
+
+    fn ring_refers_to(&self, off: u64, pos: u64) -> bool {
+        let s = self.slots.header(pos & (self.capacity - 1));
+        let (_, _, base) = split_seq(s.seq.load(Acquire));
+        (base == pos || base == pos + 1) && s.heap.load(Acquire) == off
+    }
+}
+
+/// One registration; unregisters on drop (in the process that registered).
+struct Endpoint {
+    q: Queue,
+    index: usize,
+    owner: u64,
+    pid: u32,
+}
+
+impl Endpoint {
+    fn new(q: Queue, index: usize, owner: u64) -> Self {
+        Self {
+            q,
+            index,
+            owner,
+            pid: std::process::id(),
+        }
+    }
+
+    fn slot(&self) -> &super::layout::EndpointSlot {
+        &self.q.ctl().endpoints[self.index]
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // A forked child holding a copy of its parent's endpoint must not free it.
+        if std::process::id() == self.pid {
+            self.q.ctl().unregister(self.index, self.owner);
+        }
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))
+}
+
+/// The sending endpoint of a [`Queue`], for messages of type `T` (use `u8` and
+/// [`send_bytes`](Self::send_bytes) for raw byte messages).
+pub struct Sender<T> {
+    ep: Endpoint,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T> core::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sender")
+            .field("queue", &self.ep.q.offset)
+            .field("endpoint", &self.ep.index)
+            .finish()
+    }
+}
+
+/// A large message written into the heap, not yet queued.
+struct Staged {
+    off: u64,
+    len: u64,
+}
+
+impl<T: bytemuck::Pod> Sender<T> {
+    /// Sends `value` if a slot is free; `Full` otherwise. Never blocks.
+    pub fn try_send(&self, value: &T) -> Result<(), QueueError> {
+        self.try_send_bytes(bytemuck::bytes_of(value))
+    }
+
+    /// Sends `value`, waiting while the queue is full.
+    pub fn send(&self, value: &T) -> Result<(), QueueError> {
+        self.send_bytes_until(bytemuck::bytes_of(value), None, SPIN_ROUNDS)
+    }
+
+    /// Sends `value`, waiting at most `timeout` while the queue is full.
+    pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), QueueError> {
+        self.send_bytes_until(
+            bytemuck::bytes_of(value),
+            Some(deadline_after(timeout)),
+            SPIN_ROUNDS,
+        )
+    }
+}
+
+impl<T> Sender<T> {
+    /// The queue this endpoint sends into.
+    pub fn queue(&self) -> &Queue {
+        &self.ep.q
+    }
+
+    /// Sends a byte message without blocking. Messages longer than the slot size are
+    /// written into a heap allocation whose offset travels instead.
+    pub fn try_send_bytes(&self, msg: &[u8]) -> Result<(), QueueError> {
+        let staged = self.stage(msg)?;
+        match self.attempt(msg, staged.as_ref()) {
+            Ok(Some(())) => Ok(()),
+            r => {
+                self.unstage(staged);
+                r?;
+                Err(QueueError::Full)
+            }
+        }
+    }
+
+    /// Sends a byte message, waiting while the queue is full (at most `timeout`).
+    pub fn send_bytes(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
+        self.send_bytes_until(msg, timeout.map(deadline_after), SPIN_ROUNDS)
+    }
+
+    /// Like [`send_bytes`](Self::send_bytes) with a choice of how many attempts spin
+    /// before sleeping (`u32::MAX`: poll, never sleep until the deadline).
+    pub fn send_bytes_spin(
+        &self,
+        msg: &[u8],
+        timeout: Option<Duration>,
+        spin: u32,
+    ) -> Result<(), QueueError> {
+        self.send_bytes_until(msg, timeout.map(deadline_after), spin)
+    }
+
+    fn send_bytes_until(
+        &self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+        spin: u32,
+    ) -> Result<(), QueueError> {
+        let staged = self.stage(msg)?;
+        let ctl = self.ep.q.ctl();
+        let r = ctl.send_event().block_on(
+            &self.ep.slot().sleeping,
+            deadline,
+            spin,
+            || self.attempt(msg, staged.as_ref()),
+            || {
+                let _ = self.ep.q.reap_dead();
+            },
+        );
+        if r.is_err() {
+            self.unstage(staged);
+        }
+        r
+    }
+
+    fn stage(&self, msg: &[u8]) -> Result<Option<Staged>, QueueError> {
+        let q = &self.ep.q;
+        let len = msg.len() as u64;
+        if len <= u64::from(q.slot_size) {
+            return Ok(None);
+        }
+        if !q.large {
+            return Err(QueueError::TooLarge {
+                len,
+                slot_size: q.slot_size,
+                why: "the queue was created without large messages",
+            });
+        }
+        let off = q.heap.alloc(LARGE_HEADER + len, 64)?;
+        let base = q.heap.region().resolve(off, LARGE_HEADER + len, 64)?;
+        // SAFETY: a fresh allocation of LARGE_HEADER + len bytes, only this thread knows
+        // it; the header is atomics (zeroed first), the payload plain bytes.
+        let h = unsafe {
+            base.as_ptr().write_bytes(0, LARGE_HEADER as usize);
+            core::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                base.as_ptr().add(LARGE_HEADER as usize),
+                msg.len(),
+            );
+            base.cast::<LargeHeader>().as_ref()
+        };
+        h.queue.store(q.offset, Relaxed);
+        h.len.store(len, Relaxed);
+        h.pid.store(u64::from(std::process::id()), Relaxed);
+        h.start_time
+            .store(relshm_segment::procstat::own_start_time(), Relaxed);
+        h.state.store(state_word(ST_SENDER, 0), Relaxed);
+        h.magic.store(LARGE_MAGIC, Release);
+        Ok(Some(Staged { off, len }))
+    }
+
+    fn unstage(&self, staged: Option<Staged>) {
+        if let Some(s) = staged {
+            // Still ours (never queued): give it back.
+            let _ = self.ep.q.heap.free(s.off);
+        }
+    }
+
+    /// One send attempt: `Some` if sent, `None` if full.
+    fn attempt(&self, msg: &[u8], staged: Option<&Staged>) -> Result<Option<()>, QueueError> {
+        let q = &self.ep.q;
+        let ctl = q.ctl();
+        if ctl.peers_gone(EP_RECEIVER) {
+            return Err(QueueError::Disconnected { peer: "receiver" });
+        }
+        let ring = q.ring();
+        let Claim::Got(pos) = ring.claim_write(self.ep.index as u64)? else {
+            return Ok(None);
+        };
+        let slot = q.slots.header(pos & (q.capacity - 1));
+        match staged {
+            None => {
+                // SAFETY: we hold the write claim of this slot; msg fits (checked in stage).
+                unsafe { q.slots.write(pos & (q.capacity - 1), msg) };
+                slot.meta
+                    .store(msg.len() as u64 | (KIND_INLINE << 32), Relaxed);
+            }
+            Some(s) => {
+                slot.heap.store(s.off, Relaxed);
+                slot.meta.store(s.len | (KIND_HEAP << 32), Relaxed);
+                let h = q.heap.region().resolve_as::<LargeHeader>(s.off)?;
+                // SAFETY: our own staged allocation, resolved and aligned.
+                let h = unsafe { h.as_ref() };
+                h.state.store(state_word(ST_QUEUED, pos), Release);
+            }
+        }
+        ring.publish(pos);
+        ctl.recv_event().notify(false);
+        Ok(Some(()))
+    }
+}
+
+/// The receiving endpoint of a [`Queue`], for messages of type `T`.
+pub struct Receiver<T> {
+    ep: Endpoint,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> core::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("queue", &self.ep.q.offset)
+            .field("endpoint", &self.ep.index)
+            .finish()
+    }
+}
+
+impl<T: bytemuck::Pod> Receiver<T> {
+    /// Receives a message if one is ready: `Empty` (or `Disconnected`) otherwise.
+    pub fn try_recv(&self) -> Result<T, QueueError> {
+        Self::decode(self.try_recv_bytes()?)
+    }
+
+    /// Receives a message, waiting while the queue is empty.
+    pub fn recv(&self) -> Result<T, QueueError> {
+        Self::decode(self.recv_bytes_until(None, SPIN_ROUNDS)?)
+    }
+
+    /// Receives a message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+        Self::decode(self.recv_bytes_until(Some(deadline_after(timeout)), SPIN_ROUNDS)?)
+    }
+
+    fn decode(m: Message) -> Result<T, QueueError> {
+        bytemuck::try_pod_read_unaligned(&m).map_err(|_| QueueError::WrongSize {
+            got: m.len() as u64,
+            expected: size_of::<T>() as u64,
+        })
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The queue this endpoint receives from.
+    pub fn queue(&self) -> &Queue {
+        &self.ep.q
+    }
+
+    /// Receives a byte message without blocking.
+    pub fn try_recv_bytes(&self) -> Result<Message, QueueError> {
+        match self.attempt()? {
+            Some(m) => Ok(m),
+            None => Err(QueueError::Empty),
+        }
+    }
+
+    /// Receives a byte message, waiting while the queue is empty (at most `timeout`).
+    pub fn recv_bytes(&self, timeout: Option<Duration>) -> Result<Message, QueueError> {
+        self.recv_bytes_until(timeout.map(deadline_after), SPIN_ROUNDS)
+    }
+
+    /// Like [`recv_bytes`](Self::recv_bytes) with a choice of how many attempts spin
+    /// before sleeping (`u32::MAX`: poll, never sleep until the deadline).
+    pub fn recv_bytes_spin(
+        &self,
+        timeout: Option<Duration>,
+        spin: u32,
+    ) -> Result<Message, QueueError> {
+        self.recv_bytes_until(timeout.map(deadline_after), spin)
+    }
+
+    fn recv_bytes_until(
+        &self,
+        deadline: Option<Instant>,
+        spin: u32,
+    ) -> Result<Message, QueueError> {
+        self.ep.q.ctl().recv_event().block_on(
+            &self.ep.slot().sleeping,
+            deadline,
+            spin,
+            || self.attempt(),
+            || {
+                let _ = self.ep.q.reap_dead();
+            },
+        )
+    }
+
+    /// One receive attempt: `Some` message, `None` if empty.
+    fn attempt(&self) -> Result<Option<Message>, QueueError> {
+        let q = &self.ep.q;
+        let ring = q.ring();
+        let mut got = ring.claim_read(self.ep.index as u64)?;
+        if got == Claim::None && q.ctl().peers_gone(EP_SENDER) {
+            // The last sender may have published just before leaving: look once more.
+            got = ring.claim_read(self.ep.index as u64)?;
+            if got == Claim::None {
+                return Err(QueueError::Disconnected { peer: "sender" });
+            }
+        }
+        let Claim::Got(pos) = got else {
+            return Ok(None);
+        };
+        let i = pos & (q.capacity - 1);
+        let slot = q.slots.header(i);
+        let meta = slot.meta.load(Relaxed);
+        let (len, kind) = (meta & 0xffff_ffff, meta >> 32);
+        let msg = match kind {
+            KIND_INLINE if len <= u64::from(q.slot_size) => {
+                let mut buf = vec![0u8; len as usize];
+                // SAFETY: we hold the read claim; len fits the slot (checked).
+                unsafe { q.slots.read(i, &mut buf) };
+                Ok(Message::Inline(buf))
+            }
+            KIND_HEAP => self.take_large(slot.heap.load(Relaxed), len, pos),
+            _ => Err(QueueError::corrupted(format!(
+                "slot {i} has payload kind {kind} and length {len}"
+            ))),
+        };
+        ring.release(pos);
+        q.ctl().send_event().notify(false);
+        msg.map(Some)
+    }
+
+    fn take_large(&self, off: u64, len: u64, pos: u64) -> Result<Message, QueueError> {
+        let q = &self.ep.q;
+        let bad = |what: &str| QueueError::corrupted(format!("large message at {off:#x}: {what}"));
+        let total = LARGE_HEADER
+            .checked_add(len)
+            .ok_or_else(|| bad("length overflows"))?;
+        let p = q.heap.region().resolve(off, total, 64)?;
+        // SAFETY: resolved in bounds and aligned; header fields are atomics.
+        let h = unsafe { p.cast::<LargeHeader>().as_ref() };
+        if h.magic.load(Acquire) != LARGE_MAGIC || h.len.load(Relaxed) != len {
+            return Err(bad("header does not match the slot"));
+        }
+        if !h.take(state_word(ST_QUEUED, pos), ST_RECEIVER) {
+            return Err(bad("not queued at this position (reclaimed or corrupted)"));
+        }
+        Ok(Message::Large {
+            heap: q.heap.clone(),
+            off,
+            // SAFETY: payload resolved above (total bytes from off), owned by us now.
+            data: unsafe { NonNull::new_unchecked(p.as_ptr().add(LARGE_HEADER as usize)) },
+            len: len as usize,
+        })
+    }
+}
+
+/// A received byte message: a copy of an inline message, or a large message read in
+/// place in the segment (zero copy), freed when this is dropped.
+pub enum Message {
+    /// Copied out of the slot.
+    Inline(Vec<u8>),
+    /// In the segment's heap; owned by this process until dropped.
+    Large {
+        /// The heap to free it in.
+        heap: Heap,
+        /// The allocation's offset.
+        off: u64,
+        /// The payload in this mapping.
+        data: NonNull<u8>,
+        /// Payload bytes.
+        len: usize,
+    },
+}
+
+// SAFETY: a Large message is owned by this process (state RECEIVER) and its bytes are no
+// longer written by anyone; Inline is a Vec.
+unsafe impl Send for Message {}
+// SAFETY: as above; &Message only reads.
+unsafe impl Sync for Message {}
+
+impl core::fmt::Debug for Message {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Message::Inline(v) => write!(f, "Message::Inline({} bytes)", v.len()),
+            Message::Large { off, len, .. } => write!(f, "Message::Large({len} bytes at {off:#x})"),
+        }
+    }
+}
+
+impl core::ops::Deref for Message {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Message::Inline(v) => v,
+            // SAFETY: the payload lies in the mapping (resolved when taken) and this
+            // process owns it until drop; nobody writes it after it was queued.
+            Message::Large { data, len, .. } => unsafe {
+                core::slice::from_raw_parts(data.as_ptr(), *len)
+            },
+        }
+    }
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        if let Message::Large { heap, off, .. } = self {
+            if let Ok(p) = heap.region().resolve_as::<LargeHeader>(*off) {
+                // SAFETY: our own allocation, resolved and aligned.
+                let h = unsafe { p.as_ref() };
+                h.magic.store(0, Release);
+                h.state.store(state_word(ST_FREEING, 0), Release);
+            }
+            let _ = heap.free(*off);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! A bounded multi-producer multi-consumer message queue in a segment, used by processes
+//! that map the segment at different addresses.
+//!
+//! # Design
+//!
+//! - **Ring**: Vyukov's bounded queue of slots with per-slot sequence numbers, except that
+//!   a position is claimed by a compare-and-swap on the slot's own sequence word, which then
+//!   names the claiming endpoint (see `ring.rs`). A process SIGKILLed halfway through a send
+//!   or receive leaves a claim that names it; reclaiming the dead endpoint resolves it (a
+//!   half-written message is skipped, a half-read one is dropped with its dead reader), so
+//!   the queue never wedges.
+//! - **Blocking**: spin a little, then sleep on an in-segment shared futex word with a
+//!   waiter count, so senders and receivers make no system call while nobody sleeps and
+//!   no wake-up is lost (see `wait.rs`; loom-checked in `tests/loom_queue.rs`).
+//! - **Disconnection**: every [`Sender`]/[`Receiver`] holds an endpoint registration with
+//!   its process's (pid, start time). Dropping an endpoint unregisters it at once; a killed
+//!   process's registration is found dead by sleepers, who re-check liveness every
+//!   [`LIVENESS_INTERVAL`] (so a SIGKILL is reported within about that long), or by
+//!   [`Queue::reap_dead`].
+//! - **Large messages**: longer than the slot size, a message is written once into a heap
+//!   allocation and only its offset travels; the receiver reads it in place ([`Message`])
+//!   and frees it on drop. [`Queue::reclaim`] frees what dead processes leaked.
+//!
+//! # Layout
+//!
+//! One heap allocation, 64-aligned: the [`layout::Control`] block (2368 bytes: geometry,
+//! `tail` and `head` hints on their own cache lines, futex words, the reap lock and 64
+//! [`layout::EndpointSlot`]s), then `capacity` slots of `stride` bytes, each a
+//! [`layout::SlotHeader`] (32 bytes) and the inline payload.
+//!
+//! # Example
+//!
+//! ```
+//! use relshm_collections::queue::{Queue, QueueConfig};
+//! use relshm_segment::{CreateOptions, Segment};
+//! use std::time::Duration;
+//!
+//! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+//! let q = Queue::create(&seg.heap()?, QueueConfig::default())?;
+//! let tx = q.sender::<u8>()?;
+//! let rx = q.receiver::<u8>()?;
+//! tx.send_bytes(b"hello", None)?;
+//! tx.send_bytes(&vec![7u8; 100_000], None)?; // large: through the heap
+//! assert_eq!(&*rx.recv_bytes(None)?, b"hello");
+//! assert_eq!(rx.recv_bytes(Some(Duration::from_secs(1)))?.len(), 100_000);
+//! drop(tx);
+//! assert!(rx.recv_bytes(None).is_err()); // disconnected: the only sender is gone
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+pub mod layout;
+pub(crate) mod ring;
+pub(crate) mod wait;
+
+#[cfg(not(loom))]
+mod endpoint;
+#[cfg(not(loom))]
+mod handle;
+#[cfg(not(loom))]
+pub mod large;
+
+pub use error::QueueError;
+#[cfg(not(loom))]
+pub use handle::{Message, Queue, QueueConfig, Receiver, Sender};
+pub use wait::LIVENESS_INTERVAL;
