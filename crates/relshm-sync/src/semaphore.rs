@@ -212,7 +212,9 @@ impl<const AUTO: bool> Event<AUTO> {
 
     /// Sets the event and wakes every waiter (manual) or one (auto).
     pub fn set(&self) {
-        self.state.store(1, Ordering::Release);
+        // An RMW rather than a plain store: it is ordered after any waiter's consuming swap
+        // in the word's modification order, which is what the model checker reasons with.
+        self.state.swap(1, Ordering::Release);
         // Dekker with the waiter, as in Semaphore.
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) != 0 {

@@ -43,15 +43,31 @@ fn condvar_ping_pong_loses_no_wakeup() {
     };
     let child = fork_child(|| {
         let map = shm.map();
+        if map.addr() == parent.addr() {
+            return 2;
+        }
         match play(map.at(0), 1) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("{e}");
+                // The test harness captures eprintln! in-process; write to fd 2 directly.
+                let msg = format!("child: {e}\n");
+                // SAFETY: writing an initialised buffer of msg.len() bytes to stderr.
+                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
                 1
             }
         }
     });
-    play(parent.at(0), 0).unwrap();
+    if let Err(e) = play(parent.at(0), 0) {
+        let mut child = child;
+        let t: &Turn = parent.at(0);
+        panic!(
+            "{e}; child exit: {:?}; mutex: {:?}; turn: {:?}; {:?}",
+            child.try_wait(),
+            t.m.raw(),
+            t.m.try_lock().map(|g| *g),
+            t.cv
+        );
+    }
     assert_eq!(child.wait_timeout(LIMIT), Exit::Code(0));
     let t: &Turn = parent.at(0);
     assert_eq!(*t.m.lock().unwrap(), 2 * ROUNDS);
@@ -129,6 +145,9 @@ fn semaphore_handoffs_lose_no_wakeup() {
     let parent = shm.map();
     let consumer = fork_child(|| {
         let map = shm.map();
+        if map.addr() == parent.addr() {
+            return 3;
+        }
         let s: &Sems = map.at(0);
         for _ in 0..ITEMS {
             if s.items.wait_timeout(STUCK).is_err() {

@@ -7,8 +7,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use relshm_sync::{
-    Acquired, Condvar, LockError, Mutex, MutexError, RawMutex, RwLock, Semaphore,
-    simulate_owner_death,
+    Acquired, AutoResetEvent, Condvar, LockError, ManualResetEvent, Mutex, MutexError, RawMutex,
+    RwLock, Semaphore, simulate_owner_death,
 };
 
 /// A non-atomic increment (load, then store): loses updates unless excluded.
@@ -130,6 +130,23 @@ fn semaphore_handoff() {
         s.wait();
         h.join().unwrap();
         assert_eq!(s.try_wait(), Err(LockError::WouldBlock));
+    });
+}
+
+#[test]
+fn events_release_waiters() {
+    loom::model(|| {
+        let ev = Arc::new((ManualResetEvent::new(), AutoResetEvent::new()));
+        let e2 = ev.clone();
+        let h = thread::spawn(move || {
+            e2.0.wait();
+            e2.1.set();
+        });
+        ev.0.set();
+        ev.1.wait();
+        h.join().unwrap();
+        assert!(ev.0.is_set());
+        assert!(!ev.1.is_set());
     });
 }
 

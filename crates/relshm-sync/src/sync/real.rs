@@ -4,7 +4,6 @@ use super::Wake;
 use core::time::Duration;
 use rustix::thread::futex;
 use std::cell::Cell;
-use std::sync::Once;
 
 pub(crate) use std::time::Instant;
 
@@ -44,7 +43,11 @@ thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
 }
 
-static ATFORK: Once = Once::new();
+/// Whether our `atfork` child handler is registered: 0 no, 1 being registered, 2 yes.
+/// A thread id may be cached only once it is registered (else a forked child would keep
+/// its parent's id). Deliberately not a `Once`: a child forked while another thread is
+/// inside a `Once` would block forever on it.
+static ATFORK: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn after_fork_in_child() {
     // The child's only thread is the one that forked: it has a new tid and glibc has reset
@@ -52,6 +55,33 @@ extern "C" fn after_fork_in_child() {
     TID.with(|t| t.set(0));
     crate::robust::forget_head_after_fork();
 }
+
+/// Registers the handler (idempotent, never blocks); returns whether it is registered.
+extern "C" fn register_atfork() -> bool {
+    match ATFORK.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            // SAFETY: registering a plain extern "C" fn without arguments; the handler
+            // only touches thread-locals of the calling thread.
+            let r = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+            ATFORK.store(if r == 0 { 2 } else { 0 }, Ordering::Release);
+            r == 0
+        }
+        Err(state) => state == 2,
+    }
+}
+
+extern "C" fn register_atfork_at_load() {
+    register_atfork();
+}
+
+/// Registers the handler while the program is still single-threaded (before `main`), so
+/// that no fork can ever catch a registration half-way.
+#[used]
+// SAFETY: `.init_array` entries are called once by the dynamic loader / libc start-up
+// code with no arguments, which is the signature of register_atfork_at_load; it only
+// calls pthread_atfork, which is allowed at that point.
+#[unsafe(link_section = ".init_array")]
+static REGISTER_ATFORK_AT_LOAD: extern "C" fn() = register_atfork_at_load;
 
 /// The calling thread's kernel thread id, as the kernel's robust-futex code compares it
 /// (`task_pid_vnr`: the id in the caller's own PID namespace).
@@ -66,12 +96,9 @@ pub(crate) fn current_tid() -> u32 {
 
 #[cold]
 fn slow_tid() -> u32 {
-    ATFORK.call_once(|| {
-        // SAFETY: registering a plain extern "C" fn without arguments; the handler only
-        // touches thread-locals of the calling thread.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
     let t = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-    TID.with(|c| c.set(t));
+    if ATFORK.load(Ordering::Acquire) == 2 || register_atfork() {
+        TID.with(|c| c.set(t));
+    }
     t
 }
