@@ -102,3 +102,34 @@ fn slow_tid() -> u32 {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atfork_handler_is_registered_before_main() {
+        // No test of this binary calls current_tid before this check on its own thread,
+        // and the `.init_array` constructor ran before main.
+        assert_eq!(ATFORK.load(Ordering::Acquire), 2);
+    }
+
+    #[test]
+    fn forked_child_sees_its_own_tid() {
+        let parent = current_tid();
+        // SAFETY: the child only calls async-signal-safe-enough code (gettid via our cache
+        // reset by the atfork handler) and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = current_tid() != parent
+                && current_tid() as i32 == rustix::process::getpid().as_raw_nonzero().get();
+            // SAFETY: leaving the child without running the harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child with a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+}
