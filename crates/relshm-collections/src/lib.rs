@@ -10,6 +10,10 @@
 //! - [`stream`]: a single-producer single-consumer byte ring implementing
 //!   [`std::io::Read`]/[`std::io::Write`], blocking like a pipe.
 
+#[cfg(not(loom))]
+pub mod arena;
+#[cfg(not(loom))]
+pub mod list;
 pub mod port;
 pub mod queue;
 pub mod stream;

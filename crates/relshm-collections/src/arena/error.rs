@@ -1,0 +1,72 @@
+//! [`CollectionError`]: why a List or Map operation failed.
+
+use relshm_ptr::PtrError;
+use relshm_segment::SegmentError;
+use relshm_segment::heap::HeapError;
+use relshm_sync::LockError;
+
+/// Why a collection operation failed. Bytes in a segment are untrusted: every corruption a
+/// walk can detect ends up here, never in a panic or undefined behaviour.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectionError {
+    /// A link read from the segment does not resolve (out of bounds, misaligned, stale).
+    #[error(
+        "invalid link in the segment: {0}; run verify() and re-create the collection if it fails"
+    )]
+    Link(#[from] PtrError),
+    /// The segment (mapping, heap or directory) failed.
+    #[error("segment: {0}")]
+    Segment(#[from] SegmentError),
+    /// The in-segment allocator failed.
+    #[error("segment heap: {0}")]
+    Heap(#[from] HeapError),
+    /// An in-segment lock could not be taken (not recoverable, timed out).
+    #[error("collection lock: {0}")]
+    Lock(#[from] LockError),
+    /// The bytes at the given offset are not a collection of this type.
+    #[error(
+        "no {expected} at offset {offset:#x}: {why}; open it with the key, value and pointer \
+         types it was created with"
+    )]
+    BadHeader {
+        /// What was expected there (for instance `"relshm List"`).
+        expected: &'static str,
+        /// The offset that was opened.
+        offset: u64,
+        /// What did not match.
+        why: &'static str,
+    },
+    /// A walk found the structure inconsistent (broken link, cycle, count mismatch).
+    #[error("collection is corrupted: {0}; it cannot be repaired in place, re-create it")]
+    Corrupt(String),
+    /// The handle has no allocator (a translated, read-only copy).
+    #[error("this handle is read-only (a translated copy has no allocator): mutate the original")]
+    ReadOnly,
+    /// The allocator returned memory this process has not mapped yet.
+    #[error(
+        "allocation at {offset:#x} lies beyond this handle's {len}-byte view: the segment grew \
+         since the arena was made; make a new arena (and handle) to see the new bytes"
+    )]
+    BeyondView {
+        /// Offset of the allocation.
+        offset: u64,
+        /// Bytes this arena covers.
+        len: u64,
+    },
+    /// A byte-string key is longer than its type allows.
+    #[error("key of {len} bytes does not fit a ByteKey of at most {max} bytes: use a larger N")]
+    KeyTooLong {
+        /// Length of the key given.
+        len: usize,
+        /// The most the key type holds.
+        max: usize,
+    },
+}
+
+/// Result of collection operations.
+pub type Result<T, E = CollectionError> = core::result::Result<T, E>;
+
+pub(crate) fn corrupt(what: impl Into<String>) -> CollectionError {
+    CollectionError::Corrupt(what.into())
+}

@@ -1,0 +1,197 @@
+//! [`List`]: a doubly linked list in a segment, generic over the pointer strategy `R`.
+//!
+//! Nodes come from the segment's heap; one robust in-segment mutex guards the list. Every
+//! structural change records its intent (operation and node) in the header before the
+//! first link store, and publishes in the forward direction first, so a writer killed at
+//! any point leaves a forward chain that is either the old or the new list; the next
+//! locker learns of the death from the lock and [repairs](ListGuard) by rebuilding the
+//! backward links, tail and length from the forward chain and freeing the node of an
+//! unfinished operation.
+//!
+//! ```
+//! use relshm_collections::arena::Arena;
+//! use relshm_collections::list::List;
+//! use relshm_ptr::Offset;
+//! use relshm_segment::{CreateOptions, Placement, Segment};
+//!
+//! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+//! let arena = Arena::<Offset>::new(&seg)?;
+//! let list = List::<u64, Offset>::create(&arena)?;
+//! list.push_back(1)?;
+//! list.push_front(0)?;
+//!
+//! // Another mapping of the same bytes, at another address, sees the same list.
+//! let other = seg.reopen(Placement::Anywhere)?;
+//! assert_ne!(other.base(), seg.base());
+//! let arena2 = Arena::<Offset>::new(&other)?;
+//! let list2 = List::<u64, Offset>::open(&arena2, list.offset())?;
+//! assert_eq!(list2.to_vec()?, vec![0, 1]);
+//! assert_eq!(list2.verify()?, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod cursor;
+mod guard;
+mod layout;
+mod repair;
+mod translate;
+
+pub use cursor::Cursor;
+pub use guard::{Iter, ListGuard};
+pub use layout::{LIST_MAGIC, ListHeader, ListNode};
+
+use crate::arena::{Arena, CollectionError, Result};
+use bytemuck::Pod;
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::{Acquire, Release};
+use relshm_ptr::Repr;
+use relshm_sync::Acquired;
+
+/// A handle to a doubly linked list of `T` in a segment, resolved through an [`Arena`].
+///
+/// The handle is two references; copy it freely. Each convenience method takes the
+/// list's lock for one operation; [`lock`](Self::lock) holds it across several (and gives
+/// cursors and iteration).
+pub struct List<'a, T, R: Repr> {
+    arena: &'a Arena<'a, R>,
+    hdr: &'a ListHeader<T, R>,
+    off: u64,
+}
+
+impl<T, R: Repr> Clone for List<'_, T, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T, R: Repr> Copy for List<'_, T, R> {}
+
+impl<'a, T: Pod, R: Repr> List<'a, T, R> {
+    /// Creates an empty list in the arena's segment.
+    pub fn create(arena: &'a Arena<'a, R>) -> Result<Self> {
+        let p = arena.alloc::<ListHeader<T, R>>()?;
+        // SAFETY: a fresh heap allocation, in bounds and aligned (checked by alloc), that no
+        // one else can reach yet.
+        unsafe { p.as_ptr().write(ListHeader::empty()) };
+        // SAFETY: just initialised; it stays mapped while the arena lives ('a).
+        let hdr = unsafe { p.as_ref() };
+        hdr.magic.store(layout::LIST_MAGIC, Release);
+        Ok(Self {
+            arena,
+            hdr,
+            off: arena.offset_of(p),
+        })
+    }
+
+    /// Opens the list whose header is at `offset` (see [`offset`](Self::offset)), checking
+    /// that it is a list of this element type and strategy.
+    pub fn open(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
+        let p = arena.at::<ListHeader<T, R>>(offset)?;
+        // SAFETY: in bounds and aligned (checked by `at`), mapped while the arena lives, and
+        // every bit pattern is a valid header (all atomics, links and a RawMutex).
+        let hdr = unsafe { p.as_ref() };
+        let bad = |why| CollectionError::BadHeader {
+            expected: "relshm List",
+            offset,
+            why,
+        };
+        if hdr.magic.load(Acquire) != layout::LIST_MAGIC {
+            return Err(bad("wrong magic number"));
+        }
+        if hdr.layout.load(Acquire) != layout::layout::<T, R>() {
+            return Err(bad("element type or pointer strategy differs"));
+        }
+        Ok(Self {
+            arena,
+            hdr,
+            off: offset,
+        })
+    }
+
+    /// Creates an empty list and records its offset under `name` in the segment's
+    /// directory, so other processes find it with [`open_named`](Self::open_named).
+    pub fn create_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
+        let list = Self::create(arena)?;
+        arena
+            .directory()?
+            .construct(name, AtomicU64::new(list.off))
+            .map_err(relshm_segment::SegmentError::from)?;
+        Ok(list)
+    }
+
+    /// Opens the list recorded under `name` by [`create_named`](Self::create_named).
+    pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
+        let dir = arena.directory()?;
+        let off = dir
+            .find::<AtomicU64>(name)
+            .map_err(relshm_segment::SegmentError::from)?
+            .get()
+            .load(Acquire);
+        Self::open(arena, off)
+    }
+
+    /// Offset of the list's header in the segment (the same in every process).
+    pub fn offset(&self) -> u64 {
+        self.off
+    }
+
+    /// Takes the list's lock. If its previous holder died, repairs the list first (see the
+    /// module docs); a list that cannot be repaired reports the corruption, and its lock
+    /// becomes not recoverable.
+    pub fn lock(&self) -> Result<ListGuard<'a, T, R>> {
+        let acquired = self.hdr.lock.lock()?;
+        let guard = ListGuard::new(*self);
+        if acquired == Acquired::OwnerDied {
+            guard.repair()?;
+            // SAFETY: this thread holds the lock (guard); the list is consistent again.
+            unsafe { self.hdr.lock.make_consistent() };
+        }
+        Ok(guard)
+    }
+
+    /// Appends `value`.
+    pub fn push_back(&self, value: T) -> Result<()> {
+        self.lock()?.push_back(value)
+    }
+
+    /// Prepends `value`.
+    pub fn push_front(&self, value: T) -> Result<()> {
+        self.lock()?.push_front(value)
+    }
+
+    /// Removes and returns the first element.
+    pub fn pop_front(&self) -> Result<Option<T>> {
+        self.lock()?.pop_front()
+    }
+
+    /// Removes and returns the last element.
+    pub fn pop_back(&self) -> Result<Option<T>> {
+        self.lock()?.pop_back()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.lock()?.len())
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.lock()?.len() == 0)
+    }
+
+    /// Removes every element.
+    pub fn clear(&self) -> Result<()> {
+        self.lock()?.clear()
+    }
+
+    /// The elements, front to back.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.lock()?.to_vec()
+    }
+
+    /// Walks the list and checks every link: forward and backward links agree, the tail is
+    /// the last node, no cycle, the count matches `len`, no operation is half done.
+    /// Returns the length.
+    pub fn verify(&self) -> Result<u64> {
+        self.lock()?.verify()
+    }
+}

@@ -1,0 +1,102 @@
+//! Verifying a list, and repairing it after a writer died holding its lock.
+
+use super::ListGuard;
+use super::guard::Node;
+use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE};
+use crate::arena::{CollectionError, Result, corrupt};
+use bytemuck::Pod;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering::{Relaxed, Release};
+use relshm_ptr::Repr;
+use relshm_segment::heap::HeapError;
+
+impl<T: Pod, R: Repr> ListGuard<'_, T, R> {
+    /// Checks every link (see [`List::verify`](super::List::verify)); returns the length.
+    pub fn verify(&self) -> Result<u64> {
+        let hdr = self.list.hdr;
+        let max = self.list.arena.max_objects::<Node<T, R>>();
+        let mut prev: Option<&Node<T, R>> = None;
+        let mut count = 0u64;
+        let mut cur = self
+            .get(&hdr.head)
+            .map_err(|e| corrupt(format!("head link: {e}")))?;
+        while let Some(n) = cur {
+            count += 1;
+            if count > max {
+                return Err(corrupt(format!(
+                    "cycle: more than {max} nodes reachable from the head"
+                )));
+            }
+            let back = self
+                .get(&n.prev)
+                .map_err(|e| corrupt(format!("node {count}: prev link: {e}")))?;
+            if back.map(|b| b as *const _) != prev.map(|p| p as *const _) {
+                return Err(corrupt(format!(
+                    "node {count}'s prev link does not point at node {}",
+                    count - 1
+                )));
+            }
+            prev = Some(n);
+            cur = self
+                .get(&n.next)
+                .map_err(|e| corrupt(format!("node {count}: next link: {e}")))?;
+        }
+        let tail = self
+            .get(&hdr.tail)
+            .map_err(|e| corrupt(format!("tail link: {e}")))?;
+        if tail.map(|t| t as *const _) != prev.map(|p| p as *const _) {
+            return Err(corrupt("the tail link does not point at the last node"));
+        }
+        let len = hdr.len.load(Relaxed);
+        if len != count {
+            return Err(corrupt(format!(
+                "length mismatch: header says {len}, {count} nodes are linked"
+            )));
+        }
+        if hdr.intent.load(Relaxed) != OP_NONE {
+            return Err(corrupt(
+                "an operation is half done although the lock is consistent",
+            ));
+        }
+        Ok(count)
+    }
+
+    /// Makes the list consistent after its lock's owner died: the forward chain is the
+    /// truth (every operation publishes there first); backward links, tail and length are
+    /// rebuilt from it, and the node of an unfinished operation is freed if it is not in
+    /// the chain (an insert that never became visible, or a remove that did).
+    pub(crate) fn repair(&self) -> Result<()> {
+        let (arena, hdr, ctx) = (self.list.arena, self.list.hdr, self.ctx());
+        let max = arena.max_objects::<Node<T, R>>();
+        let op = hdr.intent.load(Relaxed);
+        let pending = hdr.intent_node.load(Relaxed);
+        let mut found = false;
+        let mut prev: Option<&Node<T, R>> = None;
+        let mut count = 0u64;
+        let mut cur = self.get(&hdr.head)?;
+        while let Some(n) = cur {
+            count += 1;
+            if count > max {
+                return Err(corrupt(
+                    "cycle in the forward chain; the list cannot be repaired",
+                ));
+            }
+            found |= arena.offset_of(NonNull::from(n)) == pending;
+            n.prev.set(ctx, prev)?;
+            prev = Some(n);
+            cur = self.get(&n.next)?;
+        }
+        hdr.tail.set(ctx, prev)?;
+        hdr.len.store(count, Release);
+        if (op == OP_INSERT || op == OP_REMOVE) && !found {
+            let node = arena.at::<Node<T, R>>(pending)?;
+            match arena.free(node) {
+                // Already free: the heap refuses a second free, nothing leaked.
+                Ok(()) | Err(CollectionError::Heap(HeapError::NotAllocated { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        hdr.intent.store(OP_NONE, Release);
+        Ok(())
+    }
+}
