@@ -145,7 +145,7 @@ fn round(rng: &mut StdRng) {
     );
     let killed_consumers = killed_c.iter().filter(|&&k| k).count() as u64;
     let mut missing = 0;
-    for p in 0..PRODUCERS {
+    for (p, &producer_killed) in killed_p.iter().enumerate() {
         let sent = scratch.slot(p).load(Ordering::Acquire);
         for seq in 0..PER {
             let bit = p as u64 * PER + seq;
@@ -157,7 +157,7 @@ fn round(rng: &mut StdRng) {
             if got && seq > sent {
                 panic!("producer {p} confirmed {sent} but message {seq} arrived");
             }
-            if got && seq == sent && !killed_p[p] {
+            if got && seq == sent && !producer_killed {
                 panic!("producer {p} confirmed {sent} and was not killed, yet {seq} arrived");
             }
         }

@@ -12,7 +12,7 @@
 use core::time::Duration;
 
 use relshm_segment::procstat;
-use relshm_sync::facade::{AtomicU64, Ordering::*};
+use relshm_sync::facade::Ordering::*;
 use relshm_sync::{Acquired, LockError};
 
 use super::error::QueueError;
@@ -20,46 +20,11 @@ use super::layout::{
     Control, EP_RECEIVER, EP_SENDER, EndpointSlot, MAX_ENDPOINTS, owner_word, split_owner,
 };
 use super::ring::{Ring, Slots};
-use super::wait::Event;
 
 /// How long a reaper waits for another reaper before giving up this round.
 const REAP_LOCK_WAIT: Duration = Duration::from_millis(200);
 
 impl Control {
-    pub(crate) fn mask(&self, kind: u64) -> &AtomicU64 {
-        if kind == EP_SENDER {
-            &self.sender_mask
-        } else {
-            &self.receiver_mask
-        }
-    }
-
-    pub(crate) fn recv_event(&self) -> Event<'_> {
-        Event {
-            word: &self.not_empty,
-            waiters: &self.recv_waiters,
-        }
-    }
-
-    pub(crate) fn send_event(&self) -> Event<'_> {
-        Event {
-            word: &self.not_full,
-            waiters: &self.send_waiters,
-        }
-    }
-
-    /// Whether every endpoint of `kind` is gone (after at least one existed), or the
-    /// queue was closed.
-    pub(crate) fn peers_gone(&self, kind: u64) -> bool {
-        let seen = if kind == EP_SENDER {
-            &self.senders_seen
-        } else {
-            &self.receivers_seen
-        };
-        self.closed.load(Acquire) != 0
-            || (seen.load(Acquire) != 0 && self.mask(kind).load(SeqCst) == 0)
-    }
-
     /// Registers the calling process as an endpoint of `kind`; returns (index, owner word).
     pub(crate) fn register(&self, kind: u64) -> Result<(usize, u64), QueueError> {
         let pid = std::process::id();

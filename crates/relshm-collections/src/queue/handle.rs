@@ -18,7 +18,8 @@ use super::layout::{
     Control, EP_RECEIVER, EP_SENDER, KIND_HEAP, KIND_INLINE, MAX_CAPACITY, MAX_SLOT_SIZE,
     QUEUE_MAGIC, QUEUE_VERSION, RING_OFFSET, SLOT_HEADER, SlotHeader, split_seq, stride_for,
 };
-use super::ring::{Claim, Ring, Slots};
+use super::ops::{recv_once, send_once};
+use super::ring::{Ring, Slots};
 use super::wait::SPIN_ROUNDS;
 
 /// How a queue is laid out; see [`Queue::create`].
@@ -466,6 +467,7 @@ impl<T> core::fmt::Debug for Sender<T> {
 struct Staged {
     off: u64,
     len: u64,
+    header: NonNull<LargeHeader>,
 }
 
 impl<T: bytemuck::Pod> Sender<T> {
@@ -581,7 +583,11 @@ impl<T> Sender<T> {
             .store(relshm_segment::procstat::own_start_time(), Relaxed);
         h.state.store(state_word(ST_SENDER, 0), Relaxed);
         h.magic.store(LARGE_MAGIC, Release);
-        Ok(Some(Staged { off, len }))
+        Ok(Some(Staged {
+            off,
+            len,
+            header: base.cast(),
+        }))
     }
 
     fn unstage(&self, staged: Option<Staged>) {
@@ -594,34 +600,26 @@ impl<T> Sender<T> {
     /// One send attempt: `Some` if sent, `None` if full.
     fn attempt(&self, msg: &[u8], staged: Option<&Staged>) -> Result<Option<()>, QueueError> {
         let q = &self.ep.q;
-        let ctl = q.ctl();
-        if ctl.peers_gone(EP_RECEIVER) {
-            return Err(QueueError::Disconnected { peer: "receiver" });
-        }
-        let ring = q.ring();
-        let Claim::Got(pos) = ring.claim_write(self.ep.index as u64)? else {
-            return Ok(None);
-        };
-        let slot = q.slots.header(pos & (q.capacity - 1));
-        match staged {
-            None => {
-                // SAFETY: we hold the write claim of this slot; msg fits (checked in stage).
-                unsafe { q.slots.write(pos & (q.capacity - 1), msg) };
-                slot.meta
-                    .store(msg.len() as u64 | (KIND_INLINE << 32), Relaxed);
+        send_once(&q.ring(), self.ep.index as u64, |pos| {
+            let i = pos & (q.capacity - 1);
+            let slot = q.slots.header(i);
+            match staged {
+                None => {
+                    // SAFETY: we hold the write claim of this slot; msg fits (checked in
+                    // stage).
+                    unsafe { q.slots.write(i, msg) };
+                    slot.meta
+                        .store(msg.len() as u64 | (KIND_INLINE << 32), Relaxed);
+                }
+                Some(s) => {
+                    slot.heap.store(s.off, Relaxed);
+                    slot.meta.store(s.len | (KIND_HEAP << 32), Relaxed);
+                    // SAFETY: our own staged allocation, resolved and aligned in stage().
+                    let h = unsafe { s.header.as_ref() };
+                    h.state.store(state_word(ST_QUEUED, pos), Release);
+                }
             }
-            Some(s) => {
-                slot.heap.store(s.off, Relaxed);
-                slot.meta.store(s.len | (KIND_HEAP << 32), Relaxed);
-                let h = q.heap.region().resolve_as::<LargeHeader>(s.off)?;
-                // SAFETY: our own staged allocation, resolved and aligned.
-                let h = unsafe { h.as_ref() };
-                h.state.store(state_word(ST_QUEUED, pos), Release);
-            }
-        }
-        ring.publish(pos);
-        ctl.recv_event().notify(false);
-        Ok(Some(()))
+        })
     }
 }
 
@@ -712,37 +710,24 @@ impl<T> Receiver<T> {
     /// One receive attempt: `Some` message, `None` if empty.
     fn attempt(&self) -> Result<Option<Message>, QueueError> {
         let q = &self.ep.q;
-        let ring = q.ring();
-        let mut got = ring.claim_read(self.ep.index as u64)?;
-        if got == Claim::None && q.ctl().peers_gone(EP_SENDER) {
-            // The last sender may have published just before leaving: look once more.
-            got = ring.claim_read(self.ep.index as u64)?;
-            if got == Claim::None {
-                return Err(QueueError::Disconnected { peer: "sender" });
+        recv_once(&q.ring(), self.ep.index as u64, |pos| {
+            let i = pos & (q.capacity - 1);
+            let slot = q.slots.header(i);
+            let meta = slot.meta.load(Relaxed);
+            let (len, kind) = (meta & 0xffff_ffff, meta >> 32);
+            match kind {
+                KIND_INLINE if len <= u64::from(q.slot_size) => {
+                    let mut buf = vec![0u8; len as usize];
+                    // SAFETY: we hold the read claim; len fits the slot (checked).
+                    unsafe { q.slots.read(i, &mut buf) };
+                    Ok(Message::Inline(buf))
+                }
+                KIND_HEAP => self.take_large(slot.heap.load(Relaxed), len, pos),
+                _ => Err(QueueError::corrupted(format!(
+                    "slot {i} has payload kind {kind} and length {len}"
+                ))),
             }
-        }
-        let Claim::Got(pos) = got else {
-            return Ok(None);
-        };
-        let i = pos & (q.capacity - 1);
-        let slot = q.slots.header(i);
-        let meta = slot.meta.load(Relaxed);
-        let (len, kind) = (meta & 0xffff_ffff, meta >> 32);
-        let msg = match kind {
-            KIND_INLINE if len <= u64::from(q.slot_size) => {
-                let mut buf = vec![0u8; len as usize];
-                // SAFETY: we hold the read claim; len fits the slot (checked).
-                unsafe { q.slots.read(i, &mut buf) };
-                Ok(Message::Inline(buf))
-            }
-            KIND_HEAP => self.take_large(slot.heap.load(Relaxed), len, pos),
-            _ => Err(QueueError::corrupted(format!(
-                "slot {i} has payload kind {kind} and length {len}"
-            ))),
-        };
-        ring.release(pos);
-        q.ctl().send_event().notify(false);
-        msg.map(Some)
+        })
     }
 
     fn take_large(&self, off: u64, len: u64, pos: u64) -> Result<Message, QueueError> {

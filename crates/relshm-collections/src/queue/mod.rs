@@ -50,6 +50,7 @@
 
 mod error;
 pub mod layout;
+pub(crate) mod ops;
 pub(crate) mod ring;
 pub(crate) mod wait;
 
@@ -64,3 +65,7 @@ pub use error::QueueError;
 #[cfg(not(loom))]
 pub use handle::{Message, Queue, QueueConfig, Receiver, Sender};
 pub use wait::LIVENESS_INTERVAL;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod model;
