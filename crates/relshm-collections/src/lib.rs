@@ -18,6 +18,8 @@ pub mod arena;
 #[cfg(not(loom))]
 pub mod list;
 #[cfg(not(loom))]
+pub mod map;
+#[cfg(not(loom))]
 pub mod port;
 pub mod queue;
 #[cfg(not(loom))]

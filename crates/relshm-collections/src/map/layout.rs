@@ -1,0 +1,152 @@
+//! In-segment layout of a [`Map`](super::Map): header, stripes, bucket table, nodes.
+
+use bytemuck::Pod;
+use core::sync::atomic::AtomicU64;
+use relshm_ptr::{Link, LinkVisitor, Relocate, Repr};
+use relshm_sync::RawRwLock;
+
+/// `"RSHMMAP1"` in little-endian: the first word of every map header.
+pub const MAP_MAGIC: u64 = u64::from_le_bytes(*b"RSHMMAP1");
+/// Number of lock stripes; bucket `b` belongs to stripe `b % STRIPES`.
+pub const STRIPES: usize = 16;
+/// log2 of the buckets per chunk.
+pub const CHUNK_LOG2: u32 = 10;
+/// Buckets per chunk.
+pub const CHUNK: usize = 1 << CHUNK_LOG2;
+/// Chunk links in a table: at most `DIR * CHUNK` buckets.
+pub const DIR: usize = 2048;
+/// log2 of the fewest buckets (one chunk).
+pub const MIN_LOG2: u64 = CHUNK_LOG2 as u64;
+/// log2 of the most buckets (a full table); beyond it chains just grow longer.
+pub const MAX_LOG2: u64 = CHUNK_LOG2 as u64 + DIR.trailing_zeros() as u64;
+
+pub(crate) const OP_NONE: u64 = 0;
+/// `node` is being linked in as a new entry.
+pub(crate) const OP_INSERT: u64 = 1;
+/// `node` replaces `old` in place (update / insert over an existing key).
+pub(crate) const OP_REPLACE: u64 = 2;
+/// `node` is being unlinked.
+pub(crate) const OP_REMOVE: u64 = 3;
+
+/// One entry. Layout (`#[repr(C)]`): `next` link, `hash` (u64), key, value. A published
+/// node is never written again except its `next` link: updates replace the node.
+#[repr(C)]
+pub struct MapNode<K, V, R: Repr> {
+    pub(crate) next: Link<MapNode<K, V, R>, R>,
+    pub(crate) hash: u64,
+    pub(crate) key: K,
+    pub(crate) value: V,
+}
+
+// SAFETY: #[repr(C)] of a link, a u64 and Pod key and value: valid for any bits; `next` is
+// the only link.
+unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for MapNode<K, V, R> {
+    fn visit_links<Vis: LinkVisitor<R>>(&self, v: &mut Vis) {
+        v.link(&self.next);
+    }
+}
+
+/// [`CHUNK`] bucket heads (one heap allocation).
+#[repr(C)]
+pub struct Chunk<K, V, R: Repr> {
+    pub(crate) heads: [Link<MapNode<K, V, R>, R>; CHUNK],
+}
+
+// SAFETY: an array of links, valid for any bits, each visited in order.
+unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for Chunk<K, V, R> {
+    fn visit_links<Vis: LinkVisitor<R>>(&self, v: &mut Vis) {
+        self.heads.visit_links(v);
+    }
+}
+
+/// The bucket table: `2^log2` buckets in `2^log2 / CHUNK` chunks. Layout: `log2` (u64),
+/// reserved (u64), then [`DIR`] chunk links (null past the last chunk).
+#[repr(C)]
+pub struct Table<K, V, R: Repr> {
+    pub(crate) log2: AtomicU64,
+    pub(crate) reserved: AtomicU64,
+    pub(crate) chunks: [Link<Chunk<K, V, R>, R>; DIR],
+}
+
+// SAFETY: atomics and links, valid for any bits; the chunk links are visited in order.
+unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for Table<K, V, R> {
+    fn visit_links<Vis: LinkVisitor<R>>(&self, v: &mut Vis) {
+        self.chunks.visit_links(v);
+    }
+}
+
+/// One lock stripe. Layout (1152 bytes): the robust [`RawRwLock`] (1088 bytes) over the
+/// stripe's buckets, `len` (entries in them), the operation in flight (`intent`, `node`,
+/// `old`: node offsets) and four reserved words.
+#[repr(C)]
+pub struct Stripe {
+    pub(crate) lock: RawRwLock,
+    pub(crate) len: AtomicU64,
+    pub(crate) intent: AtomicU64,
+    pub(crate) node: AtomicU64,
+    pub(crate) old: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 4],
+}
+
+/// The map's root object.
+///
+/// # Layout (`#[repr(C)]`, 8-aligned)
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `magic` | [`MAP_MAGIC`] |
+/// | 8 | `layout` | fingerprint of key, value and pointer strategy |
+/// | 16 | `moving` | offset of the node a resize is moving (0 = none) |
+/// | 24..64 | reserved | zero |
+/// | 64 | `resize` | [`RawRwLock`]: shared by every operation, exclusive for resize and clear |
+/// | 1152 | `stripes` | [`STRIPES`] × [`Stripe`] |
+/// | 19584 | `table` | link to the live [`Table`] |
+/// | 19584 + w | `new_table` | link to the table a resize is filling (null otherwise) |
+#[repr(C)]
+pub struct MapHeader<K, V, R: Repr> {
+    pub(crate) magic: AtomicU64,
+    pub(crate) layout: AtomicU64,
+    pub(crate) moving: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 5],
+    pub(crate) resize: RawRwLock,
+    pub(crate) stripes: [Stripe; STRIPES],
+    pub(crate) table: Link<Table<K, V, R>, R>,
+    pub(crate) new_table: Link<Table<K, V, R>, R>,
+}
+
+// SAFETY: atomics, robust locks (every bit pattern a state) and links: valid for any bits;
+// `table` and `new_table` are the only links, visited in order.
+unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for MapHeader<K, V, R> {
+    fn visit_links<Vis: LinkVisitor<R>>(&self, v: &mut Vis) {
+        v.link(&self.table);
+        v.link(&self.new_table);
+    }
+}
+
+const _: () = {
+    type H = MapHeader<u64, u64, relshm_ptr::Offset>;
+    assert!(size_of::<Stripe>() == 1152);
+    assert!(core::mem::offset_of!(H, resize) == 64);
+    assert!(core::mem::offset_of!(H, stripes) == 1152);
+    assert!(core::mem::offset_of!(H, table) == 19584);
+};
+
+/// Fingerprint of a map of `K` to `V` with strategy `R`.
+pub(crate) fn layout<K, V, R: Repr>() -> u64 {
+    let shape = [
+        size_of::<K>() as u64,
+        align_of::<K>() as u64,
+        size_of::<V>() as u64,
+        align_of::<V>() as u64,
+        size_of::<MapNode<K, V, R>>() as u64,
+        CHUNK as u64,
+        DIR as u64,
+        STRIPES as u64,
+    ];
+    let mut bytes = Vec::with_capacity(80);
+    for x in shape {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.extend_from_slice(R::NAME.as_bytes());
+    relshm_segment::directory::fnv1a(&bytes, 2)
+}

@@ -1,0 +1,250 @@
+//! [`Map`]: a hash map in a segment, generic over the pointer strategy `R`, shared
+//! read/write by several processes with lock striping.
+//!
+//! Separate chaining: a bucket table of chunked head links, nodes from the segment heap.
+//! Locks: one readers-writer lock over the whole map (`resize`), taken *shared* by every
+//! operation and exclusively only to resize or clear, and [`STRIPES`] readers-writer locks
+//! each over the buckets `b ≡ s (mod STRIPES)`: readers in different processes take
+//! different reader slots and do not serialise; writers serialise per stripe only.
+//!
+//! Owner death: a published node is immutable except its `next` link, so every change
+//! (insert, update by replacement, remove) is one publishing link store, preceded by an
+//! intent record in the stripe. A writer killed at any point leaves the old or the new
+//! chain; the next locker learns of the death from the lock, frees the node of an
+//! unfinished operation (or the replaced one), and recounts the stripe. A resize records
+//! the node it is moving and is finished by the next exclusive locker.
+//!
+//! ```
+//! use relshm_collections::arena::Arena;
+//! use relshm_collections::map::Map;
+//! use relshm_ptr::Offset;
+//! use relshm_segment::{CreateOptions, Placement, Segment};
+//!
+//! let seg = Segment::create_unnamed(&CreateOptions::new(4 << 20))?;
+//! let arena = Arena::<Offset>::new(&seg)?;
+//! let map = Map::<u64, u64, Offset>::create(&arena)?;
+//! map.insert(7, 49)?;
+//! map.update(&7, |v| *v += 1)?;
+//!
+//! let other = seg.reopen(Placement::Anywhere)?; // another address, same bytes
+//! let arena2 = Arena::<Offset>::new(&other)?;
+//! let map2 = Map::<u64, u64, Offset>::open(&arena2, map.offset())?;
+//! assert_eq!(map2.get(&7)?, Some(50));
+//! assert_eq!(map2.verify()?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod held;
+mod key;
+mod layout;
+mod ops;
+mod read;
+mod repair;
+mod resize;
+mod translate;
+
+pub use key::ByteKey;
+pub use layout::{
+    CHUNK, Chunk, DIR, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES, Stripe, Table,
+};
+pub use read::MapReadGuard;
+
+use crate::arena::{Arena, CollectionError, Result, corrupt};
+use bytemuck::Pod;
+use core::hash::{BuildHasher, Hash};
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use held::Held;
+use relshm_ptr::{Link, Repr};
+
+/// The hasher every map uses (deterministic, so every process agrees): FxHash. Compare
+/// with `std::collections::HashMap<K, V, MapHasher>` to measure the map, not the hash.
+pub type MapHasher = rustc_hash::FxBuildHasher;
+
+/// The hash of `key` as every map computes it.
+#[inline]
+pub fn hash_key<K: Hash>(key: &K) -> u64 {
+    MapHasher::default().hash_one(key)
+}
+
+/// What a map key must be: plain data, compared and hashed by value.
+pub trait MapKey: Pod + Eq + Hash {}
+impl<K: Pod + Eq + Hash> MapKey for K {}
+
+/// A handle to a hash map from `K` to `V` in a segment, resolved through an [`Arena`].
+///
+/// Two references: copy it freely. Every method takes the locks it needs for one
+/// operation; [`read`](Self::read) holds read access across many lookups.
+pub struct Map<'a, K, V, R: Repr> {
+    pub(crate) arena: &'a Arena<'a, R>,
+    pub(crate) hdr: &'a MapHeader<K, V, R>,
+    off: u64,
+}
+
+impl<K, V, R: Repr> Clone for Map<'_, K, V, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K, V, R: Repr> Copy for Map<'_, K, V, R> {}
+
+type Node<K, V, R> = MapNode<K, V, R>;
+
+impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+    /// Creates an empty map (with [`CHUNK`] buckets) in the arena's segment.
+    pub fn create(arena: &'a Arena<'a, R>) -> Result<Self> {
+        let p = arena.alloc::<MapHeader<K, V, R>>()?;
+        // SAFETY: a fresh allocation, in bounds and aligned (checked by alloc), reachable by
+        // no one yet; all-zero bytes are a valid header (unlocked locks, null links).
+        unsafe { p.as_ptr().write_bytes(0, 1) };
+        // SAFETY: initialised just above; mapped while the arena lives.
+        let hdr = unsafe { p.as_ref() };
+        hdr.layout.store(layout::layout::<K, V, R>(), Relaxed);
+        let map = Self {
+            arena,
+            hdr,
+            off: arena.offset_of(p),
+        };
+        let table = map.new_table(MIN_LOG2)?;
+        hdr.table.set(arena.ctx(), Some(table))?;
+        hdr.magic.store(MAP_MAGIC, Release);
+        Ok(map)
+    }
+
+    /// Opens the map whose header is at `offset`, checking it is a map of these key,
+    /// value and strategy types.
+    pub fn open(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
+        let p = arena.at::<MapHeader<K, V, R>>(offset)?;
+        // SAFETY: in bounds and aligned (checked by `at`), mapped while the arena lives;
+        // every bit pattern is a valid header (atomics, robust locks, links).
+        let hdr = unsafe { p.as_ref() };
+        let bad = |why| CollectionError::BadHeader {
+            expected: "relshm Map",
+            offset,
+            why,
+        };
+        if hdr.magic.load(Acquire) != MAP_MAGIC {
+            return Err(bad("wrong magic number"));
+        }
+        if hdr.layout.load(Acquire) != layout::layout::<K, V, R>() {
+            return Err(bad("key type, value type or pointer strategy differs"));
+        }
+        Ok(Self {
+            arena,
+            hdr,
+            off: offset,
+        })
+    }
+
+    /// Creates an empty map and records its offset under `name` in the segment directory.
+    pub fn create_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
+        let map = Self::create(arena)?;
+        arena
+            .directory()?
+            .construct(name, AtomicU64::new(map.off))
+            .map_err(relshm_segment::SegmentError::from)?;
+        Ok(map)
+    }
+
+    /// Opens the map recorded under `name` by [`create_named`](Self::create_named).
+    pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
+        let off = arena
+            .directory()?
+            .find::<AtomicU64>(name)
+            .map_err(relshm_segment::SegmentError::from)?
+            .get()
+            .load(Acquire);
+        Self::open(arena, off)
+    }
+
+    /// Offset of the map's header in the segment (the same in every process).
+    pub fn offset(&self) -> u64 {
+        self.off
+    }
+
+    pub(crate) fn ctx(&self) -> &'a R::Ctx {
+        self.arena.ctx()
+    }
+
+    /// The most nodes the arena could hold: bounds every chain walk.
+    pub(crate) fn max_nodes(&self) -> u64 {
+        self.arena.max_objects::<Node<K, V, R>>()
+    }
+
+    /// The live table and its log2 size, checked.
+    pub(crate) fn table(&self) -> Result<(&'a Table<K, V, R>, u64)> {
+        self.table_at(&self.hdr.table)
+    }
+
+    pub(crate) fn table_at(
+        &self,
+        link: &Link<Table<K, V, R>, R>,
+    ) -> Result<(&'a Table<K, V, R>, u64)> {
+        let t = link
+            .get(self.ctx())?
+            .ok_or_else(|| corrupt("the map has no bucket table"))?;
+        let log2 = t.log2.load(Relaxed);
+        if !(MIN_LOG2..=MAX_LOG2).contains(&log2) {
+            return Err(corrupt(format!("bucket table size 2^{log2} out of range")));
+        }
+        Ok((t, log2))
+    }
+
+    /// The head link of bucket `b` (`b` < the table's bucket count).
+    pub(crate) fn head(&self, t: &'a Table<K, V, R>, b: u64) -> Result<&'a Link<Node<K, V, R>, R>> {
+        let i = (b >> layout::CHUNK_LOG2) as usize;
+        let chunk = t
+            .chunks
+            .get(i)
+            .ok_or_else(|| corrupt("bucket index beyond the table"))?
+            .get(self.ctx())?
+            .ok_or_else(|| corrupt(format!("bucket chunk {i} is missing")))?;
+        Ok(&chunk.heads[b as usize & (CHUNK - 1)])
+    }
+
+    /// Read access to the whole map (the resize lock shared).
+    pub(crate) fn global_shared(&self) -> Result<Held<'a>> {
+        let m = *self;
+        held::shared(&self.hdr.resize, move || m.repair_all())
+    }
+
+    /// Exclusive access to the whole map (resize, clear).
+    pub(crate) fn global_exclusive(&self) -> Result<Held<'a>> {
+        let m = *self;
+        held::exclusive(&self.hdr.resize, move || m.repair_all())
+    }
+
+    /// The value for `key`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        self.with_stripe(key, false, |_, pred| Ok(pred.map(|(_, n)| n.value)))
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        self.with_stripe(key, false, |_, pred| Ok(pred.is_some()))
+    }
+
+    /// Number of entries (exact when no writer is active).
+    pub fn len(&self) -> Result<u64> {
+        let _g = self.global_shared()?;
+        Ok(self.hdr.stripes.iter().map(|s| s.len.load(Acquire)).sum())
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Number of buckets now.
+    pub fn buckets(&self) -> Result<u64> {
+        let _g = self.global_shared()?;
+        Ok(1 << self.table()?.1)
+    }
+
+    /// All entries (in bucket order), read under [`read`](Self::read).
+    pub fn entries(&self) -> Result<Vec<(K, V)>> {
+        let mut v = Vec::new();
+        self.read()?.for_each(|k, x| v.push((*k, *x)))?;
+        Ok(v)
+    }
+}

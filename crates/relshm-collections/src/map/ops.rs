@@ -1,0 +1,249 @@
+//! Lookups and kill-safe updates of one bucket chain under its stripe lock.
+
+use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, STRIPES};
+use super::{Chunk, Map, MapKey, MapNode, Node, Stripe, Table, hash_key, held};
+use crate::arena::{Result, corrupt};
+use bytemuck::Pod;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering::{Relaxed, Release};
+use core::sync::atomic::fence;
+use relshm_ptr::{Link, Repr};
+
+/// Where a key lives: its stripe and bucket, with the stripe locked.
+pub(crate) struct Spot<'a, K, V, R: Repr> {
+    pub(crate) log2: u64,
+    pub(crate) hash: u64,
+    pub(crate) stripe: &'a Stripe,
+    pub(crate) head: &'a Link<Node<K, V, R>, R>,
+}
+
+/// A found entry: the link that points at it (bucket head or previous node's `next`).
+pub(crate) type Found<'a, K, V, R> = Option<(&'a Link<Node<K, V, R>, R>, &'a Node<K, V, R>)>;
+
+impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+    /// Runs `f` on `key`'s bucket with the map shared and the key's stripe locked (shared,
+    /// or exclusively for writers).
+    pub(crate) fn with_stripe<X>(
+        &self,
+        key: &K,
+        exclusive: bool,
+        f: impl FnOnce(&Spot<'a, K, V, R>, Found<'a, K, V, R>) -> Result<X>,
+    ) -> Result<X> {
+        let hash = hash_key(key);
+        let _global = self.global_shared()?;
+        let (t, log2) = self.table()?;
+        let b = hash & ((1u64 << log2) - 1);
+        let s = b as usize % STRIPES;
+        let stripe = &self.hdr.stripes[s];
+        let m = *self;
+        let repair = move || m.fix_stripe(s);
+        let _stripe = if exclusive {
+            held::exclusive(&stripe.lock, repair)?
+        } else {
+            held::shared(&stripe.lock, repair)?
+        };
+        let head = self.head(t, b)?;
+        let found = self.find(head, hash, key)?;
+        f(
+            &Spot {
+                log2,
+                hash,
+                stripe,
+                head,
+            },
+            found,
+        )
+    }
+
+    /// Walks the chain from `head` for `key`, bounded (a cycle is an error).
+    pub(crate) fn find(
+        &self,
+        head: &'a Link<Node<K, V, R>, R>,
+        hash: u64,
+        key: &K,
+    ) -> Result<Found<'a, K, V, R>> {
+        let ctx = self.ctx();
+        let mut pred = head;
+        let mut left = self.max_nodes();
+        while let Some(n) = pred.get(ctx)? {
+            if n.hash == hash && n.key == *key {
+                return Ok(Some((pred, n)));
+            }
+            left -= 1;
+            if left == 0 {
+                return Err(corrupt("cycle in a bucket chain"));
+            }
+            pred = &n.next;
+        }
+        Ok(None)
+    }
+
+    /// Inserts `value` under `key`, or replaces the value there. Returns the old value.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+        let (old, grow) = self.with_stripe(&key, true, |spot, found| match found {
+            Some((pred, n)) => Ok((Some(self.replace(spot, pred, n, value)?), false)),
+            None => {
+                self.link_new(spot, key, value)?;
+                let share = (1u64 << spot.log2) / STRIPES as u64;
+                let full = spot.stripe.len.load(Relaxed) > share;
+                Ok((None, full && spot.log2 < super::MAX_LOG2))
+            }
+        })?;
+        if grow {
+            self.grow()?;
+        }
+        Ok(old)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        self.with_stripe(key, true, |spot, found| match found {
+            Some((pred, n)) => self.unlink(spot, pred, n).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    /// Applies `f` to the value under `key` (a copy, written back atomically by replacing
+    /// the entry). Returns whether the key was present.
+    pub fn update(&self, key: &K, f: impl FnOnce(&mut V)) -> Result<bool> {
+        self.with_stripe(key, true, |spot, found| match found {
+            Some((pred, n)) => {
+                let mut v = n.value;
+                f(&mut v);
+                self.replace(spot, pred, n, v)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    /// A new, unpublished node.
+    pub(crate) fn new_node(
+        &self,
+        next: Option<&'a Node<K, V, R>>,
+        hash: u64,
+        key: K,
+        value: V,
+    ) -> Result<&'a Node<K, V, R>> {
+        let p = self.arena.alloc::<Node<K, V, R>>()?;
+        // SAFETY: a fresh allocation (in bounds and aligned, checked by alloc) nothing links
+        // to; a null link may be written by value.
+        unsafe {
+            p.as_ptr().write(MapNode {
+                next: Link::null(),
+                hash,
+                key,
+                value,
+            })
+        };
+        // SAFETY: initialised just above; mapped while the arena lives.
+        let n = unsafe { p.as_ref() };
+        if let Err(e) = n.next.set(self.ctx(), next) {
+            let _ = self.arena.free(p);
+            return Err(e.into());
+        }
+        Ok(n)
+    }
+
+    fn off(&self, n: &Node<K, V, R>) -> u64 {
+        self.arena.offset_of(NonNull::from(n))
+    }
+
+    /// Publishes a new entry at the head of the bucket: intent, one link store, count.
+    fn link_new(&self, spot: &Spot<'a, K, V, R>, key: K, value: V) -> Result<()> {
+        let ctx = self.ctx();
+        let n = self.new_node(spot.head.get(ctx)?, spot.hash, key, value)?;
+        let st = spot.stripe;
+        st.node.store(self.off(n), Relaxed);
+        st.intent.store(OP_INSERT, Release);
+        fence(Release);
+        spot.head.set(ctx, Some(n))?;
+        fence(Release);
+        st.len.store(st.len.load(Relaxed) + 1, Release);
+        st.intent.store(OP_NONE, Release);
+        Ok(())
+    }
+
+    /// Replaces `old` (linked from `pred`) by a copy holding `value`: intent, one link
+    /// store, intent cleared, then the old node freed (a kill there leaks it).
+    fn replace(
+        &self,
+        spot: &Spot<'a, K, V, R>,
+        pred: &'a Link<Node<K, V, R>, R>,
+        old: &'a Node<K, V, R>,
+        value: V,
+    ) -> Result<V> {
+        let ctx = self.ctx();
+        let n = self.new_node(old.next.get(ctx)?, old.hash, old.key, value)?;
+        let st = spot.stripe;
+        st.node.store(self.off(n), Relaxed);
+        st.old.store(self.off(old), Relaxed);
+        st.intent.store(OP_REPLACE, Release);
+        fence(Release);
+        pred.set(ctx, Some(n))?;
+        fence(Release);
+        let prev = old.value;
+        st.intent.store(OP_NONE, Release);
+        fence(Release);
+        self.arena.free(NonNull::from(old))?;
+        Ok(prev)
+    }
+
+    /// Unlinks `n` (linked from `pred`) and frees it.
+    fn unlink(
+        &self,
+        spot: &Spot<'a, K, V, R>,
+        pred: &'a Link<Node<K, V, R>, R>,
+        n: &'a Node<K, V, R>,
+    ) -> Result<V> {
+        let ctx = self.ctx();
+        let st = spot.stripe;
+        st.node.store(self.off(n), Relaxed);
+        st.intent.store(OP_REMOVE, Release);
+        fence(Release);
+        pred.set(ctx, n.next.get(ctx)?)?;
+        fence(Release);
+        st.len
+            .store(st.len.load(Relaxed).saturating_sub(1), Release);
+        let v = n.value;
+        st.intent.store(OP_NONE, Release);
+        fence(Release);
+        self.arena.free(NonNull::from(n))?;
+        Ok(v)
+    }
+
+    /// A zeroed table of `2^log2` buckets, not yet published.
+    pub(crate) fn new_table(&self, log2: u64) -> Result<&'a Table<K, V, R>> {
+        let p = self.arena.alloc::<Table<K, V, R>>()?;
+        // SAFETY: a fresh allocation nothing links to; all-zero bytes are a valid, empty
+        // table (null links).
+        unsafe { p.as_ptr().write_bytes(0, 1) };
+        // SAFETY: initialised just above; mapped while the arena lives.
+        let t = unsafe { p.as_ref() };
+        t.log2.store(log2, Relaxed);
+        let chunks = ((1u64 << log2) as usize).div_ceil(super::CHUNK);
+        for i in 0..chunks {
+            let made = self.arena.alloc::<Chunk<K, V, R>>().and_then(|c| {
+                // SAFETY: a fresh allocation; all-zero bytes are null links.
+                unsafe { c.as_ptr().write_bytes(0, 1) };
+                // SAFETY: initialised just above.
+                Ok(t.chunks[i].set(self.ctx(), Some(unsafe { c.as_ref() }))?)
+            });
+            if let Err(e) = made {
+                let _ = self.free_table(t);
+                return Err(e);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Frees a table and its chunks (not the nodes).
+    pub(crate) fn free_table(&self, t: &'a Table<K, V, R>) -> Result<()> {
+        for link in &t.chunks {
+            if let Some(c) = link.get(self.ctx())? {
+                self.arena.free(NonNull::from(c))?;
+            }
+        }
+        self.arena.free(NonNull::from(t))
+    }
+}

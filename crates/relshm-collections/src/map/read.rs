@@ -1,0 +1,118 @@
+//! [`MapReadGuard`]: read access to the whole map, for many lookups at the cost of one
+//! set of lock acquisitions.
+
+use super::layout::{CHUNK, CHUNK_LOG2, STRIPES};
+use super::{Chunk, Map, MapKey, hash_key, held, held::Held};
+use crate::arena::{Result, corrupt};
+use bytemuck::Pod;
+use core::sync::atomic::Ordering::Acquire;
+use relshm_ptr::Repr;
+
+/// Read access to a whole [`Map`]: the map and every stripe held shared (writers wait;
+/// readers in other processes do not). The bucket chunks are resolved once, so a lookup
+/// costs a hash, one bucket link and the chain.
+pub struct MapReadGuard<'a, K, V, R: Repr> {
+    map: Map<'a, K, V, R>,
+    chunks: Vec<&'a Chunk<K, V, R>>,
+    mask: u64,
+    max: u64,
+    // Released in this order: stripes, then the map.
+    _stripes: Vec<Held<'a>>,
+    _global: Held<'a>,
+}
+
+impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+    /// Takes read access to the whole map (see [`MapReadGuard`]).
+    pub fn read(&self) -> Result<MapReadGuard<'a, K, V, R>> {
+        let global = self.global_shared()?;
+        let mut stripes = Vec::with_capacity(STRIPES);
+        for s in 0..STRIPES {
+            let m = *self;
+            stripes.push(held::shared(&self.hdr.stripes[s].lock, move || {
+                m.fix_stripe(s)
+            })?);
+        }
+        let (t, log2) = self.table()?;
+        let n = ((1usize << log2) / CHUNK).max(1);
+        let mut chunks = Vec::with_capacity(n);
+        for (i, link) in t.chunks[..n].iter().enumerate() {
+            chunks.push(
+                link.get(self.ctx())?
+                    .ok_or_else(|| corrupt(format!("bucket chunk {i} is missing")))?,
+            );
+        }
+        Ok(MapReadGuard {
+            map: *self,
+            chunks,
+            mask: (1u64 << log2) - 1,
+            max: self.max_nodes(),
+            _stripes: stripes,
+            _global: global,
+        })
+    }
+}
+
+impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
+    /// The value for `key`.
+    #[inline]
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let hash = hash_key(key);
+        let b = hash & self.mask;
+        let ctx = self.map.ctx();
+        let chunk = self.chunks[(b >> CHUNK_LOG2) as usize];
+        let mut cur = chunk.heads[b as usize & (CHUNK - 1)].get(ctx)?;
+        let mut left = self.max;
+        while let Some(n) = cur {
+            if n.hash == hash && n.key == *key {
+                return Ok(Some(n.value));
+            }
+            left -= 1;
+            if left == 0 {
+                return Err(corrupt("cycle in a bucket chain"));
+            }
+            cur = n.next.get(ctx)?;
+        }
+        Ok(None)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.map
+            .hdr
+            .stripes
+            .iter()
+            .map(|s| s.len.load(Acquire))
+            .sum()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` on every entry, in bucket order.
+    pub fn for_each(&self, mut f: impl FnMut(&K, &V)) -> Result<()> {
+        let ctx = self.map.ctx();
+        let mut left = self.max;
+        for chunk in &self.chunks {
+            let used = (self.mask as usize + 1).min(CHUNK);
+            for head in &chunk.heads[..used] {
+                let mut cur = head.get(ctx)?;
+                while let Some(n) = cur {
+                    f(&n.key, &n.value);
+                    left -= 1;
+                    if left == 0 {
+                        return Err(corrupt("cycle in a bucket chain"));
+                    }
+                    cur = n.next.get(ctx)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
