@@ -1,1 +1,417 @@
-//! Byte streams.
+//! A single-producer single-consumer byte stream in a segment (the seeds' pipes):
+//! [`StreamWriter`] implements [`std::io::Write`], [`StreamReader`] implements
+//! [`std::io::Read`]. Reads block until some bytes are there and return what is available
+//! (like a pipe); writes block while the ring is full. The reader sees end-of-stream
+//! (`Ok(0)`) once the writer closed (dropped) or died and every byte written is read; the
+//! writer gets `BrokenPipe` once the reader is gone.
+//!
+//! # Layout
+//!
+//! One heap allocation, 64-aligned:
+//!
+//! | offset | field | meaning |
+//! |---|---|---|
+//! | 0 | `magic` | `"RSHMSTR1"` |
+//! | 8 | `capacity` | ring bytes, a power of two from 64 to 2^30 |
+//! | 16..64 | reserved | zero |
+//! | 64 | `written` | bytes written so far (only the writer stores it) |
+//! | 128 | `read` | bytes read so far (only the reader stores it) |
+//! | 192 | `data`, `data_waiters` | futex word bumped after a write; sleeping readers |
+//! | 200 | `space`, `space_waiters` | futex word bumped after a read; sleeping writers |
+//! | 208 | `writer_state`, `reader_state` | 0 never opened, 1 open, 2 closed |
+//! | 216 | `sleeping` | scratch flags of the wait protocol |
+//! | 224 | `writer` | writer (pid u64, start time u64) |
+//! | 240 | `reader` | reader (pid u64, start time u64) |
+//! | 256 | ring | `capacity` bytes |
+//!
+//! The positions only grow (2^64 bytes); `written - read` is at most `capacity`, which the
+//! reader checks (a larger gap is corruption, reported as an error, not a wild read).
+//!
+//! ```
+//! use relshm_collections::stream::{Stream, StreamReader, StreamWriter};
+//! use relshm_segment::{CreateOptions, Segment};
+//! use std::io::{Read, Write};
+//!
+//! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+//! let heap = seg.heap()?;
+//! let off = Stream::create(&heap, 4096)?;
+//! let mut w = StreamWriter::open(&heap, off)?;
+//! let mut r = StreamReader::open(&heap, off)?;
+//! w.write_all(b"through shared memory")?;
+//! drop(w); // end of stream
+//! let mut s = String::new();
+//! r.read_to_string(&mut s)?;
+//! assert_eq!(s, "through shared memory");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use core::cell::Cell;
+use core::ptr::NonNull;
+use std::io;
+use std::time::{Duration, Instant};
+
+use relshm_segment::heap::Heap;
+use relshm_segment::procstat;
+use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
+
+use crate::queue::QueueError;
+use crate::queue::wait::{Event, SPIN_ROUNDS};
+
+/// `"RSHMSTR1"` in little-endian.
+pub const STREAM_MAGIC: u64 = u64::from_le_bytes(*b"RSHMSTR1");
+/// Bytes before the ring.
+pub const STREAM_HEADER: u64 = 256;
+/// Largest ring.
+pub const MAX_STREAM_CAPACITY: u64 = 1 << 30;
+
+const NEVER: u32 = 0;
+const OPEN: u32 = 1;
+const CLOSED: u32 = 2;
+
+/// The control block of a stream (see the module docs for the layout).
+#[repr(C)]
+pub struct StreamControl {
+    magic: AtomicU64,
+    capacity: AtomicU64,
+    reserved0: [u64; 6],
+    written: AtomicU64,
+    pad_w: [u64; 7],
+    read: AtomicU64,
+    pad_r: [u64; 7],
+    data: AtomicU32,
+    data_waiters: AtomicU32,
+    space: AtomicU32,
+    space_waiters: AtomicU32,
+    writer_state: AtomicU32,
+    reader_state: AtomicU32,
+    sleeping: [AtomicU32; 2],
+    writer: [AtomicU64; 2],
+    reader: [AtomicU64; 2],
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(StreamControl, written) == 64);
+    assert!(core::mem::offset_of!(StreamControl, read) == 128);
+    assert!(core::mem::offset_of!(StreamControl, data) == 192);
+    assert!(core::mem::offset_of!(StreamControl, writer_state) == 208);
+    assert!(core::mem::offset_of!(StreamControl, writer) == 224);
+    assert!(core::mem::size_of::<StreamControl>() as u64 == STREAM_HEADER);
+};
+
+/// Creating and attaching streams.
+#[derive(Debug)]
+pub struct Stream;
+
+impl Stream {
+    /// Allocates a stream with a ring of `capacity` bytes (a power of two, 64 to 2^30) in
+    /// `heap`; returns its offset, by which a writer and a reader open it.
+    pub fn create(heap: &Heap, capacity: u64) -> Result<u64, QueueError> {
+        if !capacity.is_power_of_two() || !(64..=MAX_STREAM_CAPACITY).contains(&capacity) {
+            return Err(QueueError::BadConfig {
+                what: "stream capacity must be a power of two from 64 to 2^30",
+            });
+        }
+        let total = STREAM_HEADER + capacity;
+        let off = heap.alloc(total, 64)?;
+        let p = heap.region().resolve(off, STREAM_HEADER, 64)?;
+        // SAFETY: a fresh allocation nobody else knows; zero bytes are a valid control
+        // block (all atomics).
+        unsafe { p.as_ptr().write_bytes(0, STREAM_HEADER as usize) };
+        // SAFETY: resolved, aligned, initialised just above.
+        let ctl = unsafe { p.cast::<StreamControl>().as_ref() };
+        ctl.capacity.store(capacity, Relaxed);
+        ctl.magic.store(STREAM_MAGIC, Release);
+        Ok(off)
+    }
+}
+
+/// An attached stream end (shared by reader and writer).
+struct End {
+    heap: Heap,
+    ctl: NonNull<StreamControl>,
+    ring: NonNull<u8>,
+    capacity: u64,
+    pid: u32,
+    writer: bool,
+}
+
+// SAFETY: shared memory accessed through atomics and the SPSC protocol; one end per role.
+unsafe impl Send for End {}
+
+impl End {
+    fn open(heap: &Heap, off: u64, writer: bool) -> Result<End, QueueError> {
+        let region = heap.region();
+        let p = region.resolve_as::<StreamControl>(off)?;
+        if off % 64 != 0 {
+            return Err(QueueError::corrupted("stream control block not 64-aligned"));
+        }
+        // SAFETY: resolved in bounds and aligned; all fields are atomics.
+        let ctl = unsafe { p.as_ref() };
+        if ctl.magic.load(Acquire) != STREAM_MAGIC {
+            return Err(QueueError::corrupted(format!(
+                "no stream at offset {off:#x} (wrong magic)"
+            )));
+        }
+        let capacity = ctl.capacity.load(Relaxed);
+        if !capacity.is_power_of_two() || !(64..=MAX_STREAM_CAPACITY).contains(&capacity) {
+            return Err(QueueError::corrupted("stream capacity out of range"));
+        }
+        let ring = region.resolve(off + STREAM_HEADER, capacity, 64)?;
+        let state = if writer {
+            &ctl.writer_state
+        } else {
+            &ctl.reader_state
+        };
+        if state
+            .compare_exchange(NEVER, OPEN, AcqRel, Acquire)
+            .is_err()
+        {
+            return Err(QueueError::TooManyEndpoints { max: 1 });
+        }
+        let who = if writer { &ctl.writer } else { &ctl.reader };
+        who[0].store(u64::from(std::process::id()), Relaxed);
+        who[1].store(procstat::own_start_time(), Release);
+        Ok(End {
+            heap: heap.clone(),
+            ctl: p,
+            ring,
+            capacity,
+            pid: std::process::id(),
+            writer,
+        })
+    }
+
+    fn ctl(&self) -> &StreamControl {
+        // SAFETY: resolved and validated at open; the heap's mapping outlives handles.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    fn data(&self) -> Event<'_> {
+        Event {
+            word: &self.ctl().data,
+            waiters: &self.ctl().data_waiters,
+        }
+    }
+
+    fn space(&self) -> Event<'_> {
+        Event {
+            word: &self.ctl().space,
+            waiters: &self.ctl().space_waiters,
+        }
+    }
+
+    /// Whether the other end's process died without closing (reads `/proc`: only on
+    /// the idle path, every [`LIVENESS_INTERVAL`](crate::queue::LIVENESS_INTERVAL)).
+    fn peer_died(&self) -> bool {
+        let ctl = self.ctl();
+        let (state, who) = if self.writer {
+            (&ctl.reader_state, &ctl.reader)
+        } else {
+            (&ctl.writer_state, &ctl.writer)
+        };
+        if state.load(Acquire) != OPEN {
+            return false;
+        }
+        let start = who[1].load(Acquire);
+        let pid = u32::try_from(who[0].load(Acquire)).unwrap_or(0);
+        start != 0 && pid != self.pid && procstat::start_time(pid) != Some(start)
+    }
+
+    fn closed_peer(&self) -> bool {
+        let ctl = self.ctl();
+        let state = if self.writer {
+            &ctl.reader_state
+        } else {
+            &ctl.writer_state
+        };
+        state.load(Acquire) == CLOSED
+    }
+
+    fn copy(&self, pos: u64, buf: *mut u8, len: usize, into_ring: bool) {
+        let at = (pos & (self.capacity - 1)) as usize;
+        let first = len.min(self.capacity as usize - at);
+        // SAFETY: `at + first <= capacity` and the rest wraps to the ring start; the ring
+        // was resolved at open; the SPSC protocol gives this end exclusive use of these
+        // bytes (free space for the writer, published bytes for the reader); `buf` is the
+        // caller's slice of `len` bytes.
+        unsafe {
+            let ring = self.ring.as_ptr();
+            if into_ring {
+                core::ptr::copy_nonoverlapping(buf, ring.add(at), first);
+                core::ptr::copy_nonoverlapping(buf.add(first), ring, len - first);
+            } else {
+                core::ptr::copy_nonoverlapping(ring.add(at), buf, first);
+                core::ptr::copy_nonoverlapping(ring, buf.add(first), len - first);
+            }
+        }
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            return;
+        }
+        let ctl = self.ctl();
+        let state = if self.writer {
+            &ctl.writer_state
+        } else {
+            &ctl.reader_state
+        };
+        state.store(CLOSED, SeqCst);
+        self.data().wake_all();
+        self.space().wake_all();
+    }
+}
+
+/// Only for [`Stream`]'s internal heap bookkeeping.
+impl core::fmt::Debug for End {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamEnd")
+            .field("capacity", &self.capacity)
+            .field("writer", &self.writer)
+            .field("heap", &self.heap.offset())
+            .finish()
+    }
+}
+
+fn to_io(e: QueueError) -> io::Error {
+    match e {
+        QueueError::Disconnected { .. } => io::Error::new(io::ErrorKind::BrokenPipe, e),
+        QueueError::Timeout => io::Error::new(io::ErrorKind::TimedOut, e),
+        other => io::Error::other(other),
+    }
+}
+
+/// The writing end of a stream; closing it (drop) ends the stream for the reader.
+#[derive(Debug)]
+pub struct StreamWriter {
+    end: End,
+    timeout: Option<Duration>,
+}
+
+impl StreamWriter {
+    /// Opens the stream at `off` for writing (one writer per stream, ever).
+    pub fn open(heap: &Heap, off: u64) -> Result<Self, QueueError> {
+        Ok(Self {
+            end: End::open(heap, off, true)?,
+            timeout: None,
+        })
+    }
+
+    /// Bounds how long one `write` waits for space (`None`: forever); `TimedOut` after.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    fn attempt(&self, buf: &[u8], peer_dead: bool) -> Result<Option<usize>, QueueError> {
+        let ctl = self.end.ctl();
+        let w = ctl.written.load(Relaxed);
+        let r = ctl.read.load(Acquire);
+        let free = self.end.capacity.saturating_sub(w.wrapping_sub(r));
+        if self.end.closed_peer() || peer_dead {
+            return Err(QueueError::Disconnected { peer: "reader" });
+        }
+        if free == 0 {
+            return Ok(None);
+        }
+        let n = buf.len().min(free as usize);
+        self.end.copy(w, buf.as_ptr().cast_mut(), n, true);
+        ctl.written.store(w + n as u64, Release);
+        self.end.data().notify(false);
+        Ok(Some(n))
+    }
+}
+
+impl io::Write for StreamWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let sleeping = &self.end.ctl().sleeping[0];
+        let dead = Cell::new(false);
+        self.end
+            .space()
+            .block_on(
+                sleeping,
+                deadline,
+                SPIN_ROUNDS,
+                || self.attempt(buf, dead.get()),
+                || dead.set(self.end.peer_died()),
+            )
+            .map_err(to_io)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading end of a stream.
+#[derive(Debug)]
+pub struct StreamReader {
+    end: End,
+    timeout: Option<Duration>,
+}
+
+impl StreamReader {
+    /// Opens the stream at `off` for reading (one reader per stream, ever).
+    pub fn open(heap: &Heap, off: u64) -> Result<Self, QueueError> {
+        Ok(Self {
+            end: End::open(heap, off, false)?,
+            timeout: None,
+        })
+    }
+
+    /// Bounds how long one `read` waits for data (`None`: forever); `TimedOut` after.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    fn attempt(&self, buf: &mut [u8], peer_dead: bool) -> Result<Option<usize>, QueueError> {
+        let ctl = self.end.ctl();
+        let r = ctl.read.load(Relaxed);
+        let w = ctl.written.load(Acquire);
+        let avail = w.wrapping_sub(r);
+        if avail > self.end.capacity {
+            return Err(QueueError::corrupted(format!(
+                "stream positions {r} (read) and {w} (written) are more than the capacity apart"
+            )));
+        }
+        if avail == 0 {
+            // Writer gone: re-read `written` (it may have written just before leaving).
+            if (peer_dead || self.end.closed_peer()) && ctl.written.load(Acquire) == r {
+                return Ok(Some(0));
+            }
+            return Ok(None);
+        }
+        let n = buf.len().min(avail as usize);
+        self.end.copy(r, buf.as_mut_ptr(), n, false);
+        ctl.read.store(r + n as u64, Release);
+        self.end.space().notify(false);
+        Ok(Some(n))
+    }
+}
+
+impl io::Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let sleeping = &self.end.ctl().sleeping[1];
+        let this = &*self;
+        let dead = Cell::new(false);
+        this.end
+            .data()
+            .block_on(
+                sleeping,
+                deadline,
+                SPIN_ROUNDS,
+                || this.attempt(buf, dead.get()),
+                || dead.set(this.end.peer_died()),
+            )
+            .map_err(to_io)
+    }
+}
