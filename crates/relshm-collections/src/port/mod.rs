@@ -1,1 +1,363 @@
-//! Ports (mailboxes) over queues.
+//! Ports (mailboxes), after the seeds' LPC connection and communication ports: a server
+//! publishes a named port in the segment's directory; a client connects through it and
+//! gets a private pair of queues (requests to the server, replies back); one server
+//! serves many clients; [`PortClient::request`] sends and waits for the reply in one call.
+//!
+//! A connecting client allocates its two queues, registers its own endpoints, and posts
+//! their offsets on the port's *connection queue*. The server takes connections and
+//! requests in [`PortServer::recv`], sleeping on the port's doorbell futex (clients ring it
+//! after each post, through the same waiter-counted protocol as the queues, so nothing is
+//! signalled while the server is busy). A client that exits or is killed disconnects: its
+//! request queue reports `Disconnected` and the server drops the connection.
+//!
+//! # Layout
+//!
+//! The directory entry (a [`PortRecord`], 64 bytes):
+//!
+//! | offset | field | meaning |
+//! |---|---|---|
+//! | 0 | `magic` | `"RSHMPORT"` |
+//! | 8 | `connect_queue` | offset of the connection queue (messages: [`ConnectRequest`]) |
+//! | 16 | `doorbell`, `doorbell_waiters` | futex word bumped on every post; sleeping servers |
+//! | 24 | `slot_size`, `capacity` | geometry of the per-client queues |
+//! | 32..64 | reserved | zero |
+//!
+//! Per-client queues are not freed when a client leaves (a later release may recycle
+//! them); each costs `2 × (2368 + capacity × stride)` bytes of the heap.
+//!
+//! ```
+//! use relshm_collections::port::{PortClient, PortServer};
+//! use relshm_collections::queue::QueueConfig;
+//! use relshm_segment::{CreateOptions, Segment};
+//! use std::time::Duration;
+//!
+//! let seg = Segment::create_unnamed(&CreateOptions::new(4 << 20))?;
+//! let heap = seg.heap()?;
+//! let mut server = PortServer::create(&heap, &seg.directory()?, "echo", QueueConfig::with_capacity(8))?;
+//! let client = std::thread::scope(|s| {
+//!     let c = s.spawn(|| {
+//!         let client = PortClient::connect(&heap, &seg.directory().unwrap(), "echo").unwrap();
+//!         let reply = client.request(b"ping", None).unwrap();
+//!         assert_eq!(&*reply, b"PING");
+//!     });
+//!     let (id, req) = server.recv(Some(Duration::from_secs(10))).unwrap();
+//!     server.reply(id, &req.to_ascii_uppercase()).unwrap();
+//!     c.join()
+//! });
+//! assert!(client.is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use core::cell::Cell;
+use core::ptr::NonNull;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use relshm_segment::directory::{Directory, SegmentObject};
+use relshm_segment::heap::Heap;
+use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
+
+use crate::queue::wait::{Event, SPIN_ROUNDS};
+use crate::queue::{Message, Queue, QueueConfig, QueueError, Receiver, Sender};
+
+/// `"RSHMPORT"` in little-endian.
+pub const PORT_MAGIC: u64 = u64::from_le_bytes(*b"RSHMPORT");
+
+/// A port's directory entry; see the module docs for the layout.
+#[repr(C)]
+pub struct PortRecord {
+    magic: AtomicU64,
+    connect_queue: AtomicU64,
+    doorbell: AtomicU32,
+    doorbell_waiters: AtomicU32,
+    slot_size: AtomicU32,
+    capacity: AtomicU32,
+    reserved: [AtomicU64; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<PortRecord>() == 64);
+
+// SAFETY: #[repr(C)], fixed layout, atomics only (every bit pattern valid, shared mutation
+// through atomics), no pointers, no drop glue.
+unsafe impl SegmentObject for PortRecord {
+    const TYPE_NAME: &'static str = "relshm_collections::port::PortRecord";
+    const TYPE_VERSION: u32 = 1;
+}
+
+/// What a client posts on the connection queue: its two queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub struct ConnectRequest {
+    /// Offset of the client-to-server queue.
+    pub requests: u64,
+    /// Offset of the server-to-client queue.
+    pub replies: u64,
+    /// The client's process id (for diagnostics).
+    pub pid: u64,
+}
+
+/// Identifies a connected client at its server.
+pub type ClientId = u64;
+
+/// What went wrong with a port.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortError {
+    /// A queue operation failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The directory failed (name taken, not found, wrong type, ...).
+    #[error("port directory: {0}")]
+    Directory(#[from] relshm_segment::directory::DirectoryError),
+    /// The port record is not a valid port.
+    #[error("port {name:?} is corrupted: {what}; recreate it")]
+    Corrupted {
+        /// The port's name.
+        name: String,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// `reply` to a client that is not connected (any more).
+    #[error("client {0} is not connected (it disconnected, or the id is wrong)")]
+    NoSuchClient(ClientId),
+}
+
+fn doorbell(rec: &PortRecord) -> Event<'_> {
+    Event {
+        word: &rec.doorbell,
+        waiters: &rec.doorbell_waiters,
+    }
+}
+
+struct Connection {
+    requests: Receiver<u8>,
+    replies: Sender<u8>,
+}
+
+/// The server side of a named port.
+pub struct PortServer {
+    heap: Heap,
+    record: u64,
+    rec: NonNull<PortRecord>,
+    incoming: Receiver<ConnectRequest>,
+    clients: HashMap<ClientId, Connection>,
+    order: Vec<ClientId>,
+    next_id: ClientId,
+    cursor: usize,
+}
+
+// SAFETY: the record pointer names shared memory used only through atomics; the other
+// fields are Send.
+unsafe impl Send for PortServer {}
+
+impl core::fmt::Debug for PortServer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PortServer")
+            .field("record", &self.record)
+            .field("clients", &self.order)
+            .finish()
+    }
+}
+
+impl PortServer {
+    /// Creates the port `name` in `dir` (the directory of `heap`'s segment); clients get
+    /// per-client queues laid out as `config`.
+    pub fn create(
+        heap: &Heap,
+        dir: &Directory,
+        name: &str,
+        config: QueueConfig,
+    ) -> Result<PortServer, PortError> {
+        let connect = Queue::create(heap, QueueConfig::with_capacity(64))?;
+        let incoming = connect.receiver::<ConnectRequest>()?;
+        let rec = dir.construct(
+            name,
+            PortRecord {
+                magic: AtomicU64::new(0),
+                connect_queue: AtomicU64::new(connect.offset()),
+                doorbell: AtomicU32::new(0),
+                doorbell_waiters: AtomicU32::new(0),
+                slot_size: AtomicU32::new(config.slot_size),
+                capacity: AtomicU32::new(config.capacity),
+                reserved: Default::default(),
+            },
+        )?;
+        rec.magic.store(PORT_MAGIC, Release);
+        Ok(PortServer {
+            heap: heap.clone(),
+            record: rec.offset(),
+            rec: rec.as_ptr(),
+            incoming,
+            clients: HashMap::new(),
+            order: Vec::new(),
+            next_id: 1,
+            cursor: 0,
+        })
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Waits (at most `timeout`, `None` = forever) for the next request from any client,
+    /// accepting new connections on the way; clients are served round-robin.
+    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<(ClientId, Message), PortError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // SAFETY: resolved in the mapping at creation; the heap's mapping outlives the
+        // server; atomics only. Not borrowed from `self`, so `poll` may take `&mut self`.
+        let bell = doorbell(unsafe { self.rec.as_ref() });
+        let sleeping = AtomicU32::new(0);
+        let reap = Cell::new(false);
+        Ok(bell.block_on(
+            &sleeping,
+            deadline,
+            SPIN_ROUNDS,
+            || self.poll(reap.replace(false)),
+            || reap.set(true),
+        )?)
+    }
+
+    /// One pass: new connections, then each client once.
+    /// `reap`: also look for clients that died (after an idle sleep).
+    fn poll(&mut self, reap: bool) -> Result<Option<(ClientId, Message)>, QueueError> {
+        if reap {
+            for conn in self.clients.values() {
+                let _ = conn.requests.queue().reap_dead();
+            }
+        }
+        while let Ok(req) = self.incoming.try_recv() {
+            if let Ok(conn) = self.accept(req) {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.clients.insert(id, conn);
+                self.order.push(id);
+            }
+        }
+        let n = self.order.len();
+        for k in 0..n {
+            let i = (self.cursor + k) % n;
+            let id = self.order[i];
+            let conn = &self.clients[&id];
+            match conn.requests.try_recv_bytes() {
+                Ok(m) => {
+                    self.cursor = (i + 1) % n;
+                    return Ok(Some((id, m)));
+                }
+                Err(QueueError::Empty) => {}
+                Err(_) => {
+                    // Disconnected (or broken): forget the client; retry next round.
+                    self.clients.remove(&id);
+                    self.order.remove(i);
+                    self.cursor = 0;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn accept(&self, req: ConnectRequest) -> Result<Connection, QueueError> {
+        let requests = Queue::attach(&self.heap, req.requests)?.receiver::<u8>()?;
+        let replies = Queue::attach(&self.heap, req.replies)?.sender::<u8>()?;
+        Ok(Connection { requests, replies })
+    }
+
+    /// Sends `reply` to `client` (waits while its reply queue is full, at most 10 s: a
+    /// client that does not read its replies is not waited for forever).
+    pub fn reply(&self, client: ClientId, reply: &[u8]) -> Result<(), PortError> {
+        let conn = self
+            .clients
+            .get(&client)
+            .ok_or(PortError::NoSuchClient(client))?;
+        conn.replies
+            .send_bytes(reply, Some(Duration::from_secs(10)))?;
+        Ok(())
+    }
+}
+
+/// A client's connection to a named port.
+pub struct PortClient {
+    requests: Sender<u8>,
+    replies: Receiver<u8>,
+    record: u64,
+    rec: NonNull<PortRecord>,
+}
+
+// SAFETY: as for PortServer.
+unsafe impl Send for PortClient {}
+
+impl core::fmt::Debug for PortClient {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PortClient")
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+impl PortClient {
+    /// Connects to the port `name` in `dir`: allocates this client's pair of queues in
+    /// `heap` and posts them to the server.
+    pub fn connect(heap: &Heap, dir: &Directory, name: &str) -> Result<PortClient, PortError> {
+        let named = dir.find::<PortRecord>(name)?;
+        let rec = named.get();
+        let bad = |what| PortError::Corrupted {
+            name: name.to_owned(),
+            what,
+        };
+        if rec.magic.load(Acquire) != PORT_MAGIC {
+            return Err(bad(
+                "wrong magic (the server has not finished creating it?)",
+            ));
+        }
+        let config = QueueConfig {
+            capacity: rec.capacity.load(Relaxed),
+            slot_size: rec.slot_size.load(Relaxed),
+            large_messages: true,
+        };
+        let connect = Queue::attach(heap, rec.connect_queue.load(Relaxed))?;
+        let req_q = Queue::create(heap, config)?;
+        let rep_q = Queue::create(heap, config)?;
+        let requests = req_q.sender::<u8>()?;
+        let replies = rep_q.receiver::<u8>()?;
+        connect.sender::<ConnectRequest>()?.send_timeout(
+            &ConnectRequest {
+                requests: req_q.offset(),
+                replies: rep_q.offset(),
+                pid: u64::from(std::process::id()),
+            },
+            Duration::from_secs(10),
+        )?;
+        doorbell(rec).notify(false);
+        Ok(PortClient {
+            requests,
+            replies,
+            record: named.offset(),
+            rec: named.as_ptr(),
+        })
+    }
+
+    fn record(&self) -> &PortRecord {
+        // SAFETY: resolved in the mapping by the directory at connect; the heap's mapping
+        // outlives the client; atomics only.
+        unsafe { self.rec.as_ref() }
+    }
+
+    /// Sends `request` and waits (at most `timeout`) for the server's reply.
+    pub fn request(&self, request: &[u8], timeout: Option<Duration>) -> Result<Message, PortError> {
+        self.send(request, timeout)?;
+        Ok(self.replies.recv_bytes(timeout)?)
+    }
+
+    /// Sends a message to the server without waiting for a reply.
+    pub fn send(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PortError> {
+        self.requests.send_bytes(msg, timeout)?;
+        doorbell(self.record()).notify(false);
+        Ok(())
+    }
+
+    /// Waits for the next message from the server.
+    pub fn recv(&self, timeout: Option<Duration>) -> Result<Message, PortError> {
+        Ok(self.replies.recv_bytes(timeout)?)
+    }
+}
