@@ -44,7 +44,8 @@ unsafe impl<T: Pod, R: Repr> Relocate<R> for ListNode<T, R> {
 /// | 16 | `len` | number of elements |
 /// | 24 | `intent` | operation in flight: 0 none, 1 insert, 2 remove |
 /// | 32 | `intent_node` | offset of the node that operation links or unlinks |
-/// | 40..64 | reserved | zero |
+/// | 40 | `repairs` | how many times a dead holder's half-done work was repaired |
+/// | 48..64 | reserved | zero |
 /// | 64 | `lock` | robust [`RawMutex`] (40 bytes) guarding everything below and the nodes |
 /// | 104..128 | padding | zero |
 /// | 128 | `head` | first node, or null |
@@ -56,7 +57,8 @@ pub struct ListHeader<T, R: Repr> {
     pub(crate) len: AtomicU64,
     pub(crate) intent: AtomicU64,
     pub(crate) intent_node: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 3],
+    pub(crate) repairs: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 2],
     pub(crate) lock: RawMutex,
     pub(crate) pad: [AtomicU64; 3],
     pub(crate) head: Link<ListNode<T, R>, R>,
@@ -83,6 +85,7 @@ impl<T: Pod, R: Repr> ListHeader<T, R> {
             len: AtomicU64::new(0),
             intent: AtomicU64::new(OP_NONE),
             intent_node: AtomicU64::new(0),
+            repairs: AtomicU64::new(0),
             reserved: Default::default(),
             lock: RawMutex::new(),
             pad: Default::default(),

@@ -148,6 +148,11 @@ impl<'a, T: Pod, R: Repr> List<'a, T, R> {
         Ok(guard)
     }
 
+    /// How many times a holder of the list's lock died and the list was repaired.
+    pub fn repairs(&self) -> u64 {
+        self.hdr.repairs.load(Acquire)
+    }
+
     /// Appends `value`.
     pub fn push_back(&self, value: T) -> Result<()> {
         self.lock()?.push_back(value)

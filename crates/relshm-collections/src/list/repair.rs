@@ -97,6 +97,7 @@ impl<T: Pod, R: Repr> ListGuard<'_, T, R> {
             }
         }
         hdr.intent.store(OP_NONE, Release);
+        hdr.repairs.fetch_add(1, Relaxed);
         Ok(())
     }
 }

@@ -97,7 +97,8 @@ pub struct Stripe {
 /// | 0 | `magic` | [`MAP_MAGIC`] |
 /// | 8 | `layout` | fingerprint of key, value and pointer strategy |
 /// | 16 | `moving` | offset of the node a resize is moving (0 = none) |
-/// | 24..64 | reserved | zero |
+/// | 24 | `repairs` | how many times a dead holder's half-done work was repaired |
+/// | 32..64 | reserved | zero |
 /// | 64 | `resize` | [`RawRwLock`]: shared by every operation, exclusive for resize and clear |
 /// | 1152 | `stripes` | [`STRIPES`] × [`Stripe`] |
 /// | 19584 | `table` | link to the live [`Table`] |
@@ -107,7 +108,8 @@ pub struct MapHeader<K, V, R: Repr> {
     pub(crate) magic: AtomicU64,
     pub(crate) layout: AtomicU64,
     pub(crate) moving: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 5],
+    pub(crate) repairs: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 4],
     pub(crate) resize: RawRwLock,
     pub(crate) stripes: [Stripe; STRIPES],
     pub(crate) table: Link<Table<K, V, R>, R>,

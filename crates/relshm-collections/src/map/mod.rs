@@ -205,13 +205,26 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Read access to the whole map (the resize lock shared).
     pub(crate) fn global_shared(&self) -> Result<Held<'a>> {
         let m = *self;
-        held::shared(&self.hdr.resize, move || m.repair_all())
+        held::shared(&self.hdr.resize, move || m.repaired(m.repair_all()))
     }
 
     /// Exclusive access to the whole map (resize, clear).
     pub(crate) fn global_exclusive(&self) -> Result<Held<'a>> {
         let m = *self;
-        held::exclusive(&self.hdr.resize, move || m.repair_all())
+        held::exclusive(&self.hdr.resize, move || m.repaired(m.repair_all()))
+    }
+
+    /// Counts a repair after a lock holder died (if it succeeded).
+    pub(crate) fn repaired(&self, r: Result<()>) -> Result<()> {
+        if r.is_ok() {
+            self.hdr.repairs.fetch_add(1, Relaxed);
+        }
+        r
+    }
+
+    /// How many times a holder of one of the map's locks died and the map was repaired.
+    pub fn repairs(&self) -> u64 {
+        self.hdr.repairs.load(Acquire)
     }
 
     /// The value for `key`.

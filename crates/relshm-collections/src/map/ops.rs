@@ -36,7 +36,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let s = b as usize % STRIPES;
         let stripe = &self.hdr.stripes[s];
         let m = *self;
-        let repair = move || m.fix_stripe(s);
+        let repair = move || m.repaired(m.fix_stripe(s));
         let _stripe = if exclusive {
             held::exclusive(&stripe.lock, repair)?
         } else {

@@ -29,7 +29,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         for s in 0..STRIPES {
             let m = *self;
             stripes.push(held::shared(&self.hdr.stripes[s].lock, move || {
-                m.fix_stripe(s)
+                m.repaired(m.fix_stripe(s))
             })?);
         }
         let (t, log2) = self.table()?;
