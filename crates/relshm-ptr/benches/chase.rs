@@ -7,15 +7,16 @@
 //!
 //! `CHASE_SIZES=1000,1000000 cargo bench -p relshm-ptr --bench chase` picks the sizes.
 
+use core::ptr::NonNull;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
-    Link, Offset, OffsetCtx, Raw, RawCtx, Repr, SegRel, SegTable, Space, Swizzle, SwizzleView,
-    relocatable, translate,
+    Link, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Space, Swizzle,
+    SwizzleView, relocatable, translate,
 };
 use rustix::fd::{AsFd, OwnedFd};
 use std::hint::black_box;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 relocatable! {
@@ -29,6 +30,60 @@ relocatable! {
 }
 
 const FIRST: u64 = 4096;
+
+/// The rejected null encoding for [`Offset`], kept here to measure it: a bias of 1
+/// (`stored = target - &word + 1`, zero = null), which puts a second add on the hop.
+struct BiasedOffset;
+
+// SAFETY: Word is one AtomicU64, zero = null; load returns a pointer only after checking
+// that the whole target lies in the context's region, aligned.
+unsafe impl Repr for BiasedOffset {
+    type Word = AtomicU64;
+    type Ctx = OffsetCtx;
+    const NAME: &'static str = "offset_biased";
+
+    fn null() -> AtomicU64 {
+        AtomicU64::new(0)
+    }
+
+    fn is_null(word: &AtomicU64) -> bool {
+        word.load(Relaxed) == 0
+    }
+
+    #[inline(always)]
+    fn load(
+        ctx: &OffsetCtx,
+        word: &AtomicU64,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<NonNull<u8>>, PtrError> {
+        let s = word.load(Relaxed);
+        if s == 0 {
+            return Ok(None);
+        }
+        let target = (word.as_ptr() as u64).wrapping_add(s).wrapping_sub(1);
+        let k = align.trailing_zeros();
+        let off = target.wrapping_sub(ctx.base());
+        if ctx.len() >= size && off.rotate_right(k) <= (ctx.len() - size) >> k {
+            return Ok(NonNull::new(target as *mut u8));
+        }
+        Err(PtrError::Misaligned { target, align })
+    }
+
+    fn store(
+        ctx: &OffsetCtx,
+        word: &AtomicU64,
+        target: Option<NonNull<u8>>,
+    ) -> Result<(), PtrError> {
+        let _ = ctx;
+        let at = word.as_ptr() as u64;
+        word.store(
+            target.map_or(0, |t| (t.as_ptr() as u64).wrapping_sub(at).wrapping_add(1)),
+            Relaxed,
+        );
+        Ok(())
+    }
+}
 
 fn sizes() -> Vec<u64> {
     std::env::var("CHASE_SIZES")
@@ -150,6 +205,16 @@ fn bench(c: &mut Criterion) {
             b.iter(|| chase::<Offset>(black_box(&octx), black_box(ofirst)))
         });
         drop(off);
+
+        let biased = Seg::new::<BiasedOffset>(n);
+        // SAFETY: as above.
+        let bctx = unsafe { OffsetCtx::new(biased.map.region()) };
+        let bfirst = biased.link::<BiasedOffset>(&bctx, biased.map.as_ptr());
+        assert_eq!(chase::<BiasedOffset>(&bctx, bfirst), want);
+        g.bench_with_input(BenchmarkId::new("offset_biased", n), &n, |b, _| {
+            b.iter(|| chase::<BiasedOffset>(black_box(&bctx), black_box(bfirst)))
+        });
+        drop(biased);
 
         let seg = Seg::new::<SegRel>(n);
         let mut table = SegTable::new();

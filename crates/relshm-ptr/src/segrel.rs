@@ -103,6 +103,23 @@ impl SegTable {
         Ok((e.base, e.len))
     }
 
+    /// Another segment than the cached one, or an error.
+    #[cold]
+    #[inline(never)]
+    fn load_slow(
+        &self,
+        id: u64,
+        off: u64,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<NonNull<u8>>, PtrError> {
+        let e = self.lookup(id)?;
+        if fits(off, e.len, size, align) {
+            return Ok(NonNull::new(e.base.wrapping_add(off) as *mut u8));
+        }
+        Err(misfit(e.base.wrapping_add(off), e.base, e.len, size, align))
+    }
+
     fn containing(&self, addr: u64) -> Option<Entry> {
         let last = self.last.get();
         if last.id != 0 && addr.wrapping_sub(last.base) < last.len {
@@ -143,11 +160,16 @@ unsafe impl Repr for SegRel {
         if off == 0 {
             return Ok(None);
         }
-        let e = ctx.lookup(word.segment.load(Relaxed))?;
-        if fits(off, e.len, size, align) {
-            return Ok(NonNull::new(e.base.wrapping_add(off) as *mut u8));
+        let id = word.segment.load(Relaxed);
+        let last = ctx.last.get();
+        if last.id == id && fits(off, last.len, size, align) {
+            // SAFETY: base + off with off <= len - size lies inside a mapping that starts
+            // above address 0 and does not wrap, so it is not null.
+            return Ok(Some(unsafe {
+                NonNull::new_unchecked(last.base.wrapping_add(off) as *mut u8)
+            }));
         }
-        Err(misfit(e.base.wrapping_add(off), e.base, e.len, size, align))
+        ctx.load_slow(id, off, size, align)
     }
 
     fn store(

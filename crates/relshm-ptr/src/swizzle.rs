@@ -69,8 +69,10 @@ pub struct SwizzleView {
     len: u64,
     /// `len` while the epoch lives, 0 once it ended: the range swizzled words must fit.
     live: u64,
-    /// (word offset, shared encoding of its current value); later entries win.
-    log: Mutex<Vec<(u64, u64)>>,
+    /// (word offset, shared encoding of its current value); later entries win. Boxed so
+    /// the view itself has no interior mutability: `&SwizzleView` is then read-only to
+    /// the optimiser, which keeps `base` and `live` in registers across a chase.
+    log: Box<Mutex<Vec<(u64, u64)>>>,
 }
 
 impl SwizzleView {
@@ -82,7 +84,7 @@ impl SwizzleView {
             base: 0,
             len,
             live: len,
-            log: Mutex::new(Vec::new()),
+            log: Box::new(Mutex::new(Vec::new())),
         };
         v.place()?;
         Ok(v)

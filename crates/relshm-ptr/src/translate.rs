@@ -164,6 +164,12 @@ pub fn translate<T: Relocate<Raw>>(
     if s0 < d1 && d0 < s1 {
         return Err(PtrError::Overlap { a: s0, b: d0 });
     }
+    if dst.written_base.checked_add(dst.region.len()).is_none() {
+        return Err(PtrError::BadLayout {
+            what: "the receiver's base plus the destination's length overflows: pass the \
+                   address the receiver really maps the destination at",
+        });
+    }
     let mut t = Translator {
         src,
         dst,
