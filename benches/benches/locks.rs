@@ -2,7 +2,7 @@
 //! pthread mutex: uncontended lock+unlock, and contended throughput of two processes.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use relshm_benches::{PthreadRobust, SharedRegion};
+use relshm_benches::{PthreadRobust, Shm};
 use relshm_sync::Mutex;
 use relshm_testkit::fork_child;
 use std::hint::black_box;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 fn uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("uncontended_lock_unlock");
-    let region = SharedRegion::new(4096);
+    let region = Shm::new(4096);
     let map = region.map();
 
     let m: &Mutex<u64> = map.at(0);
@@ -52,7 +52,7 @@ fn uncontended(c: &mut Criterion) {
 /// same time (each on its own mapping of the region); returns the wall time for all
 /// `2 * iters` rounds. `op(map)` does one round.
 fn two_processes(
-    region: &SharedRegion,
+    region: &Shm,
     iters: u64,
     op: &(dyn Fn(&relshm_benches::Mapping) + Sync),
 ) -> Duration {
@@ -88,7 +88,7 @@ fn two_processes(
 
 fn contended(c: &mut Criterion) {
     let mut g = c.benchmark_group("contended_2_processes");
-    let region = SharedRegion::new(4096);
+    let region = Shm::new(4096);
     {
         let init = region.map();
         // SAFETY: offset 1024 is 8-aligned shared memory, initialised once here.

@@ -2,12 +2,10 @@
 //! timeouts return on time, OwnerDied surfaces through a condvar wait.
 #![cfg(not(loom))]
 
-mod common;
-
-use common::Shm;
 use relshm_sync::{
     AutoResetEvent, Condvar, LockError, ManualResetEvent, Mutex, MutexError, Semaphore,
 };
+use relshm_testkit::Shm;
 use relshm_testkit::{Exit, Scratch, fork_child};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -1,10 +1,8 @@
 //! Multi-process tests of the robust Mutex: real processes, different addresses.
 #![cfg(not(loom))]
 
-mod common;
-
-use common::Shm;
 use relshm_sync::{Mutex, MutexError, RawMutex};
+use relshm_testkit::Shm;
 use relshm_testkit::{Exit, Scratch, fork_child};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -1,10 +1,8 @@
 //! Multi-process tests of the robust RwLock: real processes, different addresses.
 #![cfg(not(loom))]
 
-mod common;
-
-use common::Shm;
 use relshm_sync::{MutexError, RwLock};
+use relshm_testkit::Shm;
 use relshm_testkit::{Exit, Scratch, fork_child};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

@@ -5,6 +5,12 @@
 //!   so a broken lock or queue fails a test instead of hanging CI.
 //! - [`Scratch`] is a page of shared anonymous memory, inherited across `fork`, for
 //!   parent/child hand-shakes ("I hold the lock now") outside the code under test.
+//! - [`Shm`] is a memfd that each process maps on its own ([`Shm::map`]), so the same
+//!   object lives at different addresses in different processes (or twice in one).
+
+mod shm;
+
+pub use shm::{Mapping, Shm};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
