@@ -76,6 +76,19 @@ pub(crate) struct SegSlots {
     stride: u64,
 }
 
+impl SegSlots {
+    /// The payload bytes of slot `i`.
+    ///
+    /// # Safety
+    /// The caller holds the slot's read claim for as long as it uses the slice, and
+    /// `len` is at most the slot size.
+    unsafe fn payload(&self, i: u64, len: usize) -> &[u8] {
+        let off = (i * self.stride + SLOT_HEADER) as usize;
+        // SAFETY: in the ring (resolved at attach); nobody writes a claimed slot.
+        unsafe { core::slice::from_raw_parts(self.ring.as_ptr().add(off), len) }
+    }
+}
+
 impl Slots for SegSlots {
     #[inline]
     fn header(&self, i: u64) -> &SlotHeader {
@@ -705,6 +718,54 @@ impl<T> Receiver<T> {
                 let _ = self.ep.q.reap_dead();
             },
         )
+    }
+
+    /// Receives a message and runs `f` on its bytes in place (no copy for inline
+    /// messages: `f` reads the slot while this receiver holds it), waiting at most
+    /// `timeout`; `spin` attempts spin before sleeping (`u32::MAX`: poll).
+    pub fn recv_with<R>(
+        &self,
+        timeout: Option<Duration>,
+        spin: u32,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, QueueError> {
+        let mut f = Some(f);
+        self.ep.q.ctl().recv_event().block_on(
+            &self.ep.slot().sleeping,
+            timeout.map(deadline_after),
+            spin,
+            || self.attempt_with(&mut f),
+            || {
+                let _ = self.ep.q.reap_dead();
+            },
+        )
+    }
+
+    fn attempt_with<R, F: FnOnce(&[u8]) -> R>(
+        &self,
+        f: &mut Option<F>,
+    ) -> Result<Option<R>, QueueError> {
+        let q = &self.ep.q;
+        recv_once(&q.ring(), self.ep.index as u64, |pos| {
+            let i = pos & (q.capacity - 1);
+            let slot = q.slots.header(i);
+            let meta = slot.meta.load(Relaxed);
+            let (len, kind) = (meta & 0xffff_ffff, meta >> 32);
+            let f = f
+                .take()
+                .ok_or_else(|| QueueError::corrupted("receive callback used twice"))?;
+            match kind {
+                KIND_INLINE if len <= u64::from(q.slot_size) => {
+                    // SAFETY: we hold the read claim until recv_once frees the slot after
+                    // this closure; len fits the slot (checked).
+                    Ok(f(unsafe { q.slots.payload(i, len as usize) }))
+                }
+                KIND_HEAP => Ok(f(&self.take_large(slot.heap.load(Relaxed), len, pos)?)),
+                _ => Err(QueueError::corrupted(format!(
+                    "slot {i} has payload kind {kind} and length {len}"
+                ))),
+            }
+        })
     }
 
     /// One receive attempt: `Some` message, `None` if empty.
