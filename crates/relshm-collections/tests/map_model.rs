@@ -14,6 +14,7 @@ enum Op {
     Remove(u64),
     Get(u64),
     Update(u64, u64),
+    Upsert(u64, u64),
     Clear,
     Grow,
 }
@@ -29,6 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => key().prop_map(Op::Remove),
         3 => key().prop_map(Op::Get),
         2 => (key(), any::<u64>()).prop_map(|(k, v)| Op::Update(k, v)),
+        2 => (key(), any::<u64>()).prop_map(|(k, v)| Op::Upsert(k, v)),
         1 => Just(Op::Clear),
         1 => Just(Op::Grow),
     ]
@@ -65,6 +67,12 @@ fn model<R: Repr>(
                 if let Some(v) = m.get_mut(&k) {
                     *v = v.wrapping_add(d);
                 }
+            }
+            Op::Upsert(k, d) => {
+                let got = ok(map.upsert(k, d, |v| *v = v.wrapping_mul(3)))?;
+                let e = m.entry(k).or_insert(d);
+                *e = e.wrapping_mul(3);
+                prop_assert_eq!(got, *e);
             }
             Op::Clear => {
                 ok(map.clear())?;

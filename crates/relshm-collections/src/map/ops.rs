@@ -117,6 +117,32 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         })
     }
 
+    /// Applies `f` to the value under `key`, inserting `f(init)` if the key is absent, as
+    /// one atomic step (no other process sees the key missing in between). Returns the
+    /// value stored.
+    pub fn upsert(&self, key: K, init: V, f: impl FnOnce(&mut V)) -> Result<V> {
+        let (v, grow) = self.with_stripe(&key, true, |spot, found| match found {
+            Some((pred, n)) => {
+                let mut v = n.value;
+                f(&mut v);
+                self.replace(spot, pred, n, v)?;
+                Ok((v, false))
+            }
+            None => {
+                let mut v = init;
+                f(&mut v);
+                self.link_new(spot, key, v)?;
+                let share = (1u64 << spot.log2) / STRIPES as u64;
+                let full = spot.stripe.len.load(Relaxed) > share;
+                Ok((v, full && spot.log2 < super::MAX_LOG2))
+            }
+        })?;
+        if grow {
+            self.grow()?;
+        }
+        Ok(v)
+    }
+
     /// A new, unpublished node.
     pub(crate) fn new_node(
         &self,

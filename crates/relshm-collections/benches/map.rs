@@ -1,0 +1,211 @@
+//! Map get and insert/remove per pointer strategy against `std::collections::HashMap` with
+//! the same hasher (FxHash), sizes 1e3..1e6, plus 1- vs 2-process read-mostly throughput
+//! on one shared map. Short run: few sizes, short measurement.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use relshm_collections::arena::Arena;
+use relshm_collections::map::{Map, MapHasher};
+use relshm_ptr::{Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_segment::{CreateOptions, Placement, Segment};
+use relshm_testkit::{Scratch, fork_child};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
+const LOOKUPS: usize = 1 << 16;
+
+fn segment(n: u64) -> Segment {
+    Segment::create_unnamed(&CreateOptions::new(n * 96 + (8 << 20))).unwrap()
+}
+
+/// Keys spread over u64 (so the hash, not the key order, decides the bucket).
+fn key(i: u64) -> u64 {
+    i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn lookups(n: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(n);
+    (0..LOOKUPS).map(|_| key(rng.gen_range(0..n))).collect()
+}
+
+fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
+    for n in SIZES {
+        let seg = segment(n);
+        let arena = make(&seg);
+        let map = Map::<u64, u64, R>::create(&arena).unwrap();
+        for i in 0..n {
+            map.insert(key(i), i).unwrap();
+        }
+        let keys = lookups(n);
+        let mut g = c.benchmark_group("map_get");
+        g.throughput(Throughput::Elements(1));
+        g.bench_with_input(
+            BenchmarkId::new(format!("{}_guard", R::NAME), n),
+            &n,
+            |b, _| {
+                let r = map.read().unwrap();
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) & (LOOKUPS - 1);
+                    black_box(r.get(&keys[i]).unwrap())
+                })
+            },
+        );
+        if R::NAME == "offset" {
+            g.bench_with_input(BenchmarkId::new("offset_locked", n), &n, |b, _| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) & (LOOKUPS - 1);
+                    black_box(map.get(&keys[i]).unwrap())
+                })
+            });
+        }
+        g.finish();
+        if n <= 100_000 {
+            let mut g = c.benchmark_group("map_insert_remove");
+            g.bench_with_input(BenchmarkId::new(R::NAME, n), &n, |b, _| {
+                let mut i = n;
+                b.iter(|| {
+                    i += 1;
+                    map.insert(key(i), i).unwrap();
+                    black_box(map.remove(&key(i)).unwrap())
+                })
+            });
+            g.finish();
+        }
+    }
+}
+
+fn std_peer(c: &mut Criterion) {
+    for n in SIZES {
+        let mut map: HashMap<u64, u64, MapHasher> = HashMap::default();
+        for i in 0..n {
+            map.insert(key(i), i);
+        }
+        let keys = lookups(n);
+        let mut g = c.benchmark_group("map_get");
+        g.throughput(Throughput::Elements(1));
+        g.bench_with_input(BenchmarkId::new("std_hashmap", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (LOOKUPS - 1);
+                black_box(map.get(&keys[i]))
+            })
+        });
+        g.finish();
+        if n <= 100_000 {
+            let mut g = c.benchmark_group("map_insert_remove");
+            g.bench_with_input(BenchmarkId::new("std_hashmap", n), &n, |b, _| {
+                let mut i = n;
+                b.iter(|| {
+                    i += 1;
+                    map.insert(key(i), i);
+                    black_box(map.remove(&key(i)))
+                })
+            });
+            g.finish();
+        }
+    }
+}
+
+/// `procs` processes, each with its own mapping of one shared map, each doing `iters`
+/// operations: 99 gets to 1 update, the gets each locking (`batched` false) or 99 at a time
+/// under one read guard. Returns the wall time until the last one is done.
+fn shared_run(
+    seg: &Segment,
+    off: u64,
+    n: u64,
+    procs: usize,
+    iters: u64,
+    batched: bool,
+) -> Duration {
+    let scratch = Scratch::new();
+    let kids: Vec<_> = (0..procs)
+        .map(|p| {
+            let scratch = &scratch;
+            fork_child(move || {
+                let mine = seg
+                    .reopen(Placement::Hint(0x6400_0000_0000 + p * (1 << 36)))
+                    .unwrap();
+                let arena = Arena::<Offset>::new(&mine).unwrap();
+                let map = Map::<u64, u64, Offset>::open(&arena, off).unwrap();
+                let keys = lookups(n + p as u64);
+                scratch.slot(0).fetch_add(1, Ordering::AcqRel);
+                scratch.wait_for(1, 1, Duration::from_secs(60));
+                let mut i = 0usize;
+                while i < iters as usize {
+                    let batch = (iters as usize - i).min(100);
+                    if batched {
+                        let r = map.read().unwrap();
+                        for j in i..i + batch.min(99) {
+                            black_box(r.get(&keys[j & (LOOKUPS - 1)]).unwrap());
+                        }
+                    } else {
+                        for j in i..i + batch.min(99) {
+                            black_box(map.get(&keys[j & (LOOKUPS - 1)]).unwrap());
+                        }
+                    }
+                    if batch == 100 {
+                        map.update(&keys[(i + 99) & (LOOKUPS - 1)], |v| *v += 1)
+                            .unwrap();
+                    }
+                    i += batch;
+                }
+                0
+            })
+        })
+        .collect();
+    scratch.wait_for(0, procs as u64, Duration::from_secs(60));
+    let start = Instant::now();
+    scratch.slot(1).store(1, Ordering::Release);
+    for k in kids {
+        assert!(k.wait_timeout(Duration::from_secs(120)).success());
+    }
+    start.elapsed()
+}
+
+fn two_process(c: &mut Criterion) {
+    let n = 100_000;
+    let seg = segment(n);
+    let off = {
+        let arena = Arena::<Offset>::new(&seg).unwrap();
+        let map = Map::<u64, u64, Offset>::create(&arena).unwrap();
+        for i in 0..n {
+            map.insert(key(i), i).unwrap();
+        }
+        map.offset()
+    };
+    let mut g = c.benchmark_group("map_read_mostly_processes");
+    for (name, batched) in [("offset_locked", false), ("offset_guard_batch", true)] {
+        for procs in [1usize, 2] {
+            // Throughput = procs operations per iteration: each process does `iters`.
+            g.throughput(Throughput::Elements(procs as u64));
+            g.bench_with_input(BenchmarkId::new(name, procs), &procs, |b, &p| {
+                b.iter_custom(|iters| shared_run(&seg, off, n, p, iters, batched))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    std_peer(c);
+    strategy::<Raw>(c, |s| Arena::<Raw>::local(s).unwrap());
+    strategy::<Offset>(c, |s| Arena::<Offset>::new(s).unwrap());
+    strategy::<SegRel>(c, |s| Arena::<SegRel>::new(s).unwrap());
+    strategy::<Swizzle>(c, |s| Arena::<Swizzle>::private(s).unwrap());
+    two_process(c);
+}
+
+criterion_group! {
+    name = map;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(map);
