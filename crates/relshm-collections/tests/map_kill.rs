@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use relshm_collections::arena::Arena;
 use relshm_collections::list::List;
 use relshm_collections::map::Map;
-use relshm_ptr::Offset;
+use relshm_ptr::{Offset, Repr, SegRel};
 use relshm_segment::{CreateOptions, Placement, Segment};
 use relshm_testkit::{Exit, Scratch, fork_child};
 use std::sync::atomic::Ordering;
@@ -30,7 +30,12 @@ fn key(round: u64, j: u64) -> u64 {
 
 /// The writer: op j inserts key j; every 4th op removes key j - 3, every 4th + 1 updates
 /// key j - 1; pushes j to the list, and every 4th pushes and pops a temporary element.
-fn writer(seg: &Segment, round: u64, scratch: &Scratch) -> i32 {
+fn writer<R: Repr>(
+    make: for<'s> fn(&'s Segment) -> Arena<'s, R>,
+    seg: &Segment,
+    round: u64,
+    scratch: &Scratch,
+) -> i32 {
     let mine = seg
         .reopen(Placement::Hint(
             0x6200_0000_0000 + (round as usize % 7) * (1 << 36),
@@ -39,9 +44,9 @@ fn writer(seg: &Segment, round: u64, scratch: &Scratch) -> i32 {
     if mine.base() == seg.base() {
         return 2;
     }
-    let arena = Arena::<Offset>::new(&mine).unwrap();
-    let map = Map::<u64, u64, Offset>::open_named(&arena, "map").unwrap();
-    let list = List::<u64, Offset>::open_named(&arena, "list").unwrap();
+    let arena = make(&mine);
+    let map = Map::<u64, u64, R>::open_named(&arena, "map").unwrap();
+    let list = List::<u64, R>::open_named(&arena, "list").unwrap();
     scratch.slot(READY).store(1, Ordering::Release);
     for j in 0.. {
         map.insert(key(round, j), j).unwrap();
@@ -64,7 +69,7 @@ fn writer(seg: &Segment, round: u64, scratch: &Scratch) -> i32 {
 }
 
 /// Checks what survived round `round` given the writer's progress counters.
-fn check(map: &Map<'_, u64, u64, Offset>, round: u64, inserted: u64, removed: u64) {
+fn check<R: Repr>(map: &Map<'_, u64, u64, R>, round: u64, inserted: u64, removed: u64) {
     for j in 0..inserted + 1 {
         let got = map.get(&key(round, j)).unwrap();
         // The remove of key j is op j + 3's; done for sure if that op reported it.
@@ -86,17 +91,16 @@ fn check(map: &Map<'_, u64, u64, Offset>, round: u64, inserted: u64, removed: u6
     }
 }
 
-#[test]
-fn killed_writers_leave_a_repairable_map_and_list() {
+fn kill_rounds<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
     let seg = Segment::create_unnamed(&CreateOptions::new(256 << 20)).unwrap();
-    let arena = Arena::<Offset>::new(&seg).unwrap();
-    let map = Map::<u64, u64, Offset>::create_named(&arena, "map").unwrap();
-    let list = List::<u64, Offset>::create_named(&arena, "list").unwrap();
+    let arena = make(&seg);
+    let map = Map::<u64, u64, R>::create_named(&arena, "map").unwrap();
+    let list = List::<u64, R>::create_named(&arena, "list").unwrap();
     let mut rng = StdRng::seed_from_u64(0xdead);
     let mut survivors = 0u64;
     for round in 0..ROUNDS {
         let scratch = Scratch::new();
-        let mut child = fork_child(|| writer(&seg, round, &scratch));
+        let mut child = fork_child(|| writer(make, &seg, round, &scratch));
         // A random amount of work, then SIGKILL wherever the writer is.
         let ops = rng.gen_range(1..300);
         let deadline = std::time::Instant::now() + LIMIT;
@@ -156,4 +160,14 @@ fn killed_writers_leave_a_repairable_map_and_list() {
         "only {repairs} kills hit a held lock"
     );
     seg.heap().unwrap().verify().unwrap();
+}
+
+#[test]
+fn killed_writers_leave_a_repairable_offset_map_and_list() {
+    kill_rounds::<Offset>(|s| Arena::<Offset>::new(s).unwrap());
+}
+
+#[test]
+fn killed_writers_leave_a_repairable_segrel_map_and_list() {
+    kill_rounds::<SegRel>(|s| Arena::<SegRel>::new(s).unwrap());
 }

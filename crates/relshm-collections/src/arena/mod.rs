@@ -10,6 +10,12 @@
 //! | [`SegRel`] | [`Arena::<SegRel>::new`](Arena::new) | in place, any address |
 //! | [`Raw`] | [`Arena::fixed`] / [`Arena::local`] | in place at one fixed address, or private then [`translate`](crate::list::List::translate_to) |
 //! | [`Swizzle`] | [`Arena::private`] | a private copy-on-write view, [`publish`](Arena::publish)ed back |
+//!
+//! An arena covers the bytes its segment had mapped when the arena was made, and allocates
+//! from the segment's heap without growing it: size the segment for the collections it
+//! holds (a full heap is `Err(Heap(OutOfMemory))`). After a [`Segment::grow`], make a new
+//! arena (and handles) to use the new bytes; an allocation beyond an old arena's view is
+//! refused with [`CollectionError::BeyondView`].
 
 mod error;
 

@@ -227,6 +227,12 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         self.hdr.repairs.load(Acquire)
     }
 
+    /// Whether a resize is half done (its resizer died; the next user finishes it). A
+    /// lock-free diagnostic read, for tools and tests.
+    pub fn resize_pending(&self) -> bool {
+        !self.hdr.new_table.is_null()
+    }
+
     /// The value for `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         self.with_stripe(key, false, |_, pred| Ok(pred.map(|(_, n)| n.value)))
