@@ -13,7 +13,9 @@
 use relshm_sync::facade::{AtomicU64, Ordering::*};
 
 use super::error::QueueError;
-use super::layout::{Control, PLAIN, READING, SKIPPED, SlotHeader, WRITING, seq_word, split_seq};
+use super::layout::{
+    Control, PLAIN, POS_MASK, READING, SKIPPED, SlotHeader, WRITING, seq_word, split_seq,
+};
 
 /// How the ring reaches its slots: in a segment (real) or in a loom model.
 pub(crate) trait Slots {
@@ -42,7 +44,7 @@ pub(crate) enum Claim {
 
 /// Upper bound on retries of one claim: only a corrupted ring (or a livelock far beyond
 /// anything real contention produces) gets here.
-const MAX_RETRIES: u32 = 1 << 22;
+const MAX_RETRIES: u32 = 1 << 20;
 
 /// A view of one ring: its control block and slots.
 pub(crate) struct Ring<'a, S: Slots> {
@@ -57,6 +59,19 @@ impl<S: Slots> Ring<'_, S> {
         self.slots.header(pos & (self.capacity - 1))
     }
 
+    /// Reads a position hint; one past [`POS_MASK`] is corruption (positions count
+    /// messages and never get there), refused before it can overflow any arithmetic.
+    #[inline]
+    fn hint(word: &AtomicU64) -> Result<u64, QueueError> {
+        let pos = word.load(Acquire);
+        if pos > POS_MASK {
+            return Err(QueueError::corrupted(format!(
+                "position hint {pos:#x} is out of range"
+            )));
+        }
+        Ok(pos)
+    }
+
     #[inline]
     fn help(word: &AtomicU64, pos: u64) {
         let _ = word.compare_exchange(pos, pos + 1, AcqRel, Relaxed);
@@ -65,7 +80,7 @@ impl<S: Slots> Ring<'_, S> {
     /// Claims the next free position for endpoint `ep` (the slot is then `WRITING`).
     pub(crate) fn claim_write(&self, ep: u64) -> Result<Claim, QueueError> {
         for _ in 0..MAX_RETRIES {
-            let pos = self.ctl.tail.load(Acquire);
+            let pos = Self::hint(&self.ctl.tail)?;
             let slot = self.slot(pos);
             let s = slot.seq.load(Acquire);
             let (state, _, base) = split_seq(s);
@@ -100,7 +115,7 @@ impl<S: Slots> Ring<'_, S> {
     /// `Claim::None` also when the next position is still being written.
     pub(crate) fn claim_read(&self, ep: u64) -> Result<Claim, QueueError> {
         for _ in 0..MAX_RETRIES {
-            let pos = self.ctl.head.load(Acquire);
+            let pos = Self::hint(&self.ctl.head)?;
             let slot = self.slot(pos);
             let s = slot.seq.load(Acquire);
             let (state, _, base) = split_seq(s);
@@ -169,7 +184,8 @@ impl<S: Slots> Ring<'_, S> {
             }
             let new = match state {
                 WRITING => seq_word(SKIPPED, 0, base + 1),
-                READING => seq_word(PLAIN, 0, base - 1 + self.capacity),
+                // A reading claim stores position + 1, never 0 (else: corrupted, leave it).
+                READING if base > 0 => seq_word(PLAIN, 0, base - 1 + self.capacity),
                 _ => continue,
             };
             if slot.seq.compare_exchange(s, new, AcqRel, Relaxed).is_ok() {

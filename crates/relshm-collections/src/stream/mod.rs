@@ -317,7 +317,7 @@ impl StreamWriter {
         }
         let n = buf.len().min(free as usize);
         self.end.copy(w, buf.as_ptr().cast_mut(), n, true);
-        ctl.written.store(w + n as u64, Release);
+        ctl.written.store(w.wrapping_add(n as u64), Release);
         self.end.data().notify(false);
         Ok(Some(n))
     }
@@ -388,7 +388,7 @@ impl StreamReader {
         }
         let n = buf.len().min(avail as usize);
         self.end.copy(r, buf.as_mut_ptr(), n, false);
-        ctl.read.store(r + n as u64, Release);
+        ctl.read.store(r.wrapping_add(n as u64), Release);
         self.end.space().notify(false);
         Ok(Some(n))
     }

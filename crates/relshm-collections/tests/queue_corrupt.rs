@@ -1,0 +1,111 @@
+//! Corrupted queue and stream bytes give typed errors, never a panic, UB or a hang.
+
+mod queue_support;
+
+use std::time::{Duration, Instant};
+
+use queue_support::{queue, segment};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use relshm_collections::queue::{Queue, QueueConfig, QueueError};
+use relshm_collections::stream::{Stream, StreamReader};
+
+/// Writes `v` at `off` (plain bytes: the test plays a buggy or hostile process).
+fn poke(seg: &relshm_segment::Segment, off: u64, v: u64) {
+    let p = seg.region().resolve(off, 8, 8).unwrap();
+    // SAFETY: in bounds and aligned; nobody else uses the queue during the test.
+    unsafe { p.as_ptr().cast::<u64>().write_volatile(v) };
+}
+
+#[test]
+fn attach_rejects_bad_control_blocks() {
+    let seg = segment(4 << 20);
+    let heap = seg.heap().unwrap();
+    let q = queue(&seg, QueueConfig::with_capacity(8));
+    let off = q.offset();
+    let corrupted = |r: Result<Queue, QueueError>| {
+        matches!(r, Err(QueueError::Corrupted { .. } | QueueError::Region(_)))
+    };
+    assert!(corrupted(Queue::attach(&heap, off + 8)), "misaligned");
+    assert!(
+        corrupted(Queue::attach(&heap, u64::MAX - 7)),
+        "out of bounds"
+    );
+    for (field, bad) in [
+        (0, 0x1234),
+        (8, 99),
+        (16, 3),
+        (16, 1 << 40),
+        (24, 17),
+        (40, 5),
+    ] {
+        let before = {
+            let p = seg.region().resolve(off + field, 8, 8).unwrap();
+            // SAFETY: in bounds and aligned.
+            unsafe { p.as_ptr().cast::<u64>().read_volatile() }
+        };
+        poke(&seg, off + field, bad);
+        let e = Queue::attach(&heap, off).unwrap_err();
+        assert!(
+            matches!(e, QueueError::Corrupted { .. }),
+            "field {field}: {e:?}"
+        );
+        assert!(!e.to_string().is_empty());
+        poke(&seg, off + field, before);
+    }
+    assert!(Queue::attach(&heap, off).is_ok());
+}
+
+#[test]
+fn garbage_in_slots_and_hints_never_hangs_or_panics() {
+    let seg = segment(4 << 20);
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..40 {
+        let q = queue(&seg, QueueConfig::with_capacity(8));
+        let tx = q.sender::<u64>().unwrap();
+        let rx = q.receiver::<u64>().unwrap();
+        for i in 0..5 {
+            tx.try_send(&i).unwrap();
+        }
+        // Scribble over a few words of the ring and the hints.
+        let ring = q.offset() + 2368;
+        for _ in 0..3 {
+            let target = match rng.gen_range(0..4) {
+                0 => q.offset() + 64,  // tail
+                1 => q.offset() + 128, // head
+                _ => ring + rng.gen_range(0..8) * 320 + rng.gen_range(0..3) * 8,
+            };
+            poke(&seg, target, rng.r#gen());
+        }
+        let start = Instant::now();
+        for _ in 0..20 {
+            match rx.try_recv() {
+                Ok(_)
+                | Err(QueueError::Empty | QueueError::Corrupted { .. })
+                | Err(QueueError::WrongSize { .. } | QueueError::Heap(_) | QueueError::Region(_)) =>
+                    {}
+                Err(e) => panic!("round {round}: unexpected {e:?}"),
+            }
+            let _ = tx.try_send(&1);
+        }
+        // Blocking calls with a timeout end too.
+        let _ = rx.recv_timeout(Duration::from_millis(5));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "round {round} took too long"
+        );
+    }
+}
+
+#[test]
+fn a_stream_with_impossible_positions_reports_corruption() {
+    use std::io::Read;
+    let seg = segment(4 << 20);
+    let heap = seg.heap().unwrap();
+    let off = Stream::create(&heap, 256).unwrap();
+    let mut r = StreamReader::open(&heap, off).unwrap();
+    poke(&seg, off + 64, 1 << 40); // written far beyond read + capacity
+    let e = r.read(&mut [0u8; 16]).unwrap_err();
+    assert!(e.to_string().contains("corrupted"), "{e}");
+    poke(&seg, off, 0);
+    assert!(StreamReader::open(&heap, off).is_err());
+}
