@@ -60,6 +60,8 @@ mod endpoint;
 mod handle;
 #[cfg(not(loom))]
 pub mod large;
+#[cfg(not(loom))]
+pub mod linked;
 
 pub use error::QueueError;
 #[cfg(not(loom))]
