@@ -1,8 +1,12 @@
 //! The `relshm` command line.
 
+mod commands;
 mod demo;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use commands::{inspect, ls, peer_bench, rm, verify};
 
 /// relshm: pointer-rich data structures shared between processes through shared memory.
 #[derive(Parser)]
@@ -20,11 +24,36 @@ enum Command {
     /// The child half of `demo` (run by `demo` itself).
     #[command(hide = true)]
     DemoChild(demo::ChildArgs),
+    /// List the segments relshm created: name, size, used, owner, mode, attached processes.
+    Ls(ls::LsArgs),
+    /// Show a segment's header, attached processes, heap, named objects and lock states.
+    Inspect(inspect::InspectArgs),
+    /// Check a segment's heap, directory and collections; exit status 1 on damage.
+    Verify(verify::VerifyArgs),
+    /// Remove a relshm segment's name (refuses objects relshm did not create).
+    Rm(rm::RmArgs),
+    /// relshm's side of the Boost.Interprocess peer benchmark (benches/boost/run.sh).
+    #[command(hide = true)]
+    PeerBench(peer_bench::PeerBenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Demo(args) => demo::run(&args),
-        Command::DemoChild(args) => demo::child(&args),
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Demo(args) => demo::run(&args).map(|()| 0).map_err(demo_error),
+        Command::DemoChild(args) => demo::child(&args).map(|()| 0).map_err(demo_error),
+        Command::Ls(args) => ls::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Rm(args) => rm::run(&args),
+        Command::PeerBench(args) => peer_bench::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => e.report(),
     }
+}
+
+/// An error of `demo`, with its causes, as one line.
+fn demo_error(e: anyhow::Error) -> commands::CliError {
+    commands::CliError::failed(format!("{e:#}"))
 }

@@ -117,6 +117,14 @@ unsafe impl<T: SegmentObject + Send> SegmentObject for relshm_sync::Mutex<T> {
     const TYPE_HASH: u64 = fnv1a(b"relshm_sync::Mutex", T::TYPE_HASH);
 }
 
+// SAFETY: as for Mutex: the robust readers-writer lock is `#[repr(C)]` robust mutexes and
+// atomics (every bit pattern a state), guarding data that is itself a segment object.
+unsafe impl<T: SegmentObject + Send> SegmentObject for relshm_sync::RwLock<T> {
+    const TYPE_NAME: &'static str = "relshm_sync::RwLock";
+    const TYPE_VERSION: u32 = 1;
+    const TYPE_HASH: u64 = fnv1a(b"relshm_sync::RwLock", T::TYPE_HASH);
+}
+
 // SAFETY: an array of plain-data elements is plain data with the element's guarantees.
 unsafe impl<T: SegmentObject, const N: usize> SegmentObject for [T; N] {
     const TYPE_NAME: &'static str = T::TYPE_NAME;
@@ -514,6 +522,12 @@ impl Directory {
     /// Number of entries the table holds.
     pub fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// The directory's robust lock, for inspection tools that report its state without
+    /// taking it.
+    pub fn raw_lock(&self) -> &RawMutex {
+        &self.header().lock
     }
 
     fn header(&self) -> &DirHeader {

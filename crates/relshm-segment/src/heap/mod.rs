@@ -326,6 +326,13 @@ impl Heap {
         self.lock_timeout
     }
 
+    /// The heap's robust lock, for inspection tools that report its state (owner,
+    /// owner died, not recoverable) without taking it. Locking it directly bypasses the
+    /// heap's repair step: use it only to read the state.
+    pub fn raw_lock(&self) -> &relshm_sync::RawMutex {
+        &self.control().lock
+    }
+
     fn control(&self) -> &HeapControl {
         // SAFETY: resolved and checked in init/attach; the region stays mapped for the
         // handle's life (the constructors' contract) and every bit pattern is a valid

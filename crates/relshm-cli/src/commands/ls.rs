@@ -1,0 +1,105 @@
+//! `relshm ls`: the segments relshm created, found by the header magic at the start of
+//! each object in `/dev/shm`.
+
+use serde::Serialize;
+
+use super::inspect::{LOCK_TIMEOUT, attach_table};
+use super::output::{self, CliError, bytes, table};
+use super::target::{self, Target};
+
+/// Options of `relshm ls`.
+#[derive(clap::Args)]
+pub struct LsArgs {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One segment's line.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// Name (without the leading `/`).
+    pub name: String,
+    /// Size from the header (bytes in use by the segment).
+    pub size: u64,
+    /// Bytes in live heap allocations (`None` if the heap could not be read, e.g. no
+    /// write permission: the heap's lock must be taken to count).
+    pub used: Option<u64>,
+    /// Owner uid.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Attach-table entries (processes that mapped it and did not detach).
+    pub attached: usize,
+    /// Of those, processes still alive.
+    pub live: usize,
+    /// Why the segment could not be opened, if it could not.
+    pub error: Option<String>,
+}
+
+/// The row for one segment (this process's own attachment is not counted).
+fn row(t: &Target) -> Row {
+    let mut r = Row {
+        name: t.name.clone(),
+        size: t.file_size,
+        used: None,
+        uid: t.uid,
+        mode: t.mode,
+        attached: 0,
+        live: 0,
+        error: None,
+    };
+    let mut fill = |h: &relshm::segment::Header| {
+        let table = attach_table(h);
+        r.attached = table.len();
+        r.live = table.iter().filter(|a| a.alive).count();
+        r.size = h.size;
+    };
+    match target::open_rw(t) {
+        Ok(seg) => {
+            fill(seg.header());
+            r.used = seg
+                .heap()
+                .and_then(|h| Ok(h.with_lock_timeout(Some(LOCK_TIMEOUT)).stats()?))
+                .ok()
+                .map(|s| s.used_bytes);
+        }
+        // Without write access: the header can still be read.
+        Err(_) => match target::open_ro(t) {
+            Ok(seg) => fill(seg.header()),
+            Err(e) => r.error = Some(e.message),
+        },
+    }
+    r
+}
+
+fn human(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return "no relshm segments\n".into();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                bytes(r.size),
+                r.used.map_or("-".into(), bytes),
+                r.uid.to_string(),
+                format!("{:04o}", r.mode),
+                format!("{} ({} live)", r.attached, r.live),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["name", "size", "used", "uid", "mode", "attached", ""],
+        &cells,
+    )
+}
+
+/// Runs `relshm ls`.
+pub fn run(args: &LsArgs) -> Result<u8, CliError> {
+    let rows: Vec<Row> = target::scan()?.iter().map(row).collect();
+    output::emit(args.json, rows.as_slice(), human);
+    Ok(0)
+}
