@@ -128,7 +128,7 @@ impl<'s> Arena<'s, Swizzle> {
         let image = self.export()?;
         let region = seg.region();
         let start = seg.heap_offset() as usize & !7;
-        let end = image.len().min(region.len() as usize) & !7;
+        let end = (image.len().min(region.len() as usize) & !7).max(start);
         for (i, chunk) in image[start..end].chunks_exact(8).enumerate() {
             let p = region
                 .resolve_as::<u64>((start + i * 8) as u64)
