@@ -72,3 +72,6 @@ awk 'NR == FNR { b[$1 " " $2] = $3; next }
 awk 'NR == FNR { r[$1 " " $2] = 1; next }
      !(($1 " " $2) in r) { printf "%-18s %8s %12.2f %12s %14s\n", $1, $2, $3, "-", "(boost only)" }' \
     "$work/relshm.txt" "$work/boost.txt"
+echo "notes: relshm's map takes its robust locks on every insert (Boost's unordered_map has no"
+echo "lock); list build and traversal run under one relshm lock acquisition; treemap is Boost's"
+echo "red-black tree (boost::interprocess::map), listed for reference."
