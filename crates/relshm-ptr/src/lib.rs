@@ -6,7 +6,7 @@
 //! | [`Raw`] | absolute address | range check | only in fixed-address mode, or after [`translate()`] |
 //! | [`Offset`] | `target - &word + 1` | one add + range check | yes |
 //! | [`SegRel`] | `(segment id, offset)` | table lookup (cached) + add + check | yes, across segments |
-//! | [`Swizzle`] | `offset << 1 \| 1`, or tagged address once swizzled | range check (warm) | yes, swizzled in a private view |
+//! | [`Swizzle`] | `offset << 1 \| 1`, or the raw address once swizzled | range check (warm) | yes, swizzled in a private view |
 //!
 //! All loads are *checked*: a word from a segment is untrusted, so [`Link::get`] returns a
 //! reference only to an aligned target that lies wholly in memory the context keeps mapped;
