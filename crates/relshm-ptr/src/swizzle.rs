@@ -149,7 +149,21 @@ impl SwizzleView {
                 available: dest.len() as u64,
             });
         }
-        dest[..n].copy_from_slice(self.map.bytes());
+        // Copy word by word with atomic loads: other threads may be swizzling links of
+        // this view right now (atomic stores), and a plain memcpy would race with them.
+        // The view is page-aligned, so every 8-byte chunk is an aligned word; link words
+        // never lie in the tail (`word_offset` needs 8 bytes), so plain reads suffice there.
+        let words = n / 8;
+        for (i, chunk) in dest[..words * 8].chunks_exact_mut(8).enumerate() {
+            // SAFETY: base + 8i is 8-aligned and inside the view, which self keeps mapped;
+            // AtomicU64 is valid for any bits.
+            let w = unsafe { (*(self.base as *const AtomicU64).add(i)).load(Relaxed) };
+            chunk.copy_from_slice(&w.to_ne_bytes());
+        }
+        for (i, b) in dest[words * 8..n].iter_mut().enumerate() {
+            // SAFETY: inside the view; no link word (hence no concurrent swizzle) is here.
+            *b = unsafe { ((self.base as *const u8).add(words * 8 + i)).read() };
+        }
         for &(off, w) in self.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let o = off as usize;
             dest[o..o + 8].copy_from_slice(&w.to_ne_bytes());
