@@ -55,7 +55,7 @@ fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'
             },
         );
         if R::NAME == "offset" {
-            g.bench_with_input(BenchmarkId::new("offset_locked", n), &n, |b, _| {
+            g.bench_with_input(BenchmarkId::new("offset_get", n), &n, |b, _| {
                 let mut i = 0;
                 b.iter(|| {
                     i = (i + 1) & (LOOKUPS - 1);
@@ -132,8 +132,8 @@ enum Clock {
 }
 
 /// `procs` processes, each with its own mapping of one shared map, each doing `iters`
-/// operations: 99 gets to 1 update, the gets each locking (`batched` false) or 99 at a time
-/// under one read guard. Returns the wall time until the last one is done.
+/// operations: 99 gets to 1 update, the gets each unlocked (`Map::get`, `batched` false)
+/// or 99 at a time under one read guard (which holds every stripe shared). Returns the wall time until the last one is done.
 fn shared_run(
     seg: &Segment,
     off: u64,
@@ -210,9 +210,9 @@ fn two_process(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("map_read_mostly_processes");
     let runs = [
-        ("offset_locked_wall", false, Clock::Wall),
+        ("offset_get_wall", false, Clock::Wall),
         ("offset_guard_batch_wall", true, Clock::Wall),
-        ("offset_locked_cpu", false, Clock::CpuPerProcess),
+        ("offset_get_cpu", false, Clock::CpuPerProcess),
         ("offset_guard_batch_cpu", true, Clock::CpuPerProcess),
     ];
     for (name, batched, clock) in runs {

@@ -77,7 +77,8 @@ unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for Table<K, V, R> {
 
 /// One lock stripe. Layout (1152 bytes): the robust [`RawRwLock`] (1088 bytes) over the
 /// stripe's buckets, `len` (entries in them), the operation in flight (`intent`, `node`,
-/// `old`: node offsets) and four reserved words.
+/// `old`: node offsets), `seq` (the stripe's seqlock word: odd while a writer is inside,
+/// see `map::seq`) and three reserved words.
 #[repr(C)]
 pub struct Stripe {
     pub(crate) lock: RawRwLock,
@@ -85,7 +86,8 @@ pub struct Stripe {
     pub(crate) intent: AtomicU64,
     pub(crate) node: AtomicU64,
     pub(crate) old: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 4],
+    pub(crate) seq: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 3],
 }
 
 /// The map's root object.
@@ -98,7 +100,8 @@ pub struct Stripe {
 /// | 8 | `layout` | fingerprint of key, value and pointer strategy |
 /// | 16 | `moving` | offset of the node a resize is moving (0 = none) |
 /// | 24 | `repairs` | how many times a dead holder's half-done work was repaired |
-/// | 32..64 | reserved | zero |
+/// | 32 | `epoch` | seqlock word over the whole map: odd while a resize or clear runs |
+/// | 40..64 | reserved | zero |
 /// | 64 | `resize` | [`RawRwLock`]: shared by every operation, exclusive for resize and clear |
 /// | 1152 | `stripes` | [`STRIPES`] × [`Stripe`] |
 /// | 19584 | `table` | link to the live [`Table`] |
@@ -109,7 +112,8 @@ pub struct MapHeader<K, V, R: Repr> {
     pub(crate) layout: AtomicU64,
     pub(crate) moving: AtomicU64,
     pub(crate) repairs: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 4],
+    pub(crate) epoch: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 3],
     pub(crate) resize: RawRwLock,
     pub(crate) stripes: [Stripe; STRIPES],
     pub(crate) table: Link<Table<K, V, R>, R>,

@@ -41,6 +41,7 @@ mod ops;
 mod read;
 mod repair;
 mod resize;
+mod seq;
 mod translate;
 
 pub use key::ByteKey;
@@ -89,6 +90,13 @@ impl<K, V, R: Repr> Clone for Map<'_, K, V, R> {
 impl<K, V, R: Repr> Copy for Map<'_, K, V, R> {}
 
 type Node<K, V, R> = MapNode<K, V, R>;
+
+/// The whole map held exclusively inside an epoch write section (which ends first: fields
+/// drop in order).
+pub(crate) struct GlobalWrite<'a> {
+    _section: seq::WriteSection<'a>,
+    _held: Held<'a>,
+}
 
 impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Creates an empty map (with [`CHUNK`] buckets) in the arena's segment.
@@ -208,10 +216,20 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         held::shared(&self.hdr.resize, move || m.repaired(m.repair_all()))
     }
 
-    /// Exclusive access to the whole map (resize, clear).
+    /// Exclusive access to the whole map, changing nothing (a translated copy).
     pub(crate) fn global_exclusive(&self) -> Result<Held<'a>> {
         let m = *self;
         held::exclusive(&self.hdr.resize, move || m.repaired(m.repair_all()))
+    }
+
+    /// Exclusive access to change the whole map (resize, clear): unlocked readers retry
+    /// until it ends (the epoch is odd meanwhile).
+    pub(crate) fn global_write(&self) -> Result<GlobalWrite<'a>> {
+        let held = self.global_exclusive()?;
+        Ok(GlobalWrite {
+            _section: seq::WriteSection::begin(&self.hdr.epoch),
+            _held: held,
+        })
     }
 
     /// Counts a repair after a lock holder died (if it succeeded).
@@ -231,16 +249,6 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// lock-free diagnostic read, for tools and tests.
     pub fn resize_pending(&self) -> bool {
         !self.hdr.new_table.is_null()
-    }
-
-    /// The value for `key`.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
-        self.with_stripe(key, false, |_, pred| Ok(pred.map(|(_, n)| n.value)))
-    }
-
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
-        self.with_stripe(key, false, |_, pred| Ok(pred.is_some()))
     }
 
     /// Number of entries (exact when no writer is active).

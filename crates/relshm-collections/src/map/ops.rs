@@ -1,7 +1,8 @@
 //! Lookups and kill-safe updates of one bucket chain under its stripe lock.
 
 use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, STRIPES};
-use super::{Chunk, Map, MapKey, MapNode, Node, Stripe, Table, hash_key, held};
+use super::seq::{WriteSection, write_node};
+use super::{Chunk, Map, MapKey, Node, Stripe, Table, hash_key, held};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::ptr::NonNull;
@@ -42,6 +43,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         } else {
             held::shared(&stripe.lock, repair)?
         };
+        // Declared after the lock, so it ends (the word even again) before the release.
+        let _section = exclusive.then(|| WriteSection::begin(&stripe.seq));
         let head = self.head(t, b)?;
         let found = self.find(head, hash, key)?;
         f(
@@ -153,15 +156,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     ) -> Result<&'a Node<K, V, R>> {
         let p = self.arena.alloc::<Node<K, V, R>>()?;
         // SAFETY: a fresh allocation (in bounds and aligned, checked by alloc) nothing links
-        // to; a null link may be written by value.
-        unsafe {
-            p.as_ptr().write(MapNode {
-                next: Link::null(),
-                hash,
-                key,
-                value,
-            })
-        };
+        // to (an unlocked reader may still read it, hence atomic stores).
+        unsafe { write_node(p.as_ptr(), hash, key, value) };
         // SAFETY: initialised just above; mapped while the arena lives.
         let n = unsafe { p.as_ref() };
         if let Err(e) = n.next.set(self.ctx(), next) {

@@ -59,6 +59,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
             count += self.chain_len(self.head(t, b)?)?;
         }
         st.len.store(count, Release);
+        // A writer that died inside its write section left the word odd.
+        super::seq::settle(&st.seq);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Doubles the bucket table if the map holds more entries than buckets. Takes the map
     /// exclusively (waits for every operation in flight).
     pub fn grow(&self) -> Result<()> {
-        let _g = self.global_exclusive()?;
+        let _g = self.global_write()?;
         let (old, log2) = self.table()?;
         let total: u64 = self.hdr.stripes.iter().map(|s| s.len.load(Acquire)).sum();
         if total <= 1 << log2 || log2 >= super::MAX_LOG2 {
@@ -70,7 +70,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
 
     /// Removes every entry. Takes the map exclusively.
     pub fn clear(&self) -> Result<()> {
-        let _g = self.global_exclusive()?;
+        let _g = self.global_write()?;
         let ctx = self.ctx();
         let (t, log2) = self.table()?;
         for b in 0..1u64 << log2 {
@@ -150,6 +150,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         for s in 0..STRIPES {
             self.fix_stripe(s)?;
         }
+        // A holder that died inside an epoch write section left it odd.
+        super::seq::settle(&hdr.epoch);
         Ok(())
     }
 }

@@ -1,0 +1,236 @@
+//! Lock-free reads: [`Map::get`] and [`Map::contains_key`] take no lock and write no shared
+//! memory, so readers in different processes never contend for a cache line.
+//!
+//! A seqlock per stripe (`Stripe::seq`) and one over the whole map (`MapHeader::epoch`):
+//! a writer makes the word odd once it holds the lock exclusively and even again before it
+//! lets go (stripe writers bump their stripe's word; resize and clear bump the epoch). A
+//! reader notes both words, walks the chain without locks, and keeps the answer only if
+//! neither word changed. A writer killed inside leaves its word odd: readers then take the
+//! locked path, whose acquisition learns of the death and repairs, and the repair makes
+//! the word even again.
+//!
+//! What an unlocked reader may see: nodes being written, freed and reused. It reads them
+//! only with atomic loads (so no torn read is undefined behaviour), resolves every link with
+//! the usual checks (a stale link still lands inside the arena, aligned, or is an error),
+//! bounds its walk, and discards everything it read when validation fails. Anything odd
+//! (a link that does not resolve, a walk too long) sends it to the locked path, which
+//! reports real corruption with a precise error.
+
+use super::layout::{CHUNK, CHUNK_LOG2};
+use super::{Map, MapKey, MapNode, Node, hash_key};
+use crate::arena::Result;
+use bytemuck::Pod;
+use core::mem::MaybeUninit;
+use core::ptr::addr_of;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicU64, fence};
+use relshm_ptr::{Link, Repr};
+
+/// Optimistic attempts before a reader falls back to the stripe lock.
+const TRIES: u32 = 4;
+
+/// A seqlock write section: the word is odd from [`begin`](Self::begin) until drop.
+pub(crate) struct WriteSection<'a>(&'a AtomicU64);
+
+impl<'a> WriteSection<'a> {
+    /// Marks `seq` odd (it may already be odd if the previous writer died inside). Call
+    /// with the lock that `seq` belongs to held exclusively.
+    pub(crate) fn begin(seq: &'a AtomicU64) -> Self {
+        seq.store(seq.load(Relaxed) | 1, Relaxed);
+        // Orders the odd mark before every write of the section (seqlock writer side).
+        fence(Release);
+        Self(seq)
+    }
+}
+
+impl Drop for WriteSection<'_> {
+    fn drop(&mut self) {
+        settle(self.0);
+    }
+}
+
+/// Makes `seq` even (after a section, or in a repair after its writer died inside).
+pub(crate) fn settle(seq: &AtomicU64) {
+    let s = seq.load(Relaxed);
+    if s & 1 == 1 {
+        seq.store(s.wrapping_add(1), Release);
+    }
+}
+
+/// How one optimistic attempt ended (small, so it stays in registers).
+enum Attempt<V> {
+    /// The words were stable and the key was there.
+    Hit(V),
+    /// The words were stable and the key was not there.
+    Miss,
+    /// A writer changed something meanwhile: try again.
+    Retry,
+    /// A writer is inside (or died inside), or a link did not resolve: take the lock (the
+    /// locked path repairs, or reports the corruption with its precise error).
+    Locked,
+}
+
+/// Copies a `T` out of shared memory with atomic word loads only (the copy may be torn if
+/// someone writes meanwhile; callers validate before trusting it).
+///
+/// # Safety
+/// The 8-byte words covering `[src, src + size_of::<T>())` must be mapped for reading and
+/// 8-aligned memory (true for any field of a node: nodes are 8-aligned, whole words).
+#[inline(always)]
+unsafe fn racy_read<T: Pod>(src: *const T) -> T {
+    let mut out = MaybeUninit::<T>::zeroed();
+    let size = size_of::<T>();
+    if align_of::<T>() >= 8 {
+        // Whole aligned words (a size is a multiple of its alignment).
+        let dst = out.as_mut_ptr().cast::<u64>();
+        for i in 0..size / 8 {
+            // SAFETY: src is 8-aligned and i < size / 8 words lie inside it (the caller's
+            // contract); dst is our own local of the same size.
+            unsafe {
+                let w = AtomicU64::from_ptr(src.cast::<u64>().add(i).cast_mut()).load(Relaxed);
+                dst.add(i).write(w);
+            }
+        }
+    } else {
+        let a = src as usize;
+        let dst = out.as_mut_ptr().cast::<u8>();
+        let mut w = a & !7;
+        while w < a + size {
+            // SAFETY: a covering word of the source (the caller's contract).
+            let word = unsafe { AtomicU64::from_ptr(w as *mut u64).load(Relaxed) }.to_ne_bytes();
+            for (i, byte) in word.into_iter().enumerate() {
+                let p = w + i;
+                if (a..a + size).contains(&p) {
+                    // SAFETY: p - a < size: inside our local.
+                    unsafe { dst.add(p - a).write(byte) };
+                }
+            }
+            w += 8;
+        }
+    }
+    // SAFETY: every byte was initialised (zeroed, then overwritten); T is Pod, so any bytes
+    // are a valid T.
+    unsafe { out.assume_init() }
+}
+
+/// Writes a fresh node's words (null `next`) with atomic stores only, so an unlocked reader
+/// still looking at this memory (freed and reused meanwhile) never races a plain write.
+///
+/// # Safety
+/// `dst` is an allocation for one node: in bounds, aligned, not yet linked anywhere.
+pub(crate) unsafe fn write_node<K: Pod, V: Pod, R: Repr>(
+    dst: *mut Node<K, V, R>,
+    hash: u64,
+    key: K,
+    value: V,
+) {
+    const { assert!(align_of::<Node<K, V, R>>() >= 8) };
+    let mut img = MaybeUninit::<Node<K, V, R>>::zeroed();
+    let p = img.as_mut_ptr();
+    // SAFETY: field writes into our own zeroed local (all-zero bytes are a null link, the
+    // Repr contract); padding stays zero, so every word of the image is initialised.
+    unsafe {
+        core::ptr::addr_of_mut!((*p).hash).write(hash);
+        core::ptr::addr_of_mut!((*p).key).write(key);
+        core::ptr::addr_of_mut!((*p).value).write(value);
+    }
+    let words = size_of::<Node<K, V, R>>() / 8;
+    for i in 0..words {
+        // SAFETY: node size is a multiple of its alignment (>= 8): `words` whole words in
+        // both the local image and the destination allocation (the caller's contract).
+        unsafe {
+            let w = p.cast::<u64>().add(i).read();
+            AtomicU64::from_ptr(dst.cast::<u64>().add(i)).store(w, Relaxed);
+        }
+    }
+}
+
+impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+    /// The value for `key`. Takes no lock when no writer is in `key`'s stripe (see the
+    /// module docs); waits on the stripe lock otherwise.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let hash = hash_key(key);
+        for _ in 0..TRIES {
+            match self.optimistic(key, hash) {
+                Attempt::Hit(v) => return Ok(Some(v)),
+                Attempt::Miss => return Ok(None),
+                Attempt::Retry => continue,
+                Attempt::Locked => break,
+            }
+        }
+        self.with_stripe(key, false, |_, pred| Ok(pred.map(|(_, n)| n.value)))
+    }
+
+    /// Whether `key` is present (as [`get`](Self::get)).
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    #[inline(always)]
+    fn optimistic(&self, key: &K, hash: u64) -> Attempt<V> {
+        let hdr = self.hdr;
+        let e1 = hdr.epoch.load(Acquire);
+        if e1 & 1 == 1 {
+            return Attempt::Locked;
+        }
+        let ctx = self.ctx();
+        let Ok(Some(t)) = hdr.table.get(ctx) else {
+            return Attempt::Locked;
+        };
+        let log2 = t.log2.load(Relaxed);
+        if !(super::MIN_LOG2..=super::MAX_LOG2).contains(&log2) {
+            return Attempt::Locked;
+        }
+        let b = hash & ((1u64 << log2) - 1);
+        let seq = &hdr.stripes[b as usize % super::STRIPES].seq;
+        let s1 = seq.load(Acquire);
+        if s1 & 1 == 1 {
+            return Attempt::Locked;
+        }
+        // In range: b < 2^log2 <= DIR * CHUNK.
+        let chunk = &t.chunks[(b >> CHUNK_LOG2) as usize];
+        let found = match chunk.get(ctx) {
+            Ok(Some(c)) => self.walk(&c.heads[b as usize & (CHUNK - 1)], hash, key),
+            _ => Attempt::Locked,
+        };
+        // Orders every load of the attempt before the re-reads (seqlock reader side).
+        fence(Acquire);
+        if seq.load(Relaxed) == s1 && hdr.epoch.load(Relaxed) == e1 {
+            found
+        } else {
+            Attempt::Retry
+        }
+    }
+
+    /// The chain walk of an unlocked reader: atomic loads only, bounded.
+    #[inline(always)]
+    fn walk(&self, head: &Link<Node<K, V, R>, R>, hash: u64, key: &K) -> Attempt<V> {
+        let ctx = self.ctx();
+        let Ok(mut cur) = head.get_ptr(ctx) else {
+            return Attempt::Locked;
+        };
+        let mut left = self.max_nodes();
+        while let Some(p) = cur {
+            let n: *const MapNode<K, V, R> = p.as_ptr();
+            // SAFETY: get_ptr checked that the node lies wholly in the mapped arena,
+            // aligned; its fields are read with atomic loads only (racy_read's contract:
+            // nodes are 8-aligned whole words).
+            unsafe {
+                if racy_read(addr_of!((*n).hash)) == hash && racy_read(addr_of!((*n).key)) == *key {
+                    return Attempt::Hit(racy_read(addr_of!((*n).value)));
+                }
+            }
+            left -= 1;
+            if left == 0 {
+                // A cycle (or a chain rebuilt under us): the locked path tells which.
+                return Attempt::Locked;
+            }
+            // SAFETY: as above; the link is an atomic word, so a shared reference is fine.
+            let Ok(next) = unsafe { &*addr_of!((*n).next) }.get_ptr(ctx) else {
+                return Attempt::Locked;
+            };
+            cur = next;
+        }
+        Attempt::Miss
+    }
+}
