@@ -1,5 +1,5 @@
 //! Unlocked reads under fire: a child process (mapped at another address) does lock-free
-//! `get`s while the parent replaces values, removes and re-inserts keys (so freed nodes
+//! `get`s (and `MapReader` gets) while the parent replaces values, removes and re-inserts keys (so freed nodes
 //! are reused under the reader) and grows the table. Every value read must be whole
 //! (never torn) and belong to its key; keys never removed must always be found. Then a
 //! writer is SIGKILLed inside a stripe write section and a reader still gets answers.
@@ -46,9 +46,18 @@ fn run<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
             let map = Map::<u64, [u64; 4], R>::open(&arena, off).unwrap();
             scratch.slot(0).store(1, Ordering::Release);
             let mut reads = 0u64;
+            let mut sweep = 0u64;
             while scratch.slot(1).load(Ordering::Acquire) == 0 {
+                // Every other sweep through a batch reader (made before the sweep, so the
+                // parent's resizes happen under it).
+                let reader = (sweep % 2 == 1).then(|| map.reader().unwrap());
+                sweep += 1;
                 for k in 0..STABLE + CHURN {
-                    match map.get(&k) {
+                    let got = match &reader {
+                        Some(r) => r.get(&k),
+                        None => map.get(&k),
+                    };
+                    match got {
                         Ok(Some(v)) if whole(k, &v) => {}
                         Ok(None) if k >= STABLE => {}
                         other => {

@@ -39,6 +39,7 @@ mod key;
 mod layout;
 mod ops;
 mod read;
+mod reader;
 mod repair;
 mod resize;
 mod seq;
@@ -49,6 +50,7 @@ pub use layout::{
     CHUNK, Chunk, DIR, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES, Stripe, Table,
 };
 pub use read::MapReadGuard;
+pub use reader::MapReader;
 
 use crate::arena::{Arena, CollectionError, Result, corrupt};
 use bytemuck::Pod;
@@ -66,6 +68,18 @@ pub type MapHasher = rustc_hash::FxBuildHasher;
 #[inline]
 pub fn hash_key<K: Hash>(key: &K) -> u64 {
     MapHasher::default().hash_one(key)
+}
+
+/// Whether a node holding `n_key` (whose hash is `n_hash`) is `key` (hashing to `hash`). A
+/// key of at most one word is compared directly (as cheap as the hash, one branch less);
+/// larger keys compare the stored hash first.
+#[inline(always)]
+pub(crate) fn matches<K: MapKey>(n_hash: u64, n_key: &K, hash: u64, key: &K) -> bool {
+    if size_of::<K>() <= 8 {
+        n_key == key
+    } else {
+        n_hash == hash && n_key == key
+    }
 }
 
 /// What a map key must be: plain data, compared and hashed by value.

@@ -69,7 +69,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let mut pred = head;
         let mut left = self.max_nodes();
         while let Some(n) = pred.get(ctx)? {
-            if n.hash == hash && n.key == *key {
+            if super::matches(n.hash, &n.key, hash, key) {
                 return Ok(Some((pred, n)));
             }
             left -= 1;

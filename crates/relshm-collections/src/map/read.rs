@@ -63,7 +63,7 @@ impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
         let mut cur = chunk.heads[b as usize & (CHUNK - 1)].get(ctx)?;
         let mut left = self.max;
         while let Some(n) = cur {
-            if n.hash == hash && n.key == *key {
+            if super::matches(n.hash, &n.key, hash, key) {
                 return Ok(Some(n.value));
             }
             left -= 1;

@@ -58,7 +58,7 @@ pub(crate) fn settle(seq: &AtomicU64) {
 }
 
 /// How one optimistic attempt ended (small, so it stays in registers).
-enum Attempt<V> {
+pub(crate) enum Attempt<V> {
     /// The words were stable and the key was there.
     Hit(V),
     /// The words were stable and the key was not there.
@@ -204,7 +204,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
 
     /// The chain walk of an unlocked reader: atomic loads only, bounded.
     #[inline(always)]
-    fn walk(&self, head: &Link<Node<K, V, R>, R>, hash: u64, key: &K) -> Attempt<V> {
+    pub(crate) fn walk(&self, head: &Link<Node<K, V, R>, R>, hash: u64, key: &K) -> Attempt<V> {
         let ctx = self.ctx();
         let Ok(mut cur) = head.get_ptr(ctx) else {
             return Attempt::Locked;
@@ -216,7 +216,12 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
             // aligned; its fields are read with atomic loads only (racy_read's contract:
             // nodes are 8-aligned whole words).
             unsafe {
-                if racy_read(addr_of!((*n).hash)) == hash && racy_read(addr_of!((*n).key)) == *key {
+                let hit = if size_of::<K>() <= 8 {
+                    racy_read(addr_of!((*n).key)) == *key
+                } else {
+                    racy_read(addr_of!((*n).hash)) == hash && racy_read(addr_of!((*n).key)) == *key
+                };
+                if hit {
                     return Attempt::Hit(racy_read(addr_of!((*n).value)));
                 }
             }
