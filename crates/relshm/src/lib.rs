@@ -1,8 +1,46 @@
 //! relshm: share pointer-rich data structures between processes through shared memory.
 //!
+//! Processes map the same segment at different addresses; relshm's collections stay
+//! correct in every one of them, with the pointer strategy picked by one type parameter.
 //! This facade re-exports the layers:
-//! - [`sync`]: in-segment futex locks that survive their owner dying;
-//! - [`segment`]: segments, views, the in-segment allocator and named objects.
+//!
+//! - [`sync`]: in-segment futex locks (`Mutex`, `RwLock`, `Condvar`, `Semaphore`) that
+//!   survive their owner dying;
+//! - [`segment`]: segments (named, unnamed, file-backed), views, placement, growth, the
+//!   in-segment allocator and the named-object directory;
+//! - [`ptr`]: the pointer representations (`Raw`, `Offset`, `SegRel`, `Swizzle`), copy-time
+//!   translation, and validation walks;
+//! - [`collections`]: `List`, `Map`, `Queue`, ports and byte streams built on them.
+//!
+//! [`prelude`] brings the names most programs use into scope.
+//!
+//! ```
+//! use relshm::prelude::*;
+//!
+//! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+//! let dir = seg.directory()?;
+//! let hits = dir.find_or_construct("hits", || Mutex::new(0u64))?;
+//! *hits.get().lock().map_err(|e| e.to_string())? += 1;
+//!
+//! let other = seg.reopen(Placement::Anywhere)?; // the same bytes at another address
+//! assert_ne!(seg.base(), other.base());
+//! let other_dir = other.directory()?;
+//! let seen = other_dir.find::<Mutex<u64>>("hits")?;
+//! assert_eq!(*seen.get().lock().map_err(|e| e.to_string())?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub use relshm_collections as collections;
+pub use relshm_ptr as ptr;
 pub use relshm_segment as segment;
 pub use relshm_sync as sync;
+
+/// The names most relshm programs use.
+pub mod prelude {
+    pub use relshm_collections::list::List;
+    pub use relshm_collections::map::Map;
+    pub use relshm_collections::queue::{Queue, Receiver, Sender};
+    pub use relshm_ptr::{Link, Offset, Raw, Repr, SegRel, Swizzle};
+    pub use relshm_segment::{CreateOptions, OpenOptions, Placement, Segment};
+    pub use relshm_sync::{Condvar, Mutex, RwLock, Semaphore};
+}
