@@ -71,7 +71,8 @@ fn list_and_map_handed_to_another_process_by_translated_copy() {
         .translate_to(&space, l.used.next_multiple_of(64))
         .unwrap();
     assert!(m.used <= block + BLOCK, "the copies fit the block");
-    assert!(l.objects == 1001 && m.objects > 5000);
+    // The map: header, table, 8 chunks (most entries inline in them), chain nodes.
+    assert!(l.objects == 1001 && m.objects >= 10);
     scratch
         .slot(LIST_ROOT)
         .store(l.root_offset, Ordering::Release);

@@ -1,6 +1,7 @@
 //! In-segment layout of a [`Map`](super::Map): header, stripes, bucket table, nodes.
 
 use bytemuck::Pod;
+use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicU64;
 use relshm_ptr::{Link, LinkVisitor, Relocate, Repr};
 use relshm_sync::RawRwLock;
@@ -27,6 +28,11 @@ pub(crate) const OP_INSERT: u64 = 1;
 pub(crate) const OP_REPLACE: u64 = 2;
 /// `node` is being unlinked.
 pub(crate) const OP_REMOVE: u64 = 3;
+/// The inline entry whose key `node` holds is being rewritten with `node`'s value (`node`
+/// is a redo record, never linked).
+pub(crate) const OP_REWRITE: u64 = 4;
+/// Bumped when the meaning of the bytes changes (2: first entry inline in its bucket).
+const LAYOUT_VERSION: u64 = 2;
 
 /// One entry. Layout (`#[repr(C)]`): `next` link, `hash` (u64), key, value. A published
 /// node is never written again except its `next` link: updates replace the node.
@@ -46,16 +52,46 @@ unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for MapNode<K, V, R> {
     }
 }
 
-/// [`CHUNK`] bucket heads (one heap allocation).
+/// One bucket. Layout (`#[repr(C)]`): `next` (the link to the bucket's chain of
+/// [`MapNode`]s), `hash` (of the entry stored inline; 0 = none: stored hashes have their
+/// top bit set), then the inline entry's key and value. The first entry of a bucket lives
+/// here, so most lookups touch one cache line of the table instead of a head link and a
+/// node elsewhere. Unlike a node, a slot is rewritten in place (by writers holding its
+/// stripe, with word-sized atomic stores: see `map::slot`).
 #[repr(C)]
-pub struct Chunk<K, V, R: Repr> {
-    pub(crate) heads: [Link<MapNode<K, V, R>, R>; CHUNK],
+pub struct Slot<K, V, R: Repr> {
+    pub(crate) next: Link<MapNode<K, V, R>, R>,
+    pub(crate) hash: AtomicU64,
+    pub(crate) entry: UnsafeCell<Entry<K, V>>,
 }
 
-// SAFETY: an array of links, valid for any bits, each visited in order.
+/// A key and its value, as stored inline in a [`Slot`]. 8-aligned, so it fills the slot to
+/// its end: every word a writer stores lies inside it.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub struct Entry<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+}
+
+// SAFETY: the link and hash are atomics; the entry is read and written only by holders of
+// the slot's stripe lock (writers exclusively), or read with atomic word loads by
+// lock-free readers that validate what they read (map::slot, map::seq).
+unsafe impl<K: Pod, V: Pod, R: Repr> Sync for Slot<K, V, R> {}
+
+/// [`CHUNK`] buckets (one heap allocation).
+#[repr(C)]
+pub struct Chunk<K, V, R: Repr> {
+    pub(crate) slots: [Slot<K, V, R>; CHUNK],
+}
+
+// SAFETY: slots of a link, an atomic and Pod key and value: valid for any bits; each
+// slot's `next` is its only link, visited in order.
 unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for Chunk<K, V, R> {
     fn visit_links<Vis: LinkVisitor<R>>(&self, v: &mut Vis) {
-        self.heads.visit_links(v);
+        for slot in &self.slots {
+            v.link(&slot.next);
+        }
     }
 }
 
@@ -148,8 +184,9 @@ pub(crate) fn layout<K, V, R: Repr>() -> u64 {
         CHUNK as u64,
         DIR as u64,
         STRIPES as u64,
+        LAYOUT_VERSION,
     ];
-    let mut bytes = Vec::with_capacity(80);
+    let mut bytes = Vec::with_capacity(88);
     for x in shape {
         bytes.extend_from_slice(&x.to_le_bytes());
     }

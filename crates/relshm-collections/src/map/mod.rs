@@ -1,18 +1,28 @@
 //! [`Map`]: a hash map in a segment, generic over the pointer strategy `R`, shared
 //! read/write by several processes with lock striping.
 //!
-//! Separate chaining: a bucket table of chunked head links, nodes from the segment heap.
+//! Separate chaining with the first entry inline: a bucket table of chunked [`Slot`]s, each
+//! holding one entry in place and the link to a chain of further nodes from the segment
+//! heap. A lookup that hits the inline entry touches one cache line of the table (a plain
+//! chained map pays a head link, then a node elsewhere: two dependent misses at DRAM sizes).
 //! Locks: one readers-writer lock over the whole map (`resize`), taken *shared* by every
 //! operation and exclusively only to resize or clear, and [`STRIPES`] readers-writer locks
 //! each over the buckets `b ≡ s (mod STRIPES)`: readers in different processes take
 //! different reader slots and do not serialise; writers serialise per stripe only.
 //!
-//! Owner death: a published node is immutable except its `next` link, so every change
-//! (insert, update by replacement, remove) is one publishing link store, preceded by an
-//! intent record in the stripe. A writer killed at any point leaves the old or the new
-//! chain; the next locker learns of the death from the lock, frees the node of an
-//! unfinished operation (or the replaced one), and recounts the stripe. A resize records
-//! the node it is moving and is finished by the next exclusive locker.
+//! Owner death: a published node is immutable except its `next` link, so every chain
+//! change (insert, update by replacement, remove) is one publishing link store, preceded by
+//! an intent record in the stripe. An inline entry is published or removed by one store of
+//! its slot's hash; its value is rewritten in place only after a redo record (a node with
+//! the new value) is named by the stripe's intent. A writer killed at any point leaves the
+//! old or the new state, or a rewrite the repair finishes; the next locker learns of the
+//! death from the lock, frees the node of an unfinished operation (or the replaced one),
+//! and recounts the stripe. A resize copies inline entries idempotently, records the node
+//! it is moving, and is finished by the next exclusive locker.
+//!
+//! Reads: [`Map::get`] and [`MapReader`] take no lock (seqlocks, see `seq`), so readers in
+//! different processes never write a shared line; [`MapReadGuard`] holds every lock
+//! shared for a consistent view across many reads.
 //!
 //! ```
 //! use relshm_collections::arena::Arena;
@@ -43,11 +53,13 @@ mod reader;
 mod repair;
 mod resize;
 mod seq;
+mod slot;
 mod translate;
 
 pub use key::ByteKey;
 pub use layout::{
-    CHUNK, Chunk, DIR, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES, Stripe, Table,
+    CHUNK, Chunk, DIR, Entry, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES, Slot,
+    Stripe, Table,
 };
 pub use read::MapReadGuard;
 pub use reader::MapReader;
@@ -64,10 +76,11 @@ use relshm_ptr::{Link, Repr};
 /// with `std::collections::HashMap<K, V, MapHasher>` to measure the map, not the hash.
 pub type MapHasher = rustc_hash::FxBuildHasher;
 
-/// The hash of `key` as every map computes it.
+/// The hash of `key` as every map computes it: FxHash with the top bit set, so a stored
+/// hash is never 0 (which marks an empty inline slot). Buckets use the low bits.
 #[inline]
 pub fn hash_key<K: Hash>(key: &K) -> u64 {
-    MapHasher::default().hash_one(key)
+    MapHasher::default().hash_one(key) | 1 << 63
 }
 
 /// Whether a node holding `n_key` (whose hash is `n_hash`) is `key` (hashing to `hash`). A
@@ -212,8 +225,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         Ok((t, log2))
     }
 
-    /// The head link of bucket `b` (`b` < the table's bucket count).
-    pub(crate) fn head(&self, t: &'a Table<K, V, R>, b: u64) -> Result<&'a Link<Node<K, V, R>, R>> {
+    /// Bucket `b` (`b` < the table's bucket count).
+    pub(crate) fn slot(&self, t: &'a Table<K, V, R>, b: u64) -> Result<&'a Slot<K, V, R>> {
         let i = (b >> layout::CHUNK_LOG2) as usize;
         let chunk = t
             .chunks
@@ -221,7 +234,12 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
             .ok_or_else(|| corrupt("bucket index beyond the table"))?
             .get(self.ctx())?
             .ok_or_else(|| corrupt(format!("bucket chunk {i} is missing")))?;
-        Ok(&chunk.heads[b as usize & (CHUNK - 1)])
+        Ok(&chunk.slots[b as usize & (CHUNK - 1)])
+    }
+
+    /// The link to bucket `b`'s chain (the entries after the inline one).
+    pub(crate) fn head(&self, t: &'a Table<K, V, R>, b: u64) -> Result<&'a Link<Node<K, V, R>, R>> {
+        Ok(&self.slot(t, b)?.next)
     }
 
     /// Read access to the whole map (the resize lock shared).

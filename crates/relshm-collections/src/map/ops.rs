@@ -1,8 +1,9 @@
-//! Lookups and kill-safe updates of one bucket chain under its stripe lock.
+//! Lookups and kill-safe updates of one bucket (inline slot and chain) under its stripe
+//! lock.
 
-use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, STRIPES};
+use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
 use super::seq::{WriteSection, write_node};
-use super::{Chunk, Map, MapKey, Node, Stripe, Table, hash_key, held};
+use super::{Chunk, Map, MapKey, Node, Slot, Stripe, Table, hash_key, held};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::ptr::NonNull;
@@ -15,11 +16,30 @@ pub(crate) struct Spot<'a, K, V, R: Repr> {
     pub(crate) log2: u64,
     pub(crate) hash: u64,
     pub(crate) stripe: &'a Stripe,
-    pub(crate) head: &'a Link<Node<K, V, R>, R>,
+    pub(crate) slot: &'a Slot<K, V, R>,
 }
 
-/// A found entry: the link that points at it (bucket head or previous node's `next`).
-pub(crate) type Found<'a, K, V, R> = Option<(&'a Link<Node<K, V, R>, R>, &'a Node<K, V, R>)>;
+/// Where a found entry is.
+pub(crate) enum Hit<'a, K, V, R: Repr> {
+    /// Inline in the bucket's slot.
+    Inline(&'a Slot<K, V, R>),
+    /// A chain node, and the link that points at it (the slot's `next` or the previous
+    /// node's).
+    Chain(&'a Link<Node<K, V, R>, R>, &'a Node<K, V, R>),
+}
+
+impl<K: MapKey, V: Pod, R: Repr> Hit<'_, K, V, R> {
+    /// The entry's value (read under the stripe lock).
+    pub(crate) fn value(&self) -> V {
+        match self {
+            Hit::Inline(s) => s.entry().value,
+            Hit::Chain(_, n) => n.value,
+        }
+    }
+}
+
+/// A found entry, if any.
+pub(crate) type Found<'a, K, V, R> = Option<Hit<'a, K, V, R>>;
 
 impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Runs `f` on `key`'s bucket with the map shared and the key's stripe locked (shared,
@@ -45,32 +65,36 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         };
         // Declared after the lock, so it ends (the word even again) before the release.
         let _section = exclusive.then(|| WriteSection::begin(&stripe.seq));
-        let head = self.head(t, b)?;
-        let found = self.find(head, hash, key)?;
+        let slot = self.slot(t, b)?;
+        let found = self.find(slot, hash, key)?;
         f(
             &Spot {
                 log2,
                 hash,
                 stripe,
-                head,
+                slot,
             },
             found,
         )
     }
 
-    /// Walks the chain from `head` for `key`, bounded (a cycle is an error).
+    /// Looks for `key` in the bucket `slot`: inline, then along the chain (bounded: a cycle
+    /// is an error).
     pub(crate) fn find(
         &self,
-        head: &'a Link<Node<K, V, R>, R>,
+        slot: &'a Slot<K, V, R>,
         hash: u64,
         key: &K,
     ) -> Result<Found<'a, K, V, R>> {
+        if slot.holds(hash, key) {
+            return Ok(Some(Hit::Inline(slot)));
+        }
         let ctx = self.ctx();
-        let mut pred = head;
+        let mut pred = &slot.next;
         let mut left = self.max_nodes();
         while let Some(n) = pred.get(ctx)? {
             if super::matches(n.hash, &n.key, hash, key) {
-                return Ok(Some((pred, n)));
+                return Ok(Some(Hit::Chain(pred, n)));
             }
             left -= 1;
             if left == 0 {
@@ -84,7 +108,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Inserts `value` under `key`, or replaces the value there. Returns the old value.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
         let (old, grow) = self.with_stripe(&key, true, |spot, found| match found {
-            Some((pred, n)) => Ok((Some(self.replace(spot, pred, n, value)?), false)),
+            Some(hit) => Ok((Some(self.replace(spot, hit, value)?), false)),
             None => {
                 self.link_new(spot, key, value)?;
                 let share = (1u64 << spot.log2) / STRIPES as u64;
@@ -101,7 +125,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Removes `key`, returning its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         self.with_stripe(key, true, |spot, found| match found {
-            Some((pred, n)) => self.unlink(spot, pred, n).map(Some),
+            Some(hit) => self.unlink(spot, hit).map(Some),
             None => Ok(None),
         })
     }
@@ -110,10 +134,10 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// the entry). Returns whether the key was present.
     pub fn update(&self, key: &K, f: impl FnOnce(&mut V)) -> Result<bool> {
         self.with_stripe(key, true, |spot, found| match found {
-            Some((pred, n)) => {
-                let mut v = n.value;
+            Some(hit) => {
+                let mut v = hit.value();
                 f(&mut v);
-                self.replace(spot, pred, n, v)?;
+                self.replace(spot, hit, v)?;
                 Ok(true)
             }
             None => Ok(false),
@@ -125,10 +149,10 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// value stored.
     pub fn upsert(&self, key: K, init: V, f: impl FnOnce(&mut V)) -> Result<V> {
         let (v, grow) = self.with_stripe(&key, true, |spot, found| match found {
-            Some((pred, n)) => {
-                let mut v = n.value;
+            Some(hit) => {
+                let mut v = hit.value();
                 f(&mut v);
-                self.replace(spot, pred, n, v)?;
+                self.replace(spot, hit, v)?;
                 Ok((v, false))
             }
             None => {
@@ -171,55 +195,86 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         self.arena.offset_of(NonNull::from(n))
     }
 
-    /// Publishes a new entry at the head of the bucket: intent, one link store, count.
+    /// Publishes a new entry: into the empty inline slot (written, then published by
+    /// one hash store: no intent needed), or at the head of the chain (intent, one link
+    /// store, count).
     fn link_new(&self, spot: &Spot<'a, K, V, R>, key: K, value: V) -> Result<()> {
-        let ctx = self.ctx();
-        let n = self.new_node(spot.head.get(ctx)?, spot.hash, key, value)?;
         let st = spot.stripe;
+        if spot.slot.hash() == 0 {
+            spot.slot.fill(spot.hash, key, value);
+            fence(Release);
+            st.len.store(st.len.load(Relaxed) + 1, Release);
+            return Ok(());
+        }
+        let ctx = self.ctx();
+        let head = &spot.slot.next;
+        let n = self.new_node(head.get(ctx)?, spot.hash, key, value)?;
         st.node.store(self.off(n), Relaxed);
         st.intent.store(OP_INSERT, Release);
         fence(Release);
-        spot.head.set(ctx, Some(n))?;
+        head.set(ctx, Some(n))?;
         fence(Release);
         st.len.store(st.len.load(Relaxed) + 1, Release);
         st.intent.store(OP_NONE, Release);
         Ok(())
     }
 
-    /// Replaces `old` (linked from `pred`) by a copy holding `value`: intent, one link
-    /// store, intent cleared, then the old node freed (a kill there leaks it).
-    fn replace(
-        &self,
-        spot: &Spot<'a, K, V, R>,
-        pred: &'a Link<Node<K, V, R>, R>,
-        old: &'a Node<K, V, R>,
-        value: V,
-    ) -> Result<V> {
+    /// Gives the found entry `value`. Returns the old value.
+    ///
+    /// A chain node is replaced by a copy: intent, one link store, intent cleared, then
+    /// the old node freed (a kill there leaks it). An inline entry is rewritten in place
+    /// after a redo record (a node holding key and new value) is named by the intent: a
+    /// writer killed mid-rewrite is finished by the repair.
+    fn replace(&self, spot: &Spot<'a, K, V, R>, hit: Hit<'a, K, V, R>, value: V) -> Result<V> {
         let ctx = self.ctx();
-        let n = self.new_node(old.next.get(ctx)?, old.hash, old.key, value)?;
         let st = spot.stripe;
-        st.node.store(self.off(n), Relaxed);
-        st.old.store(self.off(old), Relaxed);
-        st.intent.store(OP_REPLACE, Release);
-        fence(Release);
-        pred.set(ctx, Some(n))?;
-        fence(Release);
-        let prev = old.value;
-        st.intent.store(OP_NONE, Release);
-        fence(Release);
-        self.arena.free(NonNull::from(old))?;
-        Ok(prev)
+        match hit {
+            Hit::Inline(slot) => {
+                let e = slot.entry();
+                let log = self.new_node(None, spot.hash, e.key, value)?;
+                st.node.store(self.off(log), Relaxed);
+                st.intent.store(OP_REWRITE, Release);
+                fence(Release);
+                slot.set_value(value);
+                fence(Release);
+                st.intent.store(OP_NONE, Release);
+                fence(Release);
+                self.arena.free(NonNull::from(log))?;
+                Ok(e.value)
+            }
+            Hit::Chain(pred, old) => {
+                let n = self.new_node(old.next.get(ctx)?, old.hash, old.key, value)?;
+                st.node.store(self.off(n), Relaxed);
+                st.old.store(self.off(old), Relaxed);
+                st.intent.store(OP_REPLACE, Release);
+                fence(Release);
+                pred.set(ctx, Some(n))?;
+                fence(Release);
+                let prev = old.value;
+                st.intent.store(OP_NONE, Release);
+                fence(Release);
+                self.arena.free(NonNull::from(old))?;
+                Ok(prev)
+            }
+        }
     }
 
-    /// Unlinks `n` (linked from `pred`) and frees it.
-    fn unlink(
-        &self,
-        spot: &Spot<'a, K, V, R>,
-        pred: &'a Link<Node<K, V, R>, R>,
-        n: &'a Node<K, V, R>,
-    ) -> Result<V> {
+    /// Removes the found entry: an inline one by emptying its slot (one store), a chain
+    /// node by unlinking (intent, one link store) and freeing it.
+    fn unlink(&self, spot: &Spot<'a, K, V, R>, hit: Hit<'a, K, V, R>) -> Result<V> {
         let ctx = self.ctx();
         let st = spot.stripe;
+        let (pred, n) = match hit {
+            Hit::Inline(slot) => {
+                let v = slot.entry().value;
+                slot.empty();
+                fence(Release);
+                st.len
+                    .store(st.len.load(Relaxed).saturating_sub(1), Release);
+                return Ok(v);
+            }
+            Hit::Chain(pred, n) => (pred, n),
+        };
         st.node.store(self.off(n), Relaxed);
         st.intent.store(OP_REMOVE, Release);
         fence(Release);

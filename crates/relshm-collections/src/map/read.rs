@@ -10,7 +10,7 @@ use relshm_ptr::Repr;
 
 /// Read access to a whole [`Map`]: the map and every stripe held shared (writers wait;
 /// readers in other processes do not). The bucket chunks are resolved once, so a lookup
-/// costs a hash, one bucket link and the chain.
+/// costs a hash and the bucket (its inline entry, then its chain).
 pub struct MapReadGuard<'a, K, V, R: Repr> {
     map: Map<'a, K, V, R>,
     chunks: Vec<&'a Chunk<K, V, R>>,
@@ -59,8 +59,11 @@ impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
         let hash = hash_key(key);
         let b = hash & self.mask;
         let ctx = self.map.ctx();
-        let chunk = self.chunks[(b >> CHUNK_LOG2) as usize];
-        let mut cur = chunk.heads[b as usize & (CHUNK - 1)].get(ctx)?;
+        let slot = &self.chunks[(b >> CHUNK_LOG2) as usize].slots[b as usize & (CHUNK - 1)];
+        if slot.holds(hash, key) {
+            return Ok(Some(slot.entry().value));
+        }
+        let mut cur = slot.next.get(ctx)?;
         let mut left = self.max;
         while let Some(n) = cur {
             if super::matches(n.hash, &n.key, hash, key) {
@@ -101,8 +104,12 @@ impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
         let mut left = self.max;
         for chunk in &self.chunks {
             let used = (self.mask as usize + 1).min(CHUNK);
-            for head in &chunk.heads[..used] {
-                let mut cur = head.get(ctx)?;
+            for slot in &chunk.slots[..used] {
+                if slot.hash() != 0 {
+                    let e = slot.entry();
+                    f(&e.key, &e.value);
+                }
+                let mut cur = slot.next.get(ctx)?;
                 while let Some(n) = cur {
                     f(&n.key, &n.value);
                     left -= 1;

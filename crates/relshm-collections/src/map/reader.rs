@@ -83,8 +83,8 @@ impl<K: MapKey, V: Pod, R: Repr> MapReader<'_, K, V, R> {
         if s1 & 1 == 1 {
             return self.map.get(key);
         }
-        let head = &self.chunks[(b >> CHUNK_LOG2) as usize].heads[b as usize & (CHUNK - 1)];
-        let found = self.map.walk(head, hash, key);
+        let slot = &self.chunks[(b >> CHUNK_LOG2) as usize].slots[b as usize & (CHUNK - 1)];
+        let found = self.map.walk(slot, hash, key);
         // Orders the walk's loads before the re-reads (seqlock reader side).
         fence(Acquire);
         if seq.load(Relaxed) != s1 || hdr.epoch.load(Relaxed) != self.epoch {

@@ -26,7 +26,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         self.finish_resize(old, new)
     }
 
-    /// Moves every node of `old` into `new`, one at a time, recording the node in flight.
+    /// Moves every entry of `old` into `new`: inline entries by copy (idempotent), nodes
+    /// one at a time by relinking, recording the node in flight.
     fn move_all(
         &self,
         old: &'a Table<K, V, R>,
@@ -38,7 +39,26 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let mask = (1u64 << new_log2) - 1;
         let mut left = self.max_nodes();
         for b in 0..1u64 << old_log2 {
-            let head = self.head(old, b)?;
+            let from = self.slot(old, b)?;
+            let h = from.hash();
+            if h != 0 {
+                // Inline to inline: the new bucket's slot takes inline entries only from
+                // this old bucket, so it is empty, or already holds this entry if a killed
+                // resizer got that far (then only the old copy is left to drop).
+                let e = from.entry();
+                let to = self.slot(new, h & mask)?;
+                if to.hash() == 0 {
+                    to.fill(h, e.key, e.value);
+                } else if !to.holds(h, &e.key) {
+                    return Err(corrupt(format!(
+                        "resize: the inline entry of bucket {b} has its new slot taken"
+                    )));
+                }
+                fence(Release);
+                from.empty();
+                fence(Release);
+            }
+            let head = &from.next;
             while let Some(n) = head.get(ctx)? {
                 left = left
                     .checked_sub(1)
@@ -74,7 +94,9 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let ctx = self.ctx();
         let (t, log2) = self.table()?;
         for b in 0..1u64 << log2 {
-            let head = self.head(t, b)?;
+            let slot = self.slot(t, b)?;
+            slot.empty();
+            let head = &slot.next;
             let mut left = self.max_nodes();
             while let Some(n) = head.get(ctx)? {
                 left = left

@@ -17,14 +17,14 @@
 //! reports real corruption with a precise error.
 
 use super::layout::{CHUNK, CHUNK_LOG2};
-use super::{Map, MapKey, MapNode, Node, hash_key};
+use super::{Map, MapKey, MapNode, Node, Slot, hash_key};
 use crate::arena::Result;
 use bytemuck::Pod;
 use core::mem::MaybeUninit;
 use core::ptr::addr_of;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicU64, fence};
-use relshm_ptr::{Link, Repr};
+use relshm_ptr::Repr;
 
 /// Optimistic attempts before a reader falls back to the stripe lock.
 const TRIES: u32 = 4;
@@ -77,7 +77,7 @@ pub(crate) enum Attempt<V> {
 /// The 8-byte words covering `[src, src + size_of::<T>())` must be mapped for reading and
 /// 8-aligned memory (true for any field of a node: nodes are 8-aligned, whole words).
 #[inline(always)]
-unsafe fn racy_read<T: Pod>(src: *const T) -> T {
+pub(crate) unsafe fn racy_read<T: Pod>(src: *const T) -> T {
     let mut out = MaybeUninit::<T>::zeroed();
     let size = size_of::<T>();
     if align_of::<T>() >= 8 {
@@ -158,7 +158,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
                 Attempt::Locked => break,
             }
         }
-        self.with_stripe(key, false, |_, pred| Ok(pred.map(|(_, n)| n.value)))
+        self.with_stripe(key, false, |_, found| Ok(found.map(|h| h.value())))
     }
 
     /// Whether `key` is present (as [`get`](Self::get)).
@@ -190,7 +190,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         // In range: b < 2^log2 <= DIR * CHUNK.
         let chunk = &t.chunks[(b >> CHUNK_LOG2) as usize];
         let found = match chunk.get(ctx) {
-            Ok(Some(c)) => self.walk(&c.heads[b as usize & (CHUNK - 1)], hash, key),
+            Ok(Some(c)) => self.walk(&c.slots[b as usize & (CHUNK - 1)], hash, key),
             _ => Attempt::Locked,
         };
         // Orders every load of the attempt before the re-reads (seqlock reader side).
@@ -202,11 +202,16 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         }
     }
 
-    /// The chain walk of an unlocked reader: atomic loads only, bounded.
+    /// The bucket walk of an unlocked reader (inline entry, then chain): atomic loads
+    /// only, bounded.
     #[inline(always)]
-    pub(crate) fn walk(&self, head: &Link<Node<K, V, R>, R>, hash: u64, key: &K) -> Attempt<V> {
+    pub(crate) fn walk(&self, slot: &Slot<K, V, R>, hash: u64, key: &K) -> Attempt<V> {
+        // The hash first: an empty slot (hash 0) may still hold an old key's bytes.
+        if slot.hash() == hash && slot.racy_key() == *key {
+            return Attempt::Hit(slot.racy_value());
+        }
         let ctx = self.ctx();
-        let Ok(mut cur) = head.get_ptr(ctx) else {
+        let Ok(mut cur) = slot.next.get_ptr(ctx) else {
             return Attempt::Locked;
         };
         let mut left = self.max_nodes();
