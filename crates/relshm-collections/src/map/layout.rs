@@ -31,8 +31,8 @@ pub(crate) const OP_REMOVE: u64 = 3;
 /// The inline entry whose key `node` holds is being rewritten with `node`'s value (`node`
 /// is a redo record, never linked).
 pub(crate) const OP_REWRITE: u64 = 4;
-/// Bumped when the meaning of the bytes changes (2: first entry inline in its bucket).
-const LAYOUT_VERSION: u64 = 2;
+/// Bumped when the meaning of the bytes changes (3: two entries inline in each bucket).
+const LAYOUT_VERSION: u64 = 3;
 
 /// One entry. Layout (`#[repr(C)]`): `next` link, `hash` (u64), key, value. A published
 /// node is never written again except its `next` link: updates replace the node.
@@ -52,17 +52,22 @@ unsafe impl<K: Pod, V: Pod, R: Repr> Relocate<R> for MapNode<K, V, R> {
     }
 }
 
+/// Entries stored inline in each bucket.
+pub const INLINE: usize = 2;
+const _: () = assert!(INLINE == 2, "Slot::candidate picks between two entries");
+
 /// One bucket. Layout (`#[repr(C)]`): `next` (the link to the bucket's chain of
-/// [`MapNode`]s), `hash` (of the entry stored inline; 0 = none: stored hashes have their
-/// top bit set), then the inline entry's key and value. The first entry of a bucket lives
-/// here, so most lookups touch one cache line of the table instead of a head link and a
-/// node elsewhere. Unlike a node, a slot is rewritten in place (by writers holding its
-/// stripe, with word-sized atomic stores: see `map::slot`).
+/// [`MapNode`]s), [`INLINE`] hashes (of the entries stored inline; 0 = none: stored hashes
+/// have their top bit set), then the [`INLINE`] entries (key, value). A bucket's first
+/// entries live here, so most lookups touch one bucket of the table (one cache line for
+/// `u64` keys and values) instead of a head link and a node elsewhere. Unlike a node, a
+/// slot is rewritten in place (by writers holding its stripe, with word-sized atomic
+/// stores: see `map::slot`).
 #[repr(C)]
 pub struct Slot<K, V, R: Repr> {
     pub(crate) next: Link<MapNode<K, V, R>, R>,
-    pub(crate) hash: AtomicU64,
-    pub(crate) entry: UnsafeCell<Entry<K, V>>,
+    pub(crate) hash: [AtomicU64; INLINE],
+    pub(crate) entry: [UnsafeCell<Entry<K, V>>; INLINE],
 }
 
 /// A key and its value, as stored inline in a [`Slot`]. 8-aligned, so it fills the slot to

@@ -1,10 +1,11 @@
 //! [`Map`]: a hash map in a segment, generic over the pointer strategy `R`, shared
 //! read/write by several processes with lock striping.
 //!
-//! Separate chaining with the first entry inline: a bucket table of chunked [`Slot`]s, each
-//! holding one entry in place and the link to a chain of further nodes from the segment
-//! heap. A lookup that hits the inline entry touches one cache line of the table (a plain
-//! chained map pays a head link, then a node elsewhere: two dependent misses at DRAM sizes).
+//! Separate chaining with the first entries inline: a bucket table of chunked [`Slot`]s,
+//! each holding [`INLINE`] entries in place and the link to a chain of further nodes from
+//! the segment heap. A lookup that hits an inline entry touches one bucket of the table (a
+//! plain chained map pays a head link, then a node elsewhere: two dependent misses at DRAM
+//! sizes); with two entries per bucket few buckets overflow into the chain.
 //! Locks: one readers-writer lock over the whole map (`resize`), taken *shared* by every
 //! operation and exclusively only to resize or clear, and [`STRIPES`] readers-writer locks
 //! each over the buckets `b ≡ s (mod STRIPES)`: readers in different processes take
@@ -13,7 +14,7 @@
 //! Owner death: a published node is immutable except its `next` link, so every chain
 //! change (insert, update by replacement, remove) is one publishing link store, preceded by
 //! an intent record in the stripe. An inline entry is published or removed by one store of
-//! its slot's hash; its value is rewritten in place only after a redo record (a node with
+//! its hash in the slot; its value is rewritten in place only after a redo record (a node with
 //! the new value) is named by the stripe's intent. A writer killed at any point leaves the
 //! old or the new state, or a rewrite the repair finishes; the next locker learns of the
 //! death from the lock, frees the node of an unfinished operation (or the replaced one),
@@ -58,8 +59,8 @@ mod translate;
 
 pub use key::ByteKey;
 pub use layout::{
-    CHUNK, Chunk, DIR, Entry, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES, Slot,
-    Stripe, Table,
+    CHUNK, Chunk, DIR, Entry, INLINE, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES,
+    Slot, Stripe, Table,
 };
 pub use read::MapReadGuard;
 pub use reader::MapReader;

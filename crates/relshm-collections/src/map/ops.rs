@@ -21,8 +21,8 @@ pub(crate) struct Spot<'a, K, V, R: Repr> {
 
 /// Where a found entry is.
 pub(crate) enum Hit<'a, K, V, R: Repr> {
-    /// Inline in the bucket's slot.
-    Inline(&'a Slot<K, V, R>),
+    /// Inline in the bucket's slot, at this index.
+    Inline(&'a Slot<K, V, R>, usize),
     /// A chain node, and the link that points at it (the slot's `next` or the previous
     /// node's).
     Chain(&'a Link<Node<K, V, R>, R>, &'a Node<K, V, R>),
@@ -32,7 +32,7 @@ impl<K: MapKey, V: Pod, R: Repr> Hit<'_, K, V, R> {
     /// The entry's value (read under the stripe lock).
     pub(crate) fn value(&self) -> V {
         match self {
-            Hit::Inline(s) => s.entry().value,
+            Hit::Inline(s, i) => s.entry(*i).value,
             Hit::Chain(_, n) => n.value,
         }
     }
@@ -86,8 +86,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         hash: u64,
         key: &K,
     ) -> Result<Found<'a, K, V, R>> {
-        if slot.holds(hash, key) {
-            return Ok(Some(Hit::Inline(slot)));
+        if let Some(i) = slot.holds(hash, key) {
+            return Ok(Some(Hit::Inline(slot, i)));
         }
         let ctx = self.ctx();
         let mut pred = &slot.next;
@@ -195,13 +195,13 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         self.arena.offset_of(NonNull::from(n))
     }
 
-    /// Publishes a new entry: into the empty inline slot (written, then published by
-    /// one hash store: no intent needed), or at the head of the chain (intent, one link
+    /// Publishes a new entry: into a free inline entry (written, then published by one
+    /// hash store: no intent needed), or at the head of the chain (intent, one link
     /// store, count).
     fn link_new(&self, spot: &Spot<'a, K, V, R>, key: K, value: V) -> Result<()> {
         let st = spot.stripe;
-        if spot.slot.hash() == 0 {
-            spot.slot.fill(spot.hash, key, value);
+        if let Some(i) = spot.slot.vacant() {
+            spot.slot.fill(i, spot.hash, key, value);
             fence(Release);
             st.len.store(st.len.load(Relaxed) + 1, Release);
             return Ok(());
@@ -229,13 +229,13 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let ctx = self.ctx();
         let st = spot.stripe;
         match hit {
-            Hit::Inline(slot) => {
-                let e = slot.entry();
+            Hit::Inline(slot, i) => {
+                let e = slot.entry(i);
                 let log = self.new_node(None, spot.hash, e.key, value)?;
                 st.node.store(self.off(log), Relaxed);
                 st.intent.store(OP_REWRITE, Release);
                 fence(Release);
-                slot.set_value(value);
+                slot.set_value(i, value);
                 fence(Release);
                 st.intent.store(OP_NONE, Release);
                 fence(Release);
@@ -265,9 +265,9 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let ctx = self.ctx();
         let st = spot.stripe;
         let (pred, n) = match hit {
-            Hit::Inline(slot) => {
-                let v = slot.entry().value;
-                slot.empty();
+            Hit::Inline(slot, i) => {
+                let v = slot.entry(i).value;
+                slot.empty(i);
                 fence(Release);
                 st.len
                     .store(st.len.load(Relaxed).saturating_sub(1), Release);

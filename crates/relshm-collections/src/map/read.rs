@@ -1,7 +1,7 @@
 //! [`MapReadGuard`]: read access to the whole map, for many lookups at the cost of one
 //! set of lock acquisitions.
 
-use super::layout::{CHUNK, CHUNK_LOG2, STRIPES};
+use super::layout::{CHUNK, CHUNK_LOG2, INLINE, STRIPES};
 use super::{Chunk, Map, MapKey, hash_key, held, held::Held};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
@@ -60,8 +60,8 @@ impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
         let b = hash & self.mask;
         let ctx = self.map.ctx();
         let slot = &self.chunks[(b >> CHUNK_LOG2) as usize].slots[b as usize & (CHUNK - 1)];
-        if slot.holds(hash, key) {
-            return Ok(Some(slot.entry().value));
+        if let Some(i) = slot.holds(hash, key) {
+            return Ok(Some(slot.entry(i).value));
         }
         let mut cur = slot.next.get(ctx)?;
         let mut left = self.max;
@@ -105,9 +105,11 @@ impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
         for chunk in &self.chunks {
             let used = (self.mask as usize + 1).min(CHUNK);
             for slot in &chunk.slots[..used] {
-                if slot.hash() != 0 {
-                    let e = slot.entry();
-                    f(&e.key, &e.value);
+                for i in 0..INLINE {
+                    if slot.hash(i) != 0 {
+                        let e = slot.entry(i);
+                        f(&e.key, &e.value);
+                    }
                 }
                 let mut cur = slot.next.get(ctx)?;
                 while let Some(n) = cur {

@@ -1,6 +1,6 @@
 //! Repairing a stripe after its writer died, and verifying the whole map.
 
-use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
+use super::layout::{INLINE, OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
 use super::{Map, MapKey, Node};
 use crate::arena::{CollectionError, Result, corrupt};
 use bytemuck::Pod;
@@ -56,12 +56,12 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
                 let log = self.node_at(st.node.load(Relaxed))?;
                 let (t, log2) = self.table()?;
                 let slot = self.slot(t, log.hash & ((1 << log2) - 1))?;
-                if !slot.holds(log.hash, &log.key) {
+                let Some(i) = slot.holds(log.hash, &log.key) else {
                     return Err(corrupt(format!(
                         "stripe {s}: the entry being rewritten is not in its slot"
                     )));
-                }
-                slot.set_value(log.value);
+                };
+                slot.set_value(i, log.value);
                 self.free_pending(log)?;
             }
             op => return Err(corrupt(format!("stripe {s}: unknown operation {op}"))),
@@ -71,7 +71,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let mut count = 0u64;
         for b in (s as u64..1 << log2).step_by(STRIPES) {
             let slot = self.slot(t, b)?;
-            count += u64::from(slot.hash() != 0) + self.chain_len(&slot.next)?;
+            count += slot.used() + self.chain_len(&slot.next)?;
         }
         st.len.store(count, Release);
         // A writer that died inside its write section left the word odd.
@@ -108,8 +108,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
             let slot = self
                 .slot(t, b)
                 .map_err(|e| corrupt(format!("bucket {b}: {e}")))?;
-            let inline = slot.hash();
-            if inline != 0 {
+            for inline in (0..INLINE).map(|i| slot.hash(i)).filter(|&h| h != 0) {
                 if inline & mask != b {
                     return Err(corrupt(format!(
                         "the inline entry of bucket {b} hashes to bucket {}",
@@ -197,7 +196,7 @@ mod tests {
                 let arena = Arena::<Offset>::new(&mine).unwrap();
                 let map = Map::<u64, [u64; 4], Offset>::open(&arena, off).unwrap();
                 let _ = map.with_stripe(&7, true, |spot, found| {
-                    let Some(Hit::Inline(slot)) = found else {
+                    let Some(Hit::Inline(slot, i)) = found else {
                         return Ok(());
                     };
                     // What replace() does, stopped half way through the rewrite.
@@ -205,7 +204,7 @@ mod tests {
                     let at = arena.offset_of(NonNull::from(log));
                     spot.stripe.node.store(at, Release);
                     spot.stripe.intent.store(OP_REWRITE, Release);
-                    slot.set_value([9, 9, 1, 1]);
+                    slot.set_value(i, [9, 9, 1, 1]);
                     scratch.slot(0).store(1, Release);
                     loop {
                         std::thread::park();

@@ -1,6 +1,6 @@
 //! Growth by rehashing inside the segment, clearing, and finishing a dead resizer's work.
 
-use super::layout::{OP_NONE, STRIPES};
+use super::layout::{INLINE, OP_NONE, STRIPES};
 use super::{Map, MapKey, Node, Table};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
@@ -40,22 +40,26 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let mut left = self.max_nodes();
         for b in 0..1u64 << old_log2 {
             let from = self.slot(old, b)?;
-            let h = from.hash();
-            if h != 0 {
-                // Inline to inline: the new bucket's slot takes inline entries only from
-                // this old bucket, so it is empty, or already holds this entry if a killed
-                // resizer got that far (then only the old copy is left to drop).
-                let e = from.entry();
+            for i in 0..INLINE {
+                let h = from.hash(i);
+                if h == 0 {
+                    continue;
+                }
+                // Inline to inline: a new bucket takes inline entries only from this old
+                // bucket, so it has room, or already holds this entry if a killed resizer
+                // got that far (then only the old copy is left to drop).
+                let e = from.entry(i);
                 let to = self.slot(new, h & mask)?;
-                if to.hash() == 0 {
-                    to.fill(h, e.key, e.value);
-                } else if !to.holds(h, &e.key) {
-                    return Err(corrupt(format!(
-                        "resize: the inline entry of bucket {b} has its new slot taken"
-                    )));
+                if to.holds(h, &e.key).is_none() {
+                    let j = to.vacant().ok_or_else(|| {
+                        corrupt(format!(
+                            "resize: no room for the inline entries of bucket {b}"
+                        ))
+                    })?;
+                    to.fill(j, h, e.key, e.value);
                 }
                 fence(Release);
-                from.empty();
+                from.empty(i);
                 fence(Release);
             }
             let head = &from.next;
@@ -95,7 +99,9 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let (t, log2) = self.table()?;
         for b in 0..1u64 << log2 {
             let slot = self.slot(t, b)?;
-            slot.empty();
+            for i in 0..INLINE {
+                slot.empty(i);
+            }
             let head = &slot.next;
             let mut left = self.max_nodes();
             while let Some(n) = head.get(ctx)? {

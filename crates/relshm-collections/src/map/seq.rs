@@ -206,9 +206,13 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// only, bounded.
     #[inline(always)]
     pub(crate) fn walk(&self, slot: &Slot<K, V, R>, hash: u64, key: &K) -> Attempt<V> {
-        // The hash first: an empty slot (hash 0) may still hold an old key's bytes.
-        if slot.hash() == hash && slot.racy_key() == *key {
-            return Attempt::Hit(slot.racy_value());
+        // The hash first: an emptied entry (hash 0) may still hold an old key's bytes.
+        let i = slot.candidate(hash);
+        if slot.hash(i) == hash && slot.racy_key(i) == *key {
+            return Attempt::Hit(slot.racy_value(i));
+        }
+        if i == 0 && slot.hash(1) == hash && slot.racy_key(1) == *key {
+            return Attempt::Hit(slot.racy_value(1));
         }
         let ctx = self.ctx();
         let Ok(mut cur) = slot.next.get_ptr(ctx) else {

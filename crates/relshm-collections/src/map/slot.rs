@@ -1,4 +1,4 @@
-//! Reading and writing a bucket's inline entry ([`Slot`]).
+//! Reading and writing a bucket's inline entries ([`Slot`]).
 //!
 //! Writers hold the slot's stripe exclusively; readers hold it shared, or hold no lock and
 //! validate afterwards (`map::seq`). So plain reads are fine under a lock, but every write
@@ -6,7 +6,7 @@
 //! reader may look at the slot while it is rewritten.
 
 use super::Slot;
-use super::layout::Entry;
+use super::layout::{Entry, INLINE};
 use super::seq::racy_read;
 use bytemuck::Pod;
 use core::ptr::addr_of_mut;
@@ -15,64 +15,89 @@ use core::sync::atomic::Ordering::{Relaxed, Release};
 use relshm_ptr::Repr;
 
 impl<K: Pod + Eq, V: Pod, R: Repr> Slot<K, V, R> {
-    /// The inline entry's hash, 0 if the slot holds none.
+    /// Inline entry `i`'s hash, 0 if it holds none (`i` < [`INLINE`]).
     #[inline(always)]
-    pub(crate) fn hash(&self) -> u64 {
-        self.hash.load(Relaxed)
+    pub(crate) fn hash(&self, i: usize) -> u64 {
+        self.hash[i].load(Relaxed)
     }
 
-    /// The inline entry (meaningful when [`hash`](Self::hash) is not 0). Caller holds the
-    /// slot's stripe lock (so no writer is inside).
+    /// Inline entry `i` (meaningful when its hash is not 0). Caller holds the slot's
+    /// stripe lock (so no writer is inside).
     #[inline(always)]
-    pub(crate) fn entry(&self) -> Entry<K, V> {
+    pub(crate) fn entry(&self, i: usize) -> Entry<K, V> {
         // SAFETY: in-bounds, aligned memory of the slot; under the stripe lock no write
         // races this read (writers hold the lock exclusively).
-        unsafe { self.entry.get().read() }
+        unsafe { self.entry[i].get().read() }
     }
 
-    /// The inline entry read with atomic loads only (may be torn: validate before use).
+    /// Inline entry `i`'s key, read with atomic loads only (may be torn: validate).
     #[inline(always)]
-    pub(crate) fn racy_key(&self) -> K {
+    pub(crate) fn racy_key(&self, i: usize) -> K {
         // SAFETY: the key lies inside the slot, an 8-aligned object of whole words.
-        unsafe { racy_read(addr_of_mut!((*self.entry.get()).key)) }
+        unsafe { racy_read(addr_of_mut!((*self.entry[i].get()).key)) }
     }
 
     /// As [`racy_key`](Self::racy_key), for the value.
     #[inline(always)]
-    pub(crate) fn racy_value(&self) -> V {
+    pub(crate) fn racy_value(&self, i: usize) -> V {
         // SAFETY: as in racy_key.
-        unsafe { racy_read(addr_of_mut!((*self.entry.get()).value)) }
+        unsafe { racy_read(addr_of_mut!((*self.entry[i].get()).value)) }
     }
 
-    /// Whether the slot holds `key` (hashing to `hash`). Caller holds the stripe lock.
+    /// The inline entry to try first for `hash`: 0 if its hash matches, else 1. Chosen
+    /// without a branch: which entry of a full bucket holds a key is a coin toss, and a
+    /// mispredicted branch there throws away the lookups the CPU had started after it.
     #[inline(always)]
-    pub(crate) fn holds(&self, hash: u64, key: &K) -> bool {
-        self.hash() == hash && self.entry().key == *key
+    pub(crate) fn candidate(&self, hash: u64) -> usize {
+        // Arithmetic, not `if`: the compiler keeps it a flag-to-integer move.
+        usize::from(self.hash(0) != hash)
     }
 
-    /// Writes `key` and `value` into an empty slot, then publishes them under `hash` (one
-    /// store: a writer killed before it leaves the slot empty). Caller holds the stripe
-    /// exclusively.
-    pub(crate) fn fill(&self, hash: u64, key: K, value: V) {
-        let e = self.entry.get();
+    /// Which inline entry is `key` (hashing to `hash`), if any. Caller holds the stripe
+    /// lock. The hash is compared first: an emptied entry may still hold an old key.
+    #[inline(always)]
+    pub(crate) fn holds(&self, hash: u64, key: &K) -> Option<usize> {
+        let i = self.candidate(hash);
+        if self.hash(i) == hash && self.entry(i).key == *key {
+            return Some(i);
+        }
+        // Both hashes equal (different keys, same 64-bit hash): rare, so a branch.
+        (i == 0 && self.hash(1) == hash && self.entry(1).key == *key).then_some(1)
+    }
+
+    /// A free inline entry, if any.
+    pub(crate) fn vacant(&self) -> Option<usize> {
+        (0..INLINE).find(|&i| self.hash(i) == 0)
+    }
+
+    /// How many inline entries are used.
+    pub(crate) fn used(&self) -> u64 {
+        (0..INLINE).filter(|&i| self.hash(i) != 0).count() as u64
+    }
+
+    /// Writes `key` and `value` into free inline entry `i`, then publishes them under
+    /// `hash` (one store: a writer killed before it leaves the entry free). Caller holds
+    /// the stripe exclusively.
+    pub(crate) fn fill(&self, i: usize, hash: u64, key: K, value: V) {
+        let e = self.entry[i].get();
         // SAFETY: fields of the slot, written under the exclusive stripe lock.
         unsafe {
             racy_write(addr_of_mut!((*e).key), key);
             racy_write(addr_of_mut!((*e).value), value);
         }
-        self.hash.store(hash, Release);
+        self.hash[i].store(hash, Release);
     }
 
-    /// Rewrites the inline value in place (several word stores: callers keep a redo
-    /// record, see `OP_REWRITE`). Caller holds the stripe exclusively.
-    pub(crate) fn set_value(&self, value: V) {
+    /// Rewrites inline entry `i`'s value in place (several word stores: callers keep a
+    /// redo record, see `OP_REWRITE`). Caller holds the stripe exclusively.
+    pub(crate) fn set_value(&self, i: usize, value: V) {
         // SAFETY: a field of the slot, written under the exclusive stripe lock.
-        unsafe { racy_write(addr_of_mut!((*self.entry.get()).value), value) };
+        unsafe { racy_write(addr_of_mut!((*self.entry[i].get()).value), value) };
     }
 
-    /// Empties the slot (one store). Caller holds the stripe exclusively.
-    pub(crate) fn empty(&self) {
-        self.hash.store(0, Release);
+    /// Frees inline entry `i` (one store). Caller holds the stripe exclusively.
+    pub(crate) fn empty(&self, i: usize) {
+        self.hash[i].store(0, Release);
     }
 }
 
@@ -81,14 +106,15 @@ impl<K: Pod + Eq, V: Pod, R: Repr> Slot<K, V, R> {
 ///
 /// # Safety
 /// `dst` is writable through this pointer, and the 8-byte words covering it lie in the
-/// same 8-aligned object of whole words (a slot), written by no one else meanwhile.
+/// same 8-aligned, whole-word `Entry` (its alignment guarantees that), written by no one
+/// else meanwhile.
 unsafe fn racy_write<T: Pod>(dst: *mut T, val: T) {
     let src = bytemuck::bytes_of(&val);
     let (a, size) = (dst as usize, size_of::<T>());
     let mut w = a & !7;
     while w < a + size {
         // SAFETY: a covering word of `dst` (the caller's contract); its provenance is
-        // dst's (the slot's UnsafeCell).
+        // dst's (the entry's UnsafeCell).
         let word =
             unsafe { AtomicU64::from_ptr(dst.cast::<u8>().wrapping_add(w.wrapping_sub(a)).cast()) };
         let mut bytes = if w >= a && w + 8 <= a + size {
