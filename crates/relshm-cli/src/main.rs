@@ -1,6 +1,7 @@
 //! The `relshm` command line.
 
 mod commands;
+mod compare;
 mod demo;
 
 use std::process::ExitCode;
@@ -18,6 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the same workloads for every pointer strategy (and the rkyv/postcard peers),
+    /// with two processes at different addresses, and print times, ratios to the
+    /// fixed-address baseline and the crossover points.
+    Compare(compare::CompareArgs),
+    /// The second process of `compare` (run by `compare` itself).
+    #[command(hide = true)]
+    CompareChild(compare::ChildArgs),
     /// Create a segment, share it with a child process that maps it at another address,
     /// and print what both saw.
     Demo(demo::DemoArgs),
@@ -39,6 +47,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
+        Command::Compare(args) => compare::run(&args).map(|()| 0).map_err(demo_error),
+        Command::CompareChild(args) => compare::child(&args).map(|()| 0).map_err(demo_error),
         Command::Demo(args) => demo::run(&args).map(|()| 0).map_err(demo_error),
         Command::DemoChild(args) => demo::child(&args).map(|()| 0).map_err(demo_error),
         Command::Ls(args) => ls::run(&args),
@@ -53,7 +63,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error of `demo`, with its causes, as one line.
+/// An error of `demo` or `compare`, with its causes, as one line.
 fn demo_error(e: anyhow::Error) -> commands::CliError {
     commands::CliError::failed(format!("{e:#}"))
 }

@@ -1,0 +1,231 @@
+//! Turns measured runs into report rows: one per workload cell, ratios to the baseline,
+//! and the crossover points.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::json::{BASELINE, Crossover, Kind, Measure, Row};
+use super::peers::{Peer, PeerRun};
+use super::strategy::{Run, Strategy};
+use super::workload::Structure;
+
+fn ns(d: Duration) -> f64 {
+    d.as_nanos() as f64
+}
+
+const NOT_SHARED: &str = "the second process gets a private copy: no shared writes to contend on";
+const PRIVATE_VIEW: &str = "writes stay in each process's private view until a whole-image publish";
+
+/// The rows of one relshm strategy run (two for swizzling: cold and warm).
+pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec<Row> {
+    let mut w = BTreeMap::new();
+    w.insert("build".into(), Measure::ns(ns(run.build), "total"));
+    let mut handover = Measure::ns(ns(run.handover), "total");
+    if let Some(t) = run.translate {
+        handover = handover.note(&format!("includes the translated copy: {:.0} ns", ns(t)));
+    }
+    w.insert("handover".into(), handover);
+    let c = &run.child;
+    w.insert("first_read".into(), Measure::ns(c.first_ns as f64, "pass"));
+    w.insert(
+        "read".into(),
+        Measure::ns(c.steady_ns as f64, "pass").reps(c.reps),
+    );
+    let mutate = match run.mutate {
+        Some(d) => Measure::ns(ns(d) / (2 * run.mutate_ops) as f64, "op").note(&format!(
+            "2 processes x {} operations, wall time of the slower",
+            run.mutate_ops
+        )),
+        None if strategy == Strategy::Swizzle => Measure::none("op", PRIVATE_VIEW),
+        None => Measure::none("op", NOT_SHARED),
+    };
+    w.insert("mutate".into(), mutate);
+    w.insert("export".into(), Measure::ns(ns(run.export), "total"));
+    w.insert("import".into(), Measure::ns(ns(run.import), "total"));
+    let row = |name: &str, w: BTreeMap<String, Measure>| Row {
+        structure: s,
+        n,
+        strategy: name.into(),
+        kind: Kind::Relshm,
+        parent_base: Some(format!("{:#x}", run.parent_base)),
+        child_base: Some(format!("{:#x}", c.base)),
+        workloads: w,
+    };
+    if strategy != Strategy::Swizzle {
+        return vec![row(strategy.name(), w)];
+    }
+    // Cold: every pass in a fresh view swizzles as it goes; warm: the view is swizzled.
+    let mut cold = w.clone();
+    let swizzled = c.swizzled.unwrap_or(0);
+    cold.insert(
+        "read".into(),
+        Measure::ns(c.first_ns as f64, "pass").note(&format!(
+            "first pass in a fresh private view ({swizzled} links swizzled)"
+        )),
+    );
+    vec![row("swizzle-cold", cold), row("swizzle-warm", w)]
+}
+
+/// The rows of a strategy run that failed: no times, the error in every note.
+pub fn failed_rows(s: Structure, n: u64, strategy: Strategy, e: &anyhow::Error) -> Vec<Row> {
+    let why = format!("{FAILED}{e:#}");
+    let w: BTreeMap<String, Measure> = [
+        ("build", "total"),
+        ("handover", "total"),
+        ("first_read", "pass"),
+        ("read", "pass"),
+        ("mutate", "op"),
+        ("export", "total"),
+        ("import", "total"),
+    ]
+    .into_iter()
+    .map(|(k, unit)| (k.to_string(), Measure::none(unit, &why)))
+    .collect();
+    let names: &[&str] = if strategy == Strategy::Swizzle {
+        &["swizzle-cold", "swizzle-warm"]
+    } else {
+        &[strategy.name()]
+    };
+    names
+        .iter()
+        .map(|name| Row {
+            structure: s,
+            n,
+            strategy: (*name).into(),
+            kind: Kind::Relshm,
+            parent_base: None,
+            child_base: None,
+            workloads: w.clone(),
+        })
+        .collect()
+}
+
+/// How the note of a failed run starts.
+pub const FAILED: &str = "failed: ";
+
+/// The row of one peer run.
+pub fn peer_row(s: Structure, n: u64, peer: Peer, run: &PeerRun) -> Row {
+    let mut w = BTreeMap::new();
+    let what = match s {
+        Structure::List => "a Vec<u64> (contiguous, no links to chase)",
+        Structure::Map => "a std HashMap<u64, u64>",
+    };
+    w.insert(
+        "build".into(),
+        Measure::ns(ns(run.build), "total").note(&format!("building {what}")),
+    );
+    w.insert("handover".into(), Measure::ns(ns(run.handover), "total"));
+    w.insert("first_read".into(), Measure::ns(ns(run.first), "pass"));
+    w.insert(
+        "read".into(),
+        Measure::ns(ns(run.steady), "pass").reps(run.reps),
+    );
+    w.insert(
+        "mutate".into(),
+        Measure::none("op", "serialised bytes are not shared for writing"),
+    );
+    w.insert("export".into(), Measure::ns(ns(run.export), "total"));
+    w.insert("import".into(), Measure::ns(ns(run.import), "total"));
+    Row {
+        structure: s,
+        n,
+        strategy: peer.name().into(),
+        kind: Kind::Peer,
+        parent_base: None,
+        child_base: None,
+        workloads: w,
+    }
+}
+
+/// Fills in every measured cell's ratio to the baseline's cell.
+pub fn add_ratios(rows: &mut [Row]) {
+    let base: Vec<(Structure, u64, BTreeMap<String, Measure>)> = rows
+        .iter()
+        .filter(|r| r.strategy == BASELINE)
+        .map(|r| (r.structure, r.n, r.workloads.clone()))
+        .collect();
+    for r in rows.iter_mut() {
+        let Some((_, _, b)) = base.iter().find(|(s, n, _)| *s == r.structure && *n == r.n) else {
+            continue;
+        };
+        for (name, m) in r.workloads.iter_mut() {
+            let b = b.get(name).and_then(|m| m.ns).filter(|&v| v > 0.0);
+            m.ratio = m.ns.zip(b).map(|(v, b)| v / b);
+        }
+    }
+}
+
+/// The pairs weighed against each other: the first does more work up front.
+const PAIRS: [(&str, &str); 6] = [
+    ("copy-translate", "offset"),
+    ("copy-translate", "segrel"),
+    ("swizzle-warm", "offset"),
+    ("swizzle-warm", "segrel"),
+    ("copy-translate", "swizzle-warm"),
+    ("rkyv-validated", "offset"),
+];
+
+/// Up-front (handover + first pass) and per-pass cost of a row.
+fn costs(r: &Row) -> Option<(f64, f64)> {
+    let get = |k: &str| r.workloads.get(k).and_then(|m| m.ns);
+    Some((get("handover")? + get("first_read")?, get("read")?))
+}
+
+/// After how many passes `a` (up front `ua`, per pass `pa`) has cost less than `b`:
+/// `ua + (k-1) pa <= ub + (k-1) pb`.
+pub fn crossing(ua: f64, pa: f64, ub: f64, pb: f64) -> Option<f64> {
+    if ua <= ub && pa <= pb {
+        return Some(1.0);
+    }
+    if pa >= pb {
+        return None;
+    }
+    Some(1.0 + ((ua - ub) / (pb - pa)).max(0.0).ceil())
+}
+
+/// The crossover points of every pair at every size.
+pub fn crossovers(rows: &[Row]) -> Vec<Crossover> {
+    let mut out = Vec::new();
+    let find = |s: Structure, n: u64, name: &str| {
+        rows.iter()
+            .find(|r| r.structure == s && r.n == n && r.strategy == name)
+    };
+    let mut keys: Vec<(Structure, u64)> = rows.iter().map(|r| (r.structure, r.n)).collect();
+    keys.dedup();
+    for (s, n) in keys {
+        for (a, b) in PAIRS {
+            let (Some(ra), Some(rb)) = (find(s, n, a), find(s, n, b)) else {
+                continue;
+            };
+            let (Some((ua, pa)), Some((ub, pb))) = (costs(ra), costs(rb)) else {
+                continue;
+            };
+            out.push(Crossover {
+                structure: s,
+                n,
+                a: a.into(),
+                b: b.into(),
+                a_upfront_ns: ua,
+                b_upfront_ns: ub,
+                a_pass_ns: pa,
+                b_pass_ns: pb,
+                after_passes: crossing(ua, pa, ub, pb),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crossing;
+
+    #[test]
+    fn crossing_points() {
+        // 1000 ns more up front, 10 ns saved per pass: level after 100 more passes.
+        assert_eq!(crossing(1100.0, 10.0, 100.0, 20.0), Some(101.0));
+        assert_eq!(crossing(100.0, 10.0, 200.0, 20.0), Some(1.0));
+        assert_eq!(crossing(1100.0, 20.0, 100.0, 20.0), None);
+        assert_eq!(crossing(1100.0, 30.0, 100.0, 20.0), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! The human-readable report: one table per structure and size, the crossover points, and
+//! which strategy wins each workload.
+
+use std::fmt::Write;
+
+use super::json::{BASELINE, Kind, Report, Row};
+use super::rows::FAILED;
+use super::workload::Structure;
+
+/// Columns shown, with their headings (`first_read` stays in the JSON).
+const COLUMNS: [(&str, &str); 6] = [
+    ("build", "build"),
+    ("handover", "handover"),
+    ("read", "read pass"),
+    ("mutate", "mutate/op"),
+    ("export", "export"),
+    ("import", "import"),
+];
+
+/// `ns` with a unit that keeps 3 significant digits.
+pub fn human(ns: f64) -> String {
+    let (v, unit) = if ns >= 1e9 {
+        (ns / 1e9, "s")
+    } else if ns >= 1e6 {
+        (ns / 1e6, "ms")
+    } else if ns >= 1e3 {
+        (ns / 1e3, "us")
+    } else {
+        (ns, "ns")
+    };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$}{unit}")
+}
+
+/// A size as `1e3`-style text when it is a power of ten.
+pub fn size(n: u64) -> String {
+    let mut e = 0;
+    let mut m = n;
+    while m >= 10 && m % 10 == 0 {
+        m /= 10;
+        e += 1;
+    }
+    if m == 1 && e >= 3 {
+        format!("1e{e}")
+    } else {
+        n.to_string()
+    }
+}
+
+fn cell(r: &Row, key: &str) -> String {
+    match r.workloads.get(key) {
+        Some(m) => match (m.ns, m.ratio) {
+            (Some(v), Some(x)) => format!("{} x{x:.2}", human(v)),
+            (Some(v), None) => human(v),
+            (None, _) if failed(r) => "FAILED".into(),
+            _ => "-".into(),
+        },
+        None => "-".into(),
+    }
+}
+
+/// The whole report as text.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "relshm compare: {} on {} ({} cores), {}, {:.1} s",
+        report.date,
+        report.machine.cpu,
+        report.machine.cores,
+        if report.quick { "quick" } else { "default" },
+        report.elapsed_s
+    );
+    let _ = writeln!(
+        out,
+        "times: build/handover/export/import in total, read per whole pass (list: traverse \
+         all, map: look up every key), mutate per operation with 2 processes contending; \
+         xR = ratio to {BASELINE} (same structure and size); - = not applicable (see --json)"
+    );
+    for s in [Structure::List, Structure::Map] {
+        for &n in &report.sizes {
+            let rows: Vec<&Row> = report
+                .results
+                .iter()
+                .filter(|r| r.structure == s && r.n == n)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{} of {} elements", s.name(), size(n));
+            let _ = write!(out, "{:<16}", "strategy");
+            for (_, h) in COLUMNS {
+                let _ = write!(out, " {h:>16}");
+            }
+            out.push('\n');
+            for r in rows {
+                if r.kind == Kind::Peer && r.strategy == "rkyv-validated" {
+                    let _ = writeln!(out, "{:-<16} peers (same data set, in this process)", "");
+                }
+                let _ = write!(out, "{:<16}", r.strategy);
+                for (k, _) in COLUMNS {
+                    let _ = write!(out, " {:>16}", cell(r, k));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    render_failures(report, &mut out);
+    render_crossovers(report, &mut out);
+    render_wins(report, &mut out);
+    out
+}
+
+fn render_crossovers(report: &Report, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\ncrossovers: after how many read passes (the first included) the first strategy's \
+         up-front work (handover + first pass) has paid for itself against the second's"
+    );
+    let mut pairs: Vec<(String, String)> = report
+        .crossovers
+        .iter()
+        .map(|c| (c.a.clone(), c.b.clone()))
+        .collect();
+    pairs.dedup();
+    pairs.sort();
+    pairs.dedup();
+    for s in [Structure::List, Structure::Map] {
+        for (a, b) in &pairs {
+            let mut line = format!("  {:<5}{a} vs {b}:", s.name());
+            for c in report
+                .crossovers
+                .iter()
+                .filter(|c| c.structure == s && &c.a == a && &c.b == b)
+            {
+                let when = match c.after_passes {
+                    Some(k) if k <= 1.0 => "from the 1st".to_string(),
+                    Some(k) => format!("after {k:.0}"),
+                    None => "never".to_string(),
+                };
+                let _ = write!(line, "  {} {when};", size(c.n));
+            }
+            let _ = writeln!(out, "{}", line.trim_end_matches(';'));
+        }
+    }
+}
+
+fn render_wins(report: &Report, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\nwhere each strategy wins (fastest relshm strategy other than the {BASELINE} baseline, per size)"
+    );
+    for s in [Structure::List, Structure::Map] {
+        for (k, h) in COLUMNS {
+            let mut line = format!("  {:<5}{h:<10}", s.name());
+            for &n in &report.sizes {
+                let best = report
+                    .results
+                    .iter()
+                    .filter(|r| {
+                        r.structure == s
+                            && r.n == n
+                            && r.kind == Kind::Relshm
+                            && r.strategy != BASELINE
+                    })
+                    .filter_map(|r| Some((r.workloads.get(k)?.ns?, r)))
+                    .min_by(|a, b| a.0.total_cmp(&b.0));
+                if let Some((_, r)) = best {
+                    let ratio = r.workloads[k]
+                        .ratio
+                        .map(|x| format!(" x{x:.2}"))
+                        .unwrap_or_default();
+                    let _ = write!(line, "  {} {}{ratio};", size(n), r.strategy);
+                }
+            }
+            let _ = writeln!(out, "{}", line.trim_end_matches(';'));
+        }
+    }
+}
+
+fn failed(r: &Row) -> bool {
+    r.workloads
+        .values()
+        .any(|m| m.note.as_deref().is_some_and(|n| n.starts_with(FAILED)))
+}
+
+fn render_failures(report: &Report, out: &mut String) {
+    let mut seen = Vec::new();
+    for r in report.results.iter().filter(|r| failed(r)) {
+        let Some(note) = r.workloads.get("read").and_then(|m| m.note.clone()) else {
+            continue;
+        };
+        if seen.contains(&(r.structure, r.n, note.clone())) {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\nFAILED {} of {} elements, {}: {}",
+            r.structure.name(),
+            size(r.n),
+            r.strategy,
+            &note[FAILED.len()..]
+        );
+        seen.push((r.structure, r.n, note));
+    }
+}

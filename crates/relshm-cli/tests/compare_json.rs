@@ -1,0 +1,122 @@
+//! `relshm compare --json` output validates against the documented schema
+//! (docs/compare.schema.json), and says what the comparison promises: two processes at
+//! different addresses except for the fixed-address baseline, ratios to that baseline.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn schema() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/compare.schema.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("reading the schema"))
+        .expect("the schema is JSON")
+}
+
+fn run_compare() -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_relshm"))
+        .args(["compare", "--quick", "--json", "--sizes", "1000"])
+        .output()
+        .expect("running relshm compare");
+    assert!(
+        out.status.success(),
+        "relshm compare failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+}
+
+fn errors(validator: &jsonschema::Validator, v: &Value) -> Vec<String> {
+    validator
+        .iter_errors(v)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect()
+}
+
+#[test]
+fn compare_json_validates_against_the_documented_schema() {
+    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
+    let report = run_compare();
+    let errs = errors(&validator, &report);
+    assert!(errs.is_empty(), "schema violations: {errs:#?}");
+
+    let results = report["results"].as_array().unwrap();
+    // 2 structures x (fixed-raw, copy-translate, offset, segrel, swizzle cold + warm, 3 peers).
+    assert_eq!(results.len(), 2 * 9);
+    for r in results {
+        let name = r["strategy"].as_str().unwrap();
+        if r["kind"] == "peer" {
+            continue;
+        }
+        let (p, c) = (&r["parent_base"], &r["child_base"]);
+        if name == "fixed-raw" {
+            assert_eq!(p, c, "the baseline maps at one address in both processes");
+            for (w, m) in r["workloads"].as_object().unwrap() {
+                if m["ns"].as_f64().is_some_and(|ns| ns > 0.0) {
+                    assert_eq!(m["ratio"].as_f64(), Some(1.0), "{w} of the baseline");
+                }
+            }
+        } else {
+            assert_ne!(p, c, "{name}: the second process maps at another address");
+        }
+        let read = &r["workloads"]["read"];
+        assert!(
+            read["ns"].as_f64().unwrap() > 0.0,
+            "{name} measured its reads"
+        );
+        let shares = ["fixed-raw", "offset", "segrel"].contains(&name);
+        assert_eq!(
+            r["workloads"]["mutate"]["ns"].is_number(),
+            shares,
+            "{name}: contended mutations exactly where the structure is shared for writing"
+        );
+    }
+    assert!(
+        report["crossovers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["a"] == "copy-translate" && c["b"] == "offset"),
+        "the copy-time vs offset crossover is reported"
+    );
+}
+
+#[test]
+fn the_schema_rejects_what_compare_must_not_print() {
+    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
+    let mut good = run_compare();
+    assert!(errors(&validator, &good).is_empty());
+
+    let mut bad = good.clone();
+    bad["results"][0]["strategy"] = "teleport".into();
+    assert!(
+        !errors(&validator, &bad).is_empty(),
+        "unknown strategy accepted"
+    );
+
+    let mut bad = good.clone();
+    bad["results"][0]["workloads"]
+        .as_object_mut()
+        .unwrap()
+        .remove("read");
+    assert!(
+        !errors(&validator, &bad).is_empty(),
+        "missing workload accepted"
+    );
+
+    let mut bad = good.clone();
+    bad["results"][0]["workloads"]["build"]["ns"] = Value::Null;
+    bad["results"][0]["workloads"]["build"]["note"] = Value::Null;
+    assert!(
+        !errors(&validator, &bad).is_empty(),
+        "a missing time without a reason accepted"
+    );
+
+    good.as_object_mut().unwrap().remove("machine");
+    assert!(
+        !errors(&validator, &good).is_empty(),
+        "missing machine accepted"
+    );
+}
