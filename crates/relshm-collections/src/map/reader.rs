@@ -72,22 +72,20 @@ impl<K: MapKey, V: Pod, R: Repr> MapReader<'_, K, V, R> {
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let hdr = self.map.hdr;
         let hash = hash_key(key);
-        // The chunks are this epoch's: after a resize they may be freed (still mapped
-        // arena memory, read only atomically, but meaningless).
-        if hdr.epoch.load(Acquire) != self.epoch {
-            return self.map.get(key);
-        }
         let b = hash & self.mask;
         let seq = &hdr.stripes[b as usize % STRIPES].seq;
         let s1 = seq.load(Acquire);
-        if s1 & 1 == 1 {
-            return self.map.get(key);
-        }
+        // The chunks are this reader's epoch's: after a resize they may be freed (still
+        // mapped arena memory, read only atomically and checked, but meaningless). The
+        // epoch check below throws such a read away, so none is needed before it.
         let slot = &self.chunks[(b >> CHUNK_LOG2) as usize].slots[b as usize & (CHUNK - 1)];
         let found = self.map.walk(slot, hash, key);
         // Orders the walk's loads before the re-reads (seqlock reader side).
         fence(Acquire);
-        if seq.load(Relaxed) != s1 || hdr.epoch.load(Relaxed) != self.epoch {
+        // One test: a writer was inside at the start (odd), or wrote meanwhile, or the
+        // table changed.
+        let moved = (s1 & 1) | (seq.load(Relaxed) ^ s1) | (hdr.epoch.load(Relaxed) ^ self.epoch);
+        if moved != 0 {
             return self.map.get(key);
         }
         match found {
