@@ -3,7 +3,7 @@
 //! and the crossover points.
 //!
 //! The files: [`workload`] (data set, timed operations), [`strategy`] (the parent's half
-//! of a run), [`protocol`] and [`child`] (the second process), [`image`] (export/import),
+//! of a run), [`protocol`] and [`child`](mod@child) (the second process), [`image`] (export/import),
 //! [`peers`] (rkyv, postcard), [`rows`] (ratios, crossovers), [`table`], [`json`], [`plot`].
 
 mod child;

@@ -38,6 +38,18 @@ pub fn human(ns: f64) -> String {
     format!("{v:.digits$}{unit}")
 }
 
+/// A ratio with 3 significant digits (2 decimals below 10).
+pub fn ratio(x: f64) -> String {
+    let digits = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("x{x:.digits$}")
+}
+
 /// A size as `1e3`-style text when it is a power of ten.
 pub fn size(n: u64) -> String {
     let mut e = 0;
@@ -56,7 +68,7 @@ pub fn size(n: u64) -> String {
 fn cell(r: &Row, key: &str) -> String {
     match r.workloads.get(key) {
         Some(m) => match (m.ns, m.ratio) {
-            (Some(v), Some(x)) => format!("{} x{x:.2}", human(v)),
+            (Some(v), Some(x)) => format!("{} {}", human(v), ratio(x)),
             (Some(v), None) => human(v),
             (None, _) if failed(r) => "FAILED".into(),
             _ => "-".into(),
@@ -174,7 +186,7 @@ fn render_wins(report: &Report, out: &mut String) {
                 if let Some((_, r)) = best {
                     let ratio = r.workloads[k]
                         .ratio
-                        .map(|x| format!(" x{x:.2}"))
+                        .map(|x| format!(" {}", ratio(x)))
                         .unwrap_or_default();
                     let _ = write!(line, "  {} {}{ratio};", size(n), r.strategy);
                 }

@@ -32,8 +32,8 @@ impl Structure {
     /// Segment bytes that hold `n` elements (and, for copy-time translation, one copy).
     pub fn segment_bytes(self, n: u64) -> u64 {
         let per = match self {
-            // 24-byte node (32 for SegRel) + 16-byte block header, rounded to 16.
-            Self::List => 56,
+            // 24-byte node (40 for SegRel) + 16-byte block header, rounded to 16.
+            Self::List => 64,
             // Node, its block header and the bucket array at the lowest load factor.
             Self::Map => 128,
         };
