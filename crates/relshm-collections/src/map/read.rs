@@ -10,7 +10,7 @@ use relshm_ptr::Repr;
 
 /// Read access to a whole [`Map`]: the map and every stripe held shared (writers wait;
 /// readers in other processes do not). The bucket chunks are resolved once, so a lookup
-/// costs a hash and the bucket (its inline entry, then its chain).
+/// costs a hash and the bucket (its inline entries, then its chain).
 pub struct MapReadGuard<'a, K, V, R: Repr> {
     map: Map<'a, K, V, R>,
     chunks: Vec<&'a Chunk<K, V, R>>,

@@ -202,7 +202,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         }
     }
 
-    /// The bucket walk of an unlocked reader (inline entry, then chain): atomic loads
+    /// The bucket walk of an unlocked reader (inline entries, then chain): atomic loads
     /// only, bounded.
     #[inline(always)]
     pub(crate) fn walk(&self, slot: &Slot<K, V, R>, hash: u64, key: &K) -> Attempt<V> {
