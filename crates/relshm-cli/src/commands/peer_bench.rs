@@ -73,8 +73,9 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 fn bench(args: &PeerBenchArgs) -> Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let max_n = args.sizes.iter().copied().max().unwrap_or(0);
-    // Room for the largest map plus the largest list with generous slack.
-    let size = (max_n * 256).max(16 << 20).next_multiple_of(1 << 20);
+    // Room for the largest map plus the largest list with generous slack: every rep makes
+    // a new map (tables are not returned by `clear`) and frees nodes in small blocks.
+    let size = (max_n * 1024).max(16 << 20).next_multiple_of(1 << 20);
     let opts = CreateOptions::new(size).max_size(size * 4);
     let seg = Segment::create_unnamed(&opts).map_err(|x| e(&x))?;
     let arena = Arena::<Offset>::new(&seg).map_err(|x| e(&x))?;

@@ -95,6 +95,7 @@ pub fn render(report: &Report) -> String {
          all, map: look up every key), mutate per operation with 2 processes contending; \
          xR = ratio to {BASELINE} (same structure and size); - = not applicable (see --json)"
     );
+    render_addresses(report, &mut out);
     for s in [Structure::List, Structure::Map] {
         for &n in &report.sizes {
             let rows: Vec<&Row> = report
@@ -220,5 +221,26 @@ fn render_failures(report: &Report, out: &mut String) {
             &note[FAILED.len()..]
         );
         seen.push((r.structure, r.n, note));
+    }
+}
+
+/// One line on where the two processes mapped the segments (checked by every run).
+fn render_addresses(report: &Report, out: &mut String) {
+    let mapped: Vec<&Row> = report
+        .results
+        .iter()
+        .filter(|r| r.kind == Kind::Relshm && r.child_base.is_some())
+        .collect();
+    let base = mapped.iter().find(|r| r.strategy == BASELINE);
+    let other = mapped.iter().find(|r| r.strategy != BASELINE);
+    if let (Some(b), Some(o)) = (base, other) {
+        let _ = writeln!(
+            out,
+            "addresses: the second process mapped each segment at another address (e.g. {} \
+             here, {} there), the baseline at the same fixed address ({}) in both",
+            o.parent_base.as_deref().unwrap_or("?"),
+            o.child_base.as_deref().unwrap_or("?"),
+            b.child_base.as_deref().unwrap_or("?"),
+        );
     }
 }

@@ -34,12 +34,14 @@ impl Structure {
         let per = match self {
             // 24-byte node (40 for SegRel) + 16-byte block header, rounded to 16.
             Self::List => 64,
-            // Node, its block header and the bucket array at the lowest load factor.
-            Self::Map => 128,
+            // Node (48 bytes with SegRel links), its block header, and the bucket array
+            // at the lowest load factor (up to 2 buckets of 16 bytes per entry), with
+            // room for the table being replaced during a resize and for fragmentation.
+            Self::Map => 224,
         };
         // Tight, so that whole-segment work (export, import, publish) is about the
         // structure and not about free space.
-        n * per + (256 << 10)
+        n * per + (512 << 10)
     }
 
     /// Bytes to reserve for a translated copy of `n` elements.
