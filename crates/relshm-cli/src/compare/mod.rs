@@ -35,7 +35,7 @@ use workload::Structure;
 /// Options of `relshm compare`.
 #[derive(clap::Args)]
 pub struct CompareArgs {
-    /// A shorter run: sizes 1e3..1e5 and shorter repetitions (about 15 s on 2 cores).
+    /// A shorter run: sizes 1e3..1e5 and shorter repetitions (a few seconds).
     #[arg(long)]
     quick: bool,
     /// Element counts to measure, e.g. `--sizes 1000,100000` (default 1e3..1e6, or
