@@ -48,6 +48,15 @@ pub unsafe trait Repr: Sized + 'static {
         word: &Self::Word,
         target: Option<NonNull<u8>>,
     ) -> Result<(), PtrError>;
+
+    /// The `len` bytes at `offset` (from the context's base) stop holding links: their
+    /// object is being freed and the allocator may reuse them for anything. Representations
+    /// that remember the words they wrote (Swizzle's export log) drop them; the others have
+    /// nothing to do.
+    #[inline]
+    fn forget(ctx: &Self::Ctx, offset: u64, len: u64) {
+        let _ = (ctx, offset, len);
+    }
 }
 
 /// Whether `[off, off + size)` fits in `len` bytes and `off` is a multiple of `align`.

@@ -8,6 +8,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use relshm_segment::Region;
 use rustix::fd::BorrowedFd;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// Swizzling representation. The word is one of:
@@ -61,7 +62,10 @@ pub fn unswizzled(off: Option<u64>) -> Result<u64, PtrError> {
 /// It keeps a log of the words it swizzled or set, with their shared encoding, so that
 /// [`export`](Self::export) rewrites exactly the words this process changed: that covers
 /// words no walk would reach any more and needs no type information. The log costs one
-/// push per first touch, next to the copy-on-write fault that first touch already pays.
+/// ordered insert per first touch, next to the copy-on-write fault that first touch
+/// already pays. Memory that stops holding links (an object freed back to the segment
+/// heap, whose bytes the heap may reuse for anything) must be [`forget`](Self::forget)
+/// -ten, or export would write stale link encodings over whatever lives there now.
 #[derive(Debug)]
 pub struct SwizzleView {
     map: Mapping,
@@ -69,10 +73,10 @@ pub struct SwizzleView {
     len: u64,
     /// `len` while the epoch lives, 0 once it ended: the range swizzled words must fit.
     live: u64,
-    /// (word offset, shared encoding of its current value); later entries win. Boxed so
-    /// the view itself has no interior mutability: `&SwizzleView` is then read-only to
-    /// the optimiser, which keeps `base` and `live` in registers across a chase.
-    log: Box<Mutex<Vec<(u64, u64)>>>,
+    /// Word offset -> shared encoding of its current value. Boxed so the view itself has
+    /// no interior mutability: `&SwizzleView` is then read-only to the optimiser, which
+    /// keeps `base` and `live` in registers across a chase.
+    log: Box<Mutex<BTreeMap<u64, u64>>>,
 }
 
 impl SwizzleView {
@@ -84,7 +88,7 @@ impl SwizzleView {
             base: 0,
             len,
             live: len,
-            log: Box::new(Mutex::new(Vec::new())),
+            log: Box::new(Mutex::new(BTreeMap::new())),
         };
         v.place()?;
         Ok(v)
@@ -136,7 +140,19 @@ impl SwizzleView {
         self.log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((word_off, shared));
+            .insert(word_off, shared);
+    }
+
+    /// Forgets every word this view swizzled or set in `[offset, offset + len)`: those
+    /// bytes no longer hold links (their object was freed), so export must take them as
+    /// they are in the view, not rewrite them as links.
+    pub fn forget(&self, offset: u64, len: u64) {
+        let end = offset.saturating_add(len);
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let doomed: Vec<u64> = log.range(offset..end).map(|(&k, _)| k).collect();
+        for k in doomed {
+            log.remove(&k);
+        }
     }
 
     /// Writes the position-independent image (the view's bytes with every word this process
@@ -164,7 +180,7 @@ impl SwizzleView {
             // SAFETY: inside the view; no link word (hence no concurrent swizzle) is here.
             *b = unsafe { ((self.base as *const u8).add(words * 8 + i)).read() };
         }
-        for &(off, w) in self.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (&off, &w) in self.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let o = off as usize;
             dest[o..o + 8].copy_from_slice(&w.to_ne_bytes());
         }
@@ -293,5 +309,10 @@ unsafe impl Repr for Swizzle {
         );
         ctx.log(word_off, shared);
         Ok(())
+    }
+
+    #[inline]
+    fn forget(ctx: &SwizzleView, offset: u64, len: u64) {
+        ctx.forget(offset, len);
     }
 }

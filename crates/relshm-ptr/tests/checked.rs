@@ -326,3 +326,37 @@ fn links_of_user_types_are_visited_in_field_order() {
     n.next.set_ptr(&ctx, Some(p)).unwrap();
     assert_eq!(n.next.get_ptr(&ctx).unwrap(), Some(p));
 }
+
+#[test]
+fn swizzle_export_leaves_forgotten_words_as_they_are() {
+    // A link set in an object that is then freed and its bytes reused for plain data (what
+    // the segment heap does after a map resize frees a bucket table): once the view forgets
+    // the freed range, export must keep the new data instead of the stale link encoding.
+    let (fd, _m) = shared(LEN);
+    let view = SwizzleView::open(fd.as_fd(), LEN).unwrap();
+    let a: &Node<Swizzle> = view.object(64).unwrap();
+    let b: &Node<Swizzle> = view.object(96).unwrap();
+    a.next.set(&view, Some(b)).unwrap();
+    assert_eq!(view.swizzled_words(), 1);
+
+    // The object at 64 is freed; its first word now holds someone else's data.
+    a.next.word().store(0xDA7A, Relaxed);
+    view.forget(64, size_of::<Node<Swizzle>>() as u64);
+    assert_eq!(view.swizzled_words(), 0);
+    let mut image = vec![0u8; LEN as usize];
+    view.export(&mut image).unwrap();
+    assert_eq!(
+        u64::from_ne_bytes(image[64..72].try_into().unwrap()),
+        0xDA7A
+    );
+
+    // Forgetting a range leaves words outside it alone.
+    b.next.set(&view, Some(b)).unwrap();
+    view.forget(0, 96);
+    view.forget(104, 64);
+    view.export(&mut image).unwrap();
+    assert_eq!(
+        u64::from_ne_bytes(image[96..104].try_into().unwrap()),
+        unswizzled(Some(96)).unwrap()
+    );
+}

@@ -212,7 +212,11 @@ impl<R: Repr> Arena<'_, R> {
     /// is not a live allocation is refused by the heap with an error.
     pub(crate) fn free<T>(&self, p: NonNull<T>) -> Result<()> {
         let heap = self.heap.as_ref().ok_or(CollectionError::ReadOnly)?;
-        heap.free(self.offset_of(p))?;
+        let off = self.offset_of(p);
+        // Before the heap may hand the bytes to someone else: a swizzled view must not
+        // export its old links over whatever lives there next.
+        R::forget(&self.ctx, off, size_of::<T>() as u64);
+        heap.free(off)?;
         Ok(())
     }
 
