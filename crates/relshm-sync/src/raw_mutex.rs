@@ -17,8 +17,8 @@ pub const OWNER_DIED: u32 = 0x4000_0000;
 /// (Linux ids are at most 2^22).
 pub const NOT_RECOVERABLE: u32 = TID_MASK;
 
-/// Busy-wait rounds before sleeping in the kernel.
-const SPIN: u32 = if cfg!(loom) { 1 } else { 100 };
+/// Busy-wait rounds (of 1, 2, 4 ... pause hints) before sleeping in the kernel.
+const SPIN_ROUNDS: u32 = if cfg!(loom) { 1 } else { 7 };
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,9 +182,15 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow(&self, tid: u32, deadline: Option<Instant>) -> Result<Acquired, LockError> {
-        for _ in 0..SPIN {
+        // Exponential backoff: probe the word after 1, 2, 4 ... pause hints, so a waiter
+        // does not keep pulling the lock's cache line away from its holder.
+        for round in 0..SPIN_ROUNDS {
             match self.try_acquire(tid, 0) {
-                Err(LockError::WouldBlock) => sync::spin_hint(),
+                Err(LockError::WouldBlock) => {
+                    for _ in 0..1u32 << round {
+                        sync::spin_hint();
+                    }
+                }
                 r => return r,
             }
         }
