@@ -26,6 +26,37 @@ fn left(deadline: Option<Instant>) -> Result<Option<Duration>, LockError> {
     }
 }
 
+/// Blocks until `try_take` succeeds, sleeping on `word` while it is 0.
+///
+/// The protocol shared by [`Semaphore`] and the events: announce in `waiters`, SeqCst
+/// fence, re-check `word`, then sleep. A poster changes `word`, SeqCst fence, reads
+/// `waiters`: the fences order the two, so one side sees the other (either the poster
+/// wakes us or we do not sleep), and no wake-up is lost.
+fn wait_on(
+    word: &AtomicU32,
+    waiters: &AtomicU32,
+    deadline: Option<Instant>,
+    try_take: impl Fn() -> Result<(), LockError>,
+) -> Result<(), LockError> {
+    loop {
+        if try_take().is_ok() {
+            return Ok(());
+        }
+        let timeout = left(deadline)?;
+        waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let woke = if word.load(Ordering::Relaxed) == 0 {
+            sync::futex_wait(word, 0, timeout)
+        } else {
+            Wake::Woken
+        };
+        waiters.fetch_sub(1, Ordering::Relaxed);
+        if woke == Wake::TimedOut && try_take().is_err() {
+            left(deadline)?;
+        }
+    }
+}
+
 /// A counting semaphore usable in place in shared memory.
 ///
 /// # Layout (8 bytes, `#[repr(C)]`; all-zero bytes = count 0, no waiters)
@@ -130,26 +161,7 @@ impl Semaphore {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), LockError> {
-        loop {
-            if self.try_wait().is_ok() {
-                return Ok(());
-            }
-            let timeout = left(deadline)?;
-            // Announce, SeqCst fence, re-check the count. A poster bumps the count, SeqCst
-            // fence, reads `waiters`: the fences order the two, so one of us sees the
-            // other (either the poster wakes us or we do not sleep).
-            self.waiters.fetch_add(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-            let woke = if self.count.load(Ordering::Relaxed) == 0 {
-                sync::futex_wait(&self.count, 0, timeout)
-            } else {
-                Wake::Woken
-            };
-            self.waiters.fetch_sub(1, Ordering::Relaxed);
-            if woke == Wake::TimedOut && self.try_wait().is_err() {
-                left(deadline)?;
-            }
-        }
+        wait_on(&self.count, &self.waiters, deadline, || self.try_wait())
     }
 }
 
@@ -253,22 +265,6 @@ impl<const AUTO: bool> Event<AUTO> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), LockError> {
-        loop {
-            if self.try_wait().is_ok() {
-                return Ok(());
-            }
-            let timeout = left(deadline)?;
-            self.waiters.fetch_add(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-            let woke = if self.state.load(Ordering::Relaxed) == 0 {
-                sync::futex_wait(&self.state, 0, timeout)
-            } else {
-                Wake::Woken
-            };
-            self.waiters.fetch_sub(1, Ordering::Relaxed);
-            if woke == Wake::TimedOut && self.try_wait().is_err() {
-                left(deadline)?;
-            }
-        }
+        wait_on(&self.state, &self.waiters, deadline, || self.try_wait())
     }
 }
