@@ -1,6 +1,6 @@
 //! [`Offset`]: a self-relative link (Boost's `offset_ptr`, rkyv's `RelPtr`).
 
-use crate::repr::{fits, misfit};
+use crate::repr::{fits, misfit, resolve_in};
 use crate::{PtrError, Repr};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -114,10 +114,11 @@ unsafe impl Repr for Offset {
         let s = word.load(Relaxed);
         let at = word.as_ptr() as u64;
         let target = at.wrapping_add(s);
-        if s > 1 && fits(target.wrapping_sub(ctx.base), ctx.len, size, align) {
-            // SAFETY: target = base + off with off <= len - size, inside a mapping that
-            // starts above address 0 and does not wrap, so it is not null.
-            return Ok(Some(unsafe { NonNull::new_unchecked(target as *mut u8) }));
+        if s > 1 {
+            // SAFETY: the context's region is a live mapping (OffsetCtx::new's contract).
+            if let Some(p) = unsafe { resolve_in(target, ctx.base, ctx.len, size, align) } {
+                return Ok(Some(p));
+            }
         }
         load_slow(ctx, at, s, size, align)
     }

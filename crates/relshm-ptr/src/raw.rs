@@ -1,6 +1,6 @@
 //! [`Raw`]: an absolute address. The baseline every other representation is compared with.
 
-use crate::repr::{fits, misfit};
+use crate::repr::{misfit, resolve_in};
 use crate::{PtrError, Repr};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -95,10 +95,9 @@ unsafe impl Repr for Raw {
         align: u64,
     ) -> Result<Option<NonNull<u8>>, PtrError> {
         let w = word.load(Relaxed);
-        if fits(w.wrapping_sub(ctx.base), ctx.len, size, align) {
-            // SAFETY: w = base + off with off <= len - size, inside a mapping that starts
-            // above address 0 and does not wrap, so it is not null.
-            return Ok(Some(unsafe { NonNull::new_unchecked(w as *mut u8) }));
+        // SAFETY: the context's region is a live mapping (RawCtx's contract).
+        if let Some(p) = unsafe { resolve_in(w, ctx.base, ctx.len, size, align) } {
+            return Ok(Some(p));
         }
         if w == 0 {
             return Ok(None);

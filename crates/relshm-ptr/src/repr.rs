@@ -70,6 +70,29 @@ pub(crate) fn fits(off: u64, len: u64, size: u64, align: u64) -> bool {
     len >= size && off.rotate_right(k) <= (len - size) >> k
 }
 
+/// `addr` as a pointer if `[addr, addr + size)` lies inside `[base, base + len)` and `addr`
+/// is a multiple of `align` ([`fits`]); `None` otherwise. The hot half of every `load`.
+///
+/// # Safety
+/// `[base, base + len)` must be (part of) a mapping of this process: it then starts above
+/// address 0 and does not wrap, so an address that fits in it is not null.
+#[inline(always)]
+pub(crate) unsafe fn resolve_in(
+    addr: u64,
+    base: u64,
+    len: u64,
+    size: u64,
+    align: u64,
+) -> Option<NonNull<u8>> {
+    if fits(addr.wrapping_sub(base), len, size, align) {
+        // SAFETY: addr = base + off with off <= len - size, inside the caller's mapping,
+        // which starts above 0 and does not wrap: addr is not null.
+        Some(unsafe { NonNull::new_unchecked(addr as *mut u8) })
+    } else {
+        None
+    }
+}
+
 /// Builds the precise error for a target that failed [`fits`] (cold path).
 #[cold]
 #[inline(never)]

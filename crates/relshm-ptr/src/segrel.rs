@@ -1,7 +1,7 @@
 //! [`SegRel`]: a `(segment id, offset)` link (PMDK's `PMEMoid`), resolved through a
 //! per-process segment table; a link may point into another segment.
 
-use crate::repr::{fits, misfit};
+use crate::repr::{fits, misfit, resolve_in};
 use crate::{PtrError, Repr};
 use core::cell::Cell;
 use core::ptr::NonNull;
@@ -162,12 +162,12 @@ unsafe impl Repr for SegRel {
         }
         let id = word.segment.load(Relaxed);
         let last = ctx.last.get();
-        if last.id == id && fits(off, last.len, size, align) {
-            // SAFETY: base + off with off <= len - size lies inside a mapping that starts
-            // above address 0 and does not wrap, so it is not null.
-            return Ok(Some(unsafe {
-                NonNull::new_unchecked(last.base.wrapping_add(off) as *mut u8)
-            }));
+        if last.id == id {
+            let addr = last.base.wrapping_add(off);
+            // SAFETY: table entries are live mappings (SegTable::add's contract).
+            if let Some(p) = unsafe { resolve_in(addr, last.base, last.len, size, align) } {
+                return Ok(Some(p));
+            }
         }
         ctx.load_slow(id, off, size, align)
     }

@@ -2,7 +2,7 @@
 //! copy-on-write view, and unswizzled on export.
 
 use crate::map::{Mapping, Sharing};
-use crate::repr::{fits, misfit};
+use crate::repr::{fits, misfit, resolve_in};
 use crate::{PtrError, Relocate, Repr};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -267,10 +267,10 @@ unsafe impl Repr for Swizzle {
         align: u64,
     ) -> Result<Option<NonNull<u8>>, PtrError> {
         let w = word.load(Relaxed);
-        if fits(w.wrapping_sub(ctx.base), ctx.live, size, align) {
-            // SAFETY: w = base + off with off <= live - size, inside a mapping that
-            // starts above address 0 and does not wrap, so it is not null.
-            return Ok(Some(unsafe { NonNull::new_unchecked(w as *mut u8) }));
+        // SAFETY: `[base, base + live)` is the view's own mapping (or empty once its
+        // epoch ended), which lives as long as the view.
+        if let Some(p) = unsafe { resolve_in(w, ctx.base, ctx.live, size, align) } {
+            return Ok(Some(p));
         }
         ctx.load_slow(word, w, size, align)
     }
