@@ -220,9 +220,22 @@ fn timeouts_return_on_time() {
     let start = Instant::now();
     assert_eq!(tx.send_timeout(&3, t), Err(QueueError::Timeout));
     assert!(start.elapsed() >= t && start.elapsed() < t + Duration::from_secs(2));
+    // Polling (never sleeping) waits end at their deadline too.
+    let start = Instant::now();
+    assert_eq!(
+        tx.send_bytes_spin(&3u64.to_ne_bytes(), Some(t), u32::MAX),
+        Err(QueueError::Timeout)
+    );
+    assert!(start.elapsed() >= t && start.elapsed() < t + Duration::from_secs(2));
     assert_eq!(rx.try_recv(), Ok(1));
     assert_eq!(rx.try_recv(), Ok(2));
     assert_eq!(rx.try_recv(), Err(QueueError::Empty));
+    let start = Instant::now();
+    assert!(matches!(
+        rx.recv_bytes_spin(Some(t), u32::MAX),
+        Err(QueueError::Timeout)
+    ));
+    assert!(start.elapsed() >= t && start.elapsed() < t + Duration::from_secs(2));
 }
 
 #[test]

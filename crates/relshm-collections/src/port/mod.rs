@@ -51,7 +51,7 @@
 use core::cell::Cell;
 use core::ptr::NonNull;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use relshm_segment::directory::{Directory, SegmentObject};
 use relshm_segment::heap::Heap;
@@ -203,7 +203,6 @@ impl PortServer {
     /// Waits (at most `timeout`, `None` = forever) for the next request from any client,
     /// accepting new connections on the way; clients are served round-robin.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<(ClientId, Message), PortError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
         // SAFETY: resolved in the mapping at creation; the heap's mapping outlives the
         // server; atomics only. Not borrowed from `self`, so `poll` may take `&mut self`.
         let bell = doorbell(unsafe { self.rec.as_ref() });
@@ -211,7 +210,7 @@ impl PortServer {
         let reap = Cell::new(false);
         Ok(bell.block_on(
             &sleeping,
-            deadline,
+            timeout,
             SPIN_ROUNDS,
             || self.poll(reap.replace(false)),
             || reap.set(true),

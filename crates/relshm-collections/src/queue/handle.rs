@@ -3,7 +3,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use relshm_segment::heap::Heap;
 use relshm_sync::facade::Ordering::*;
@@ -454,12 +454,6 @@ impl Drop for Endpoint {
     }
 }
 
-fn deadline_after(timeout: Duration) -> Instant {
-    Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))
-}
-
 /// The sending endpoint of a [`Queue`], for messages of type `T` (use `u8` and
 /// [`send_bytes`](Self::send_bytes) for raw byte messages).
 pub struct Sender<T> {
@@ -496,11 +490,7 @@ impl<T: bytemuck::Pod> Sender<T> {
 
     /// Sends `value`, waiting at most `timeout` while the queue is full.
     pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), QueueError> {
-        self.send_bytes_until(
-            bytemuck::bytes_of(value),
-            Some(deadline_after(timeout)),
-            SPIN_ROUNDS,
-        )
+        self.send_bytes_until(bytemuck::bytes_of(value), Some(timeout), SPIN_ROUNDS)
     }
 }
 
@@ -526,7 +516,7 @@ impl<T> Sender<T> {
 
     /// Sends a byte message, waiting while the queue is full (at most `timeout`).
     pub fn send_bytes(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
-        self.send_bytes_until(msg, timeout.map(deadline_after), SPIN_ROUNDS)
+        self.send_bytes_until(msg, timeout, SPIN_ROUNDS)
     }
 
     /// Like [`send_bytes`](Self::send_bytes) with a choice of how many attempts spin
@@ -537,20 +527,20 @@ impl<T> Sender<T> {
         timeout: Option<Duration>,
         spin: u32,
     ) -> Result<(), QueueError> {
-        self.send_bytes_until(msg, timeout.map(deadline_after), spin)
+        self.send_bytes_until(msg, timeout, spin)
     }
 
     fn send_bytes_until(
         &self,
         msg: &[u8],
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         spin: u32,
     ) -> Result<(), QueueError> {
         let staged = self.stage(msg)?;
         let ctl = self.ep.q.ctl();
         let r = ctl.send_event().block_on(
             &self.ep.slot().sleeping,
-            deadline,
+            timeout,
             spin,
             || self.attempt(msg, staged.as_ref()),
             || {
@@ -664,7 +654,7 @@ impl<T: bytemuck::Pod> Receiver<T> {
 
     /// Receives a message, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
-        Self::decode(self.recv_bytes_until(Some(deadline_after(timeout)), SPIN_ROUNDS)?)
+        Self::decode(self.recv_bytes_until(Some(timeout), SPIN_ROUNDS)?)
     }
 
     fn decode(m: Message) -> Result<T, QueueError> {
@@ -691,7 +681,7 @@ impl<T> Receiver<T> {
 
     /// Receives a byte message, waiting while the queue is empty (at most `timeout`).
     pub fn recv_bytes(&self, timeout: Option<Duration>) -> Result<Message, QueueError> {
-        self.recv_bytes_until(timeout.map(deadline_after), SPIN_ROUNDS)
+        self.recv_bytes_until(timeout, SPIN_ROUNDS)
     }
 
     /// Like [`recv_bytes`](Self::recv_bytes) with a choice of how many attempts spin
@@ -701,17 +691,17 @@ impl<T> Receiver<T> {
         timeout: Option<Duration>,
         spin: u32,
     ) -> Result<Message, QueueError> {
-        self.recv_bytes_until(timeout.map(deadline_after), spin)
+        self.recv_bytes_until(timeout, spin)
     }
 
     fn recv_bytes_until(
         &self,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         spin: u32,
     ) -> Result<Message, QueueError> {
         self.ep.q.ctl().recv_event().block_on(
             &self.ep.slot().sleeping,
-            deadline,
+            timeout,
             spin,
             || self.attempt(),
             || {
@@ -732,7 +722,7 @@ impl<T> Receiver<T> {
         let mut f = Some(f);
         self.ep.q.ctl().recv_event().block_on(
             &self.ep.slot().sleeping,
-            timeout.map(deadline_after),
+            timeout,
             spin,
             || self.attempt_with(&mut f),
             || {

@@ -172,10 +172,9 @@ impl ModelQueue {
 
     /// Blocking send (timeout `None` = forever).
     pub fn send(&self, ep: usize, v: u64, timeout: Option<Duration>) -> Result<(), QueueError> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         self.ctl.send_event().block_on(
             &self.ctl.endpoints[ep].sleeping,
-            deadline,
+            timeout,
             super::wait::SPIN_ROUNDS,
             || self.send_attempt(ep, v),
             || {},
@@ -184,10 +183,9 @@ impl ModelQueue {
 
     /// Blocking receive (timeout `None` = forever).
     pub fn recv(&self, ep: usize, timeout: Option<Duration>) -> Result<u64, QueueError> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         self.ctl.recv_event().block_on(
             &self.ctl.endpoints[ep].sleeping,
-            deadline,
+            timeout,
             super::wait::SPIN_ROUNDS,
             || self.recv_attempt(ep),
             || {},

@@ -22,6 +22,9 @@ pub(crate) const SPIN_ROUNDS: u32 = 200;
 #[cfg(loom)]
 pub(crate) const SPIN_ROUNDS: u32 = 1;
 
+/// Spin rounds between two reads of the clock (for the deadline) in [`Event::block_on`].
+pub(crate) const CLOCK_EVERY: u32 = 64;
+
 /// How long a sleeper sleeps at most before it checks whether its peers are still alive
 /// (a killed process cannot say goodbye): the upper bound of disconnection latency after
 /// a SIGKILL. `None` in the loom model, where only wake-ups may end a sleep.
@@ -57,24 +60,39 @@ impl Event<'_> {
     }
 
     /// Retries `attempt` until it returns `Some` or an error: first `spin` rounds, then
-    /// sleeping on the word. `sleeping` is the caller's flag (set while counted as a
-    /// waiter, so a reaper can uncount a dead sleeper). After each sleep that ran out its
-    /// [`LIVENESS_INTERVAL`], `idle` runs (the dead-peer check). Never returns `Timeout`
-    /// without a last attempt after its last sleep, so a wake-up aimed at a leaving waiter
-    /// still gets its message taken or seen.
+    /// sleeping on the word, for at most `timeout` (`None`: forever). `sleeping` is the
+    /// caller's flag (set while counted as a waiter, so a reaper can uncount a dead
+    /// sleeper). After each sleep that ran out its [`LIVENESS_INTERVAL`], `idle` runs (the
+    /// dead-peer check). Never returns `Timeout` without a last attempt after its last
+    /// sleep, so a wake-up aimed at a leaving waiter still gets its message taken or seen.
+    ///
+    /// The clock is first read after a failed attempt: an attempt that succeeds at once
+    /// (the common case of a polling round trip) costs no clock read, which in a virtual
+    /// machine costs as much as the attempt itself. The timeout therefore counts from the
+    /// end of the first attempt. While spinning, the clock is read every
+    /// [`CLOCK_EVERY`] rounds, so a long spin still ends at the deadline.
     pub(crate) fn block_on<T>(
         &self,
         sleeping: &AtomicU32,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         spin: u32,
         mut attempt: impl FnMut() -> Result<Option<T>, QueueError>,
         mut idle: impl FnMut(),
     ) -> Result<T, QueueError> {
-        for _ in 0..spin {
+        if spin > 0 {
             if let Some(v) = attempt()? {
                 return Ok(v);
             }
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        for round in 1..spin {
             relshm_sync::facade::spin_hint();
+            if round % CLOCK_EVERY == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if let Some(v) = attempt()? {
+                return Ok(v);
+            }
         }
         loop {
             self.waiters.fetch_add(1, SeqCst);

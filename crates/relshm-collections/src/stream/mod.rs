@@ -48,7 +48,7 @@
 use core::cell::Cell;
 use core::ptr::NonNull;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use relshm_segment::heap::Heap;
 use relshm_segment::procstat;
@@ -328,14 +328,13 @@ impl io::Write for StreamWriter {
         if buf.is_empty() {
             return Ok(0);
         }
-        let deadline = self.timeout.map(|t| Instant::now() + t);
         let sleeping = &self.end.ctl().sleeping[0];
         let dead = Cell::new(false);
         self.end
             .space()
             .block_on(
                 sleeping,
-                deadline,
+                self.timeout,
                 SPIN_ROUNDS,
                 || self.attempt(buf, dead.get()),
                 || dead.set(self.end.peer_died()),
@@ -399,7 +398,6 @@ impl io::Read for StreamReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        let deadline = self.timeout.map(|t| Instant::now() + t);
         let sleeping = &self.end.ctl().sleeping[1];
         let this = &*self;
         let dead = Cell::new(false);
@@ -407,7 +405,7 @@ impl io::Read for StreamReader {
             .data()
             .block_on(
                 sleeping,
-                deadline,
+                self.timeout,
                 SPIN_ROUNDS,
                 || this.attempt(buf, dead.get()),
                 || dead.set(this.end.peer_died()),
