@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use loom::cell::UnsafeCell;
 use relshm_sync::RawMutex;
-use relshm_sync::facade::{AtomicU32, AtomicU64, Instant, Ordering::*};
+use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
 
 use super::error::QueueError;
 use super::layout::{Control, EP_RECEIVER, EP_SENDER, EndpointSlot, MAX_ENDPOINTS, SlotHeader};
