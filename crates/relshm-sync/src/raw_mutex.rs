@@ -319,4 +319,13 @@ impl RawMutex {
     pub fn is_locked(&self) -> bool {
         self.owner().is_some()
     }
+
+    /// Like [`is_locked`](Self::is_locked), with an acquire read: seeing the lock free
+    /// means seeing everything its last holder did before unlocking.
+    pub(crate) fn is_held_acquire(&self) -> bool {
+        !matches!(
+            self.word.load(Ordering::Acquire) & TID_MASK,
+            0 | NOT_RECOVERABLE
+        )
+    }
 }
