@@ -229,6 +229,14 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         let ctx = self.ctx();
         let st = spot.stripe;
         match hit {
+            Hit::Inline(slot, i) if Slot::<K, V, R>::VALUE_IN_ONE_WORD => {
+                // One word store: a writer killed around it leaves the old value or the
+                // new one, both whole, so no redo record (and no heap allocation, whose
+                // lock two updating processes would pass back and forth).
+                let e = slot.entry(i);
+                slot.set_value(i, value);
+                Ok(e.value)
+            }
             Hit::Inline(slot, i) => {
                 let e = slot.entry(i);
                 let log = self.new_node(None, spot.hash, e.key, value)?;

@@ -15,6 +15,13 @@ use core::sync::atomic::Ordering::{Relaxed, Release};
 use relshm_ptr::Repr;
 
 impl<K: Pod + Eq, V: Pod, R: Repr> Slot<K, V, R> {
+    /// Whether an entry's value lies within one aligned 8-byte word, so that
+    /// [`set_value`](Self::set_value) is a single store.
+    pub(crate) const VALUE_IN_ONE_WORD: bool = {
+        let at = core::mem::offset_of!(Entry<K, V>, value);
+        size_of::<V>() > 0 && at % 8 + size_of::<V>() <= 8
+    };
+
     /// Inline entry `i`'s hash, 0 if it holds none (`i` < [`INLINE`]).
     #[inline(always)]
     pub(crate) fn hash(&self, i: usize) -> u64 {
