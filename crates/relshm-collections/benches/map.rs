@@ -292,13 +292,15 @@ fn benches(c: &mut Criterion) {
 /// is not. Prints ns per get and the ratio to std's `HashMap` per size, then the 1- vs
 /// 2-process read-mostly run (fastest CPU time per op per process, and wall time).
 fn min_of_n() {
-    // `MAP_MIN=procs`: only the 1- vs 2-process run.
-    let sizes: &[u64] = if std::env::var("MAP_MIN").is_ok_and(|v| v == "procs") {
-        &[]
+    // `MAP_MIN=procs`: only the 1- vs 2-process run; `MAP_SIZES=1000,100000`: these sizes.
+    let sizes: Vec<u64> = if std::env::var("MAP_MIN").is_ok_and(|v| v == "procs") {
+        vec![]
+    } else if let Ok(list) = std::env::var("MAP_SIZES") {
+        list.split(',').map(|x| x.trim().parse().unwrap()).collect()
     } else {
-        &SIZES
+        SIZES.to_vec()
     };
-    for &n in sizes {
+    for n in sizes {
         let keys = lookups(n);
         let mut std_map: HashMap<u64, u64, MapHasher> = HashMap::default();
         for i in 0..n {
