@@ -59,7 +59,8 @@ impl Event<'_> {
         futex_wake(self.word, i32::MAX as u32);
     }
 
-    /// Retries `attempt` until it returns `Some` or an error: first `spin` rounds, then
+    /// Retries `attempt` until it returns `Some` or an error: first `spin` rounds (at
+    /// least one attempt is always made before registering as a waiter), then
     /// sleeping on the word, for at most `timeout` (`None`: forever). `sleeping` is the
     /// caller's flag (set while counted as a waiter, so a reaper can uncount a dead
     /// sleeper). After each sleep that ran out its [`LIVENESS_INTERVAL`], `idle` runs (the
@@ -79,10 +80,10 @@ impl Event<'_> {
         mut attempt: impl FnMut() -> Result<Option<T>, QueueError>,
         mut idle: impl FnMut(),
     ) -> Result<T, QueueError> {
-        if spin > 0 {
-            if let Some(v) = attempt()? {
-                return Ok(v);
-            }
+        // Even with `spin` 0: registering as a waiter writes lines the other side reads,
+        // and would make it pay a futex wake for a wait that never sleeps.
+        if let Some(v) = attempt()? {
+            return Ok(v);
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         for round in 1..spin {
