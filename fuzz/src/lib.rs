@@ -7,7 +7,7 @@
 
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
-    Limits, Link, Offset, OffsetCtx, Raw, RawCtx, Repr, SegRel, SegTable, Space, Swizzle,
+    BaseRel, Limits, Link, Offset, OffsetCtx, Raw, RawCtx, Repr, SegRel, SegTable, Space, Swizzle,
     SwizzleView, relocatable, translate, unswizzled, validate,
 };
 use rustix::fd::AsFd;
@@ -259,6 +259,7 @@ pub fn untrusted_image(data: &[u8]) {
     // SAFETY: the mapping outlives every context below.
     let offset = unsafe { OffsetCtx::new(shared.region()) };
     probe::<Offset>(&offset, offset.object(root).ok(), steps, limits);
+    probe::<BaseRel>(&offset, offset.object(root).ok(), steps, limits);
     // SAFETY: as above.
     let raw = unsafe { RawCtx::local(shared.region()) };
     probe::<Raw>(&raw, raw.object(root).ok(), steps, limits);

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::list::List;
-use relshm_ptr::{Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use relshm_segment::{CreateOptions, Placement, Segment};
 use std::collections::VecDeque;
 
@@ -123,6 +123,23 @@ fn segment() -> Segment {
     Segment::create_unnamed(&CreateOptions::new(8 << 20)).unwrap()
 }
 
+/// A strategy shared in place: after the model ran through `make`'s arena, the same bytes
+/// through a second mapping at another address hold what the model holds.
+fn in_place<R: Repr>(
+    ops: &[Op],
+    make: for<'s> fn(&'s Segment) -> Result<Arena<'s, R>, CollectionError>,
+) -> Result<(), TestCaseError> {
+    let seg = segment();
+    let arena = ok(make(&seg))?;
+    let (off, want) = model(&arena, ops)?;
+    let other = seg.reopen(Placement::Anywhere).unwrap();
+    prop_assert_ne!(other.base(), seg.base());
+    let arena2 = ok(make(&other))?;
+    let list = ok(List::<u64, R>::open(&arena2, off))?;
+    prop_assert_eq!(ok(list.to_vec())?, want);
+    Ok(())
+}
+
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 0..120)
 }
@@ -132,26 +149,17 @@ proptest! {
 
     #[test]
     fn offset_agrees_with_vecdeque(ops in ops()) {
-        let seg = segment();
-        let arena = ok(Arena::<Offset>::new(&seg))?;
-        let (off, want) = model(&arena, &ops)?;
-        // The same bytes through a second mapping at another address.
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        prop_assert_ne!(other.base(), seg.base());
-        let arena2 = ok(Arena::<Offset>::new(&other))?;
-        let list = ok(List::<u64, Offset>::open(&arena2, off))?;
-        prop_assert_eq!(ok(list.to_vec())?, want);
+        in_place(&ops, |s| Arena::<Offset>::new(s))?;
+    }
+
+    #[test]
+    fn baserel_agrees_with_vecdeque(ops in ops()) {
+        in_place(&ops, |s| Arena::<BaseRel>::new(s))?;
     }
 
     #[test]
     fn segrel_agrees_with_vecdeque(ops in ops()) {
-        let seg = segment();
-        let arena = ok(Arena::<SegRel>::new(&seg))?;
-        let (off, want) = model(&arena, &ops)?;
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        prop_assert_ne!(other.base(), seg.base());
-        let arena2 = ok(Arena::<SegRel>::new(&other))?;
-        prop_assert_eq!(ok(ok(List::<u64, SegRel>::open(&arena2, off))?.to_vec())?, want);
+        in_place(&ops, |s| Arena::<SegRel>::new(s))?;
     }
 
     #[test]

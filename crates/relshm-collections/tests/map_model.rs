@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::map::{ByteKey, Map};
-use relshm_ptr::{Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use relshm_segment::{CreateOptions, Placement, Segment};
 use std::collections::HashMap;
 
@@ -92,6 +92,23 @@ fn segment() -> Segment {
     Segment::create_unnamed(&CreateOptions::new(16 << 20)).unwrap()
 }
 
+/// A strategy shared in place: after the model ran through `make`'s arena, the same bytes
+/// opened through a second mapping at another address hold what the model holds.
+fn in_place<R: Repr>(
+    ops: &[Op],
+    make: for<'s> fn(&'s Segment) -> Result<Arena<'s, R>, CollectionError>,
+) -> Result<(), TestCaseError> {
+    let seg = segment();
+    let arena = ok(make(&seg))?;
+    let (off, want) = model(&arena, ops)?;
+    let other = seg.reopen(Placement::Anywhere).unwrap();
+    prop_assert_ne!(other.base(), seg.base());
+    let arena2 = ok(make(&other))?;
+    let map = ok(Map::<u64, u64, R>::open(&arena2, off))?;
+    prop_assert_eq!(sorted(ok(map.entries())?), want);
+    Ok(())
+}
+
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 0..150)
 }
@@ -101,26 +118,17 @@ proptest! {
 
     #[test]
     fn offset_agrees_with_hashmap(ops in ops()) {
-        let seg = segment();
-        let arena = ok(Arena::<Offset>::new(&seg))?;
-        let (off, want) = model(&arena, &ops)?;
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        prop_assert_ne!(other.base(), seg.base());
-        let arena2 = ok(Arena::<Offset>::new(&other))?;
-        let map = ok(Map::<u64, u64, Offset>::open(&arena2, off))?;
-        prop_assert_eq!(sorted(ok(map.entries())?), want);
+        in_place(&ops, |s| Arena::<Offset>::new(s))?;
+    }
+
+    #[test]
+    fn baserel_agrees_with_hashmap(ops in ops()) {
+        in_place(&ops, |s| Arena::<BaseRel>::new(s))?;
     }
 
     #[test]
     fn segrel_agrees_with_hashmap(ops in ops()) {
-        let seg = segment();
-        let arena = ok(Arena::<SegRel>::new(&seg))?;
-        let (off, want) = model(&arena, &ops)?;
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        prop_assert_ne!(other.base(), seg.base());
-        let arena2 = ok(Arena::<SegRel>::new(&other))?;
-        let map = ok(Map::<u64, u64, SegRel>::open(&arena2, off))?;
-        prop_assert_eq!(sorted(ok(map.entries())?), want);
+        in_place(&ops, |s| Arena::<SegRel>::new(s))?;
     }
 
     #[test]
@@ -171,6 +179,7 @@ fn grows<R: Repr>(arena: &Arena<'_, R>) {
 fn grows_by_rehashing_in_the_segment_on_every_strategy() {
     let seg = Segment::create_unnamed(&CreateOptions::new(64 << 20)).unwrap();
     grows(&Arena::<Offset>::new(&seg).unwrap());
+    grows(&Arena::<BaseRel>::new(&seg).unwrap());
     grows(&Arena::<SegRel>::new(&seg).unwrap());
     grows(&Arena::<Raw>::local(&seg).unwrap());
     grows(&Arena::<Swizzle>::private(&seg).unwrap());

@@ -11,8 +11,8 @@ use core::ptr::NonNull;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
-    Link, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Space, Swizzle,
-    SwizzleView, relocatable, translate,
+    BaseRel, Link, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Space,
+    Swizzle, SwizzleView, relocatable, translate,
 };
 use rustix::fd::{AsFd, OwnedFd};
 use std::hint::black_box;
@@ -186,6 +186,9 @@ struct Fixture {
     _biased: Seg,
     bctx: OffsetCtx,
     bfirst: *const Node<BiasedOffset>,
+    _baserel: Seg,
+    brctx: OffsetCtx,
+    brfirst: *const Node<BaseRel>,
     _seg: Seg,
     table: SegTable,
     sfirst: *const Node<SegRel>,
@@ -197,11 +200,12 @@ struct Fixture {
     dst_space: Space,
 }
 
-const VARIANTS: [&str; 8] = [
+const VARIANTS: [&str; 9] = [
     "raw_unchecked",
     "raw",
     "offset",
     "offset_biased",
+    "baserel",
     "segrel",
     "swizzle_warm",
     "swizzle_cold",
@@ -223,6 +227,10 @@ impl Fixture {
         // SAFETY: as above.
         let bctx = unsafe { OffsetCtx::new(biased.map.region()) };
         let bfirst = biased.link::<BiasedOffset>(&bctx, biased.map.as_ptr());
+        let baserel = Seg::new::<BaseRel>(n);
+        // SAFETY: as above.
+        let brctx = unsafe { OffsetCtx::new(baserel.map.region()) };
+        let brfirst = baserel.link::<BaseRel>(&brctx, baserel.map.as_ptr());
         let seg = Seg::new::<SegRel>(n);
         let mut table = SegTable::new();
         // SAFETY: as above.
@@ -258,6 +266,9 @@ impl Fixture {
             _biased: biased,
             bctx,
             bfirst,
+            _baserel: baserel,
+            brctx,
+            brfirst,
             _seg: seg,
             table,
             sfirst,
@@ -293,6 +304,7 @@ impl Fixture {
                 "offset_biased" => {
                     chase::<BiasedOffset>(black_box(&self.bctx), black_box(&*self.bfirst))
                 }
+                "baserel" => chase::<BaseRel>(black_box(&self.brctx), black_box(&*self.brfirst)),
                 "segrel" => chase::<SegRel>(black_box(&self.table), black_box(&*self.sfirst)),
                 "swizzle_warm" => chase::<Swizzle>(black_box(&self.warm), black_box(&*self.wfirst)),
                 "swizzle_cold" => {

@@ -4,7 +4,8 @@
 //! | representation | stored word | per-hop cost | shared in place? |
 //! |---|---|---|---|
 //! | [`Raw`] | absolute address | range check | only in fixed-address mode, or after [`translate()`] |
-//! | [`Offset`] | `target - &word + 1` | one add + range check | yes |
+//! | [`Offset`] | `target - &word` (0 null, 1 self-link) | one add + range check | yes |
+//! | [`BaseRel`] | `target - base` of the segment | range check (the add folds into the next load) | yes, within one segment |
 //! | [`SegRel`] | `(segment id, offset)` | table lookup (cached) + add + check | yes, across segments |
 //! | [`Swizzle`] | `offset << 1 \| 1`, or the raw address once swizzled | range check (warm) | yes, swizzled in a private view |
 //!
@@ -40,6 +41,7 @@
 //! # Ok::<(), relshm_ptr::PtrError>(())
 //! ```
 
+mod baserel;
 mod error;
 mod link;
 pub mod map;
@@ -52,6 +54,7 @@ mod swizzle;
 pub mod translate;
 pub mod validate;
 
+pub use baserel::BaseRel;
 pub use error::PtrError;
 pub use link::Link;
 pub use offset::{Offset, OffsetCtx};
@@ -84,8 +87,12 @@ impl RawCtx {
 }
 
 impl OffsetCtx {
-    /// The object of type `T` at offset `off` of the region, checked.
-    pub fn object<T: Relocate<Offset>>(&self, off: u64) -> Result<&T, PtrError> {
+    /// The object of type `T` at offset `off` of the region, checked (for [`Offset`] and
+    /// [`BaseRel`] links, which both resolve through this context).
+    pub fn object<T: Relocate<R>, R: Repr<Ctx = OffsetCtx>>(
+        &self,
+        off: u64,
+    ) -> Result<&T, PtrError> {
         object_in(self.base(), self.len(), off)
     }
 }

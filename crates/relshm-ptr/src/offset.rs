@@ -27,12 +27,20 @@ use relshm_segment::Region;
 #[derive(Debug, Clone, Copy)]
 pub struct Offset;
 
-/// Per-process context for [`Offset`] links: the region targets must lie in.
+/// Per-process context for [`Offset`] and [`BaseRel`](crate::BaseRel) links: the region
+/// targets must lie in.
 #[derive(Debug, Clone, Copy)]
 pub struct OffsetCtx {
-    base: u64,
+    base: NonNull<u8>,
     len: u64,
 }
+
+// SAFETY: the context is an address range and its length, read-only after construction;
+// what may be done through the range is governed by the representations' own contracts,
+// exactly as when the base was kept as an integer.
+unsafe impl Send for OffsetCtx {}
+// SAFETY: as above.
+unsafe impl Sync for OffsetCtx {}
 
 impl OffsetCtx {
     /// A context resolving into `region`, wherever this process mapped it.
@@ -42,13 +50,19 @@ impl OffsetCtx {
     /// it) is used.
     pub unsafe fn new(region: Region) -> Self {
         Self {
-            base: region.base().as_ptr() as u64,
+            base: region.base(),
             len: region.len(),
         }
     }
 
     /// Base address of the region.
     pub fn base(&self) -> u64 {
+        self.base.as_ptr() as u64
+    }
+
+    /// Base address of the region, as a pointer (never null).
+    #[inline(always)]
+    pub(crate) fn base_ptr(&self) -> NonNull<u8> {
         self.base
     }
 
@@ -81,10 +95,10 @@ fn load_slow(
         SELF => at,
         _ => at.wrapping_add(s),
     };
-    if fits(target.wrapping_sub(ctx.base), ctx.len, size, align) {
+    if fits(target.wrapping_sub(ctx.base()), ctx.len, size, align) {
         return Ok(NonNull::new(target as *mut u8));
     }
-    Err(misfit(target, ctx.base, ctx.len, size, align))
+    Err(misfit(target, ctx.base(), ctx.len, size, align))
 }
 
 // SAFETY: Word is one AtomicU64 (any bits valid, zero = null); load returns a pointer only
@@ -116,7 +130,7 @@ unsafe impl Repr for Offset {
         let target = at.wrapping_add(s);
         if s > 1 {
             // SAFETY: the context's region is a live mapping (OffsetCtx::new's contract).
-            if let Some(p) = unsafe { resolve_in(target, ctx.base, ctx.len, size, align) } {
+            if let Some(p) = unsafe { resolve_in(target, ctx.base(), ctx.len, size, align) } {
                 return Ok(Some(p));
             }
         }
@@ -129,7 +143,7 @@ unsafe impl Repr for Offset {
         target: Option<NonNull<u8>>,
     ) -> Result<(), PtrError> {
         let at = word.as_ptr() as u64;
-        if at.wrapping_sub(ctx.base) >= ctx.len {
+        if at.wrapping_sub(ctx.base()) >= ctx.len {
             return Err(PtrError::NotWritable {
                 addr: at,
                 why: "an Offset word outside the region could be moved, changing its meaning",
@@ -140,7 +154,7 @@ unsafe impl Repr for Offset {
             return Ok(());
         };
         let t = t.as_ptr() as u64;
-        if t.wrapping_sub(ctx.base) >= ctx.len {
+        if t.wrapping_sub(ctx.base()) >= ctx.len {
             return Err(PtrError::NotWritable {
                 addr: t,
                 why: "an Offset link's target must lie in the context's region",

@@ -97,6 +97,13 @@ pub(crate) unsafe fn resolve_in(
 #[cold]
 #[inline(never)]
 pub(crate) fn misfit(target: u64, base: u64, len: u64, size: u64, align: u64) -> PtrError {
+    misfit_inline(target, base, len, size, align)
+}
+
+/// [`misfit`], inlined: for a hot path whose error block must not be a call (a call there
+/// changes how the compiler lays out the whole loop around it; see `BaseRel::load`).
+#[inline(always)]
+pub(crate) fn misfit_inline(target: u64, base: u64, len: u64, size: u64, align: u64) -> PtrError {
     let off = target.wrapping_sub(base);
     if off.checked_add(size).is_none_or(|end| end > len) {
         PtrError::OutOfBounds {

@@ -6,8 +6,8 @@ mod common;
 use common::{Node, build_list, expected_sum, shuffled_slots, walk};
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
-    Limits, Offset, OffsetCtx, PtrError, Raw, RawCtx, SegRel, SegTable, Space, Swizzle,
-    SwizzleView, translate, unswizzled, validate,
+    BaseRel, Limits, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Space,
+    Swizzle, SwizzleView, translate, unswizzled, validate,
 };
 use relshm_testkit::{Exit, Scratch, fork_child};
 use rustix::fd::AsFd;
@@ -25,13 +25,24 @@ fn addr(m: &Mapping) -> u64 {
 
 #[test]
 fn offset_resolves_in_a_child_at_another_address() {
-    let fd = memfd("offset", LEN).unwrap();
+    resolves_in_a_child_at_another_address::<Offset>();
+}
+
+#[test]
+fn baserel_resolves_in_a_child_at_another_address() {
+    resolves_in_a_child_at_another_address::<BaseRel>();
+}
+
+/// A list built by the parent, walked and relinked by a child at another address, for
+/// the representations that resolve through an [`OffsetCtx`] (shared in place).
+fn resolves_in_a_child_at_another_address<R: Repr<Ctx = OffsetCtx>>() {
+    let fd = memfd(R::NAME, LEN).unwrap();
     let a = Mapping::new(fd.as_fd(), LEN, Sharing::Shared).unwrap();
     let slots = shuffled_slots(N, FIRST, 1);
     // SAFETY: `a` outlives the context.
     let ca = unsafe { OffsetCtx::new(a.region()) };
     // SAFETY: the slots are inside the fresh mapping, 32 bytes apart, unaliased.
-    unsafe { build_list::<Offset>(&ca, a.as_ptr(), &slots) }.unwrap();
+    unsafe { build_list::<R>(&ca, a.as_ptr(), &slots) }.unwrap();
     let parent_base = addr(&a);
     let child = fork_child(|| {
         let b = Mapping::new(fd.as_fd(), LEN, Sharing::Shared).unwrap();
@@ -42,31 +53,31 @@ fn offset_resolves_in_a_child_at_another_address() {
         );
         // SAFETY: `b` outlives the context.
         let cb = unsafe { OffsetCtx::new(b.region()) };
-        let first: &Node<Offset> = cb.object(slots[0]).unwrap();
+        let first: &Node<R> = cb.object(slots[0]).unwrap();
         let (n, sum, offs) = walk(&cb, first, addr(&b), N as usize).unwrap();
         assert_eq!((n as u64, sum), (N, expected_sum(N)));
         assert_eq!(offs, slots);
         // Link the last node back to the first from the child: the parent sees it.
-        let last: &Node<Offset> = cb.object(slots[N as usize - 1]).unwrap();
+        let last: &Node<R> = cb.object(slots[N as usize - 1]).unwrap();
         last.next.set(&cb, Some(first)).unwrap();
         0
     });
     assert_eq!(child.wait_timeout(WAIT), Exit::Code(0));
-    let last: &Node<Offset> = ca.object(slots[N as usize - 1]).unwrap();
+    let last: &Node<R> = ca.object(slots[N as usize - 1]).unwrap();
     let back = last.next.get(&ca).unwrap().unwrap();
     assert_eq!(back as *const _ as u64 - parent_base, slots[0]);
     // Now a cycle: validate sees it when asked for an acyclic structure.
-    let first: &Node<Offset> = ca.object(slots[0]).unwrap();
+    let first: &Node<R> = ca.object(slots[0]).unwrap();
     let strict = Limits {
         acyclic: true,
         ..Limits::default()
     };
     assert!(matches!(
-        validate::<_, Offset>(&ca, first, strict),
+        validate::<_, R>(&ca, first, strict),
         Err(PtrError::Cycle { .. })
     ));
     assert_eq!(
-        validate::<_, Offset>(&ca, first, Limits::default())
+        validate::<_, R>(&ca, first, Limits::default())
             .unwrap()
             .objects,
         N

@@ -8,8 +8,8 @@
 //!   survive their owner dying;
 //! - [`segment`]: segments (named, unnamed, file-backed), views, placement, growth, the
 //!   in-segment allocator and the named-object directory;
-//! - [`ptr`]: the pointer representations (`Raw`, `Offset`, `SegRel`, `Swizzle`), copy-time
-//!   translation, and validation walks;
+//! - [`ptr`]: the pointer representations (`Raw`, `Offset`, `BaseRel`, `SegRel`,
+//!   `Swizzle`), copy-time translation, and validation walks;
 //! - [`collections`]: `List`, `Map`, `Queue`, ports and byte streams built on them.
 //!
 //! [`prelude`] brings the names most programs use into scope.
@@ -40,7 +40,7 @@ pub mod prelude {
     pub use relshm_collections::list::List;
     pub use relshm_collections::map::Map;
     pub use relshm_collections::queue::{Queue, Receiver, Sender};
-    pub use relshm_ptr::{Link, Offset, Raw, Repr, SegRel, Swizzle};
+    pub use relshm_ptr::{BaseRel, Link, Offset, Raw, Repr, SegRel, Swizzle};
     pub use relshm_segment::{CreateOptions, OpenOptions, Placement, Segment};
     pub use relshm_sync::{Condvar, Mutex, RwLock, Semaphore};
 }

@@ -7,6 +7,7 @@
 //! | strategy | constructor | shared how |
 //! |---|---|---|
 //! | [`Offset`] | [`Arena::<Offset>::new`](Arena::new) | in place, any address |
+//! | [`BaseRel`] | [`Arena::<BaseRel>::new`](Arena::new) | in place, any address |
 //! | [`SegRel`] | [`Arena::<SegRel>::new`](Arena::new) | in place, any address |
 //! | [`Raw`] | [`Arena::fixed`] / [`Arena::local`] | in place at one fixed address, or private then [`translate`](crate::list::List::translate_to) |
 //! | [`Swizzle`] | [`Arena::private`] | a private copy-on-write view, [`publish`](Arena::publish)ed back |
@@ -26,7 +27,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use relshm_ptr::{
-    Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
+    BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
 };
 use relshm_segment::directory::Directory;
 use relshm_segment::heap::{Heap, HeapError};
@@ -43,13 +44,28 @@ pub struct Arena<'s, R: Repr> {
     _seg: PhantomData<&'s Segment>,
 }
 
-impl<'s> Arena<'s, Offset> {
-    /// Self-relative links into `seg`, shared in place by every process whatever its address.
-    pub fn new(seg: &'s Segment) -> Result<Self> {
+impl<'s, R: Repr<Ctx = OffsetCtx>> Arena<'s, R> {
+    /// An arena whose links resolve through `seg`'s region ([`Offset`], [`BaseRel`]).
+    fn in_region(seg: &'s Segment) -> Result<Self> {
         let region = seg.region();
         // SAFETY: the segment keeps `region` mapped while it lives, and the arena borrows it.
         let ctx = unsafe { OffsetCtx::new(region) };
         Ok(Self::build(ctx, region, Some(seg.heap()?)))
+    }
+}
+
+impl<'s> Arena<'s, Offset> {
+    /// Self-relative links into `seg`, shared in place by every process whatever its address.
+    pub fn new(seg: &'s Segment) -> Result<Self> {
+        Self::in_region(seg)
+    }
+}
+
+impl<'s> Arena<'s, BaseRel> {
+    /// Offsets from the start of `seg`, shared in place by every process whatever its
+    /// address (the segment is implied: links cannot point into another one).
+    pub fn new(seg: &'s Segment) -> Result<Self> {
+        Self::in_region(seg)
     }
 }
 
