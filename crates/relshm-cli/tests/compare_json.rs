@@ -43,8 +43,9 @@ fn compare_json_validates_against_the_documented_schema() {
     assert!(errs.is_empty(), "schema violations: {errs:#?}");
 
     let results = report["results"].as_array().unwrap();
-    // 2 structures x (fixed-raw, copy-translate, offset, segrel, swizzle cold + warm, 3 peers).
-    assert_eq!(results.len(), 2 * 9);
+    // 2 structures x (fixed-raw, copy-translate, offset, baserel, segrel, swizzle cold +
+    // warm, 3 peers).
+    assert_eq!(results.len(), 2 * 10);
     for r in results {
         let name = r["strategy"].as_str().unwrap();
         if r["kind"] == "peer" {
@@ -66,7 +67,7 @@ fn compare_json_validates_against_the_documented_schema() {
             read["ns"].as_f64().unwrap() > 0.0,
             "{name} measured its reads"
         );
-        let shares = ["fixed-raw", "offset", "segrel"].contains(&name);
+        let shares = ["fixed-raw", "offset", "baserel", "segrel"].contains(&name);
         assert_eq!(
             r["workloads"]["mutate"]["ns"].is_number(),
             shares,

@@ -37,6 +37,7 @@ fn compare_prints_the_table_and_draws_the_plot() {
         "fixed-raw",
         "copy-translate",
         "offset",
+        "baserel",
         "segrel",
         "swizzle-cold",
         "swizzle-warm",

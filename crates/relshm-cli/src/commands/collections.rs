@@ -29,7 +29,7 @@ use relshm_collections::port::PortRecord;
 use relshm_collections::queue::Queue;
 use relshm_collections::queue::layout::QUEUE_MAGIC;
 use relshm_collections::stream::{MAX_STREAM_CAPACITY, STREAM_HEADER, STREAM_MAGIC};
-use relshm_ptr::{Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 
 use super::locks::{self, LockState};
 
@@ -425,6 +425,11 @@ fn by_strategy(
             return Some((r, "offset", u));
         }
     }
+    if let Ok(a) = Arena::<BaseRel>::new(seg) {
+        if let Some((r, u)) = f(Strategy::BaseRel(&a)) {
+            return Some((r, "baserel", u));
+        }
+    }
     if let Ok(a) = Arena::<SegRel>::new(seg) {
         if let Some((r, u)) = f(Strategy::SegRel(&a)) {
             return Some((r, "segrel", u));
@@ -448,6 +453,7 @@ fn by_strategy(
 /// One arena per pointer strategy.
 enum Strategy<'x> {
     Offset(&'x Arena<'x, Offset>),
+    BaseRel(&'x Arena<'x, BaseRel>),
     SegRel(&'x Arena<'x, SegRel>),
     Swizzle(&'x Arena<'x, Swizzle>),
     Raw(&'x Arena<'x, Raw>),
@@ -510,6 +516,7 @@ fn verify_list(ctx: &Ctx, off: u64) -> Outcome {
     let found = by_strategy(ctx.seg, |s| {
         let r = match s {
             Strategy::Offset(a) => list_in(a, off),
+            Strategy::BaseRel(a) => list_in(a, off),
             Strategy::SegRel(a) => list_in(a, off),
             Strategy::Swizzle(a) => list_in(a, off),
             Strategy::Raw(a) => list_in(a, off),
@@ -535,6 +542,7 @@ fn verify_map(ctx: &Ctx, off: u64) -> Outcome {
     let found = by_strategy(ctx.seg, |s| {
         let r = match s {
             Strategy::Offset(a) => map_in(a, off),
+            Strategy::BaseRel(a) => map_in(a, off),
             Strategy::SegRel(a) => map_in(a, off),
             Strategy::Swizzle(a) => map_in(a, off),
             Strategy::Raw(a) => map_in(a, off),

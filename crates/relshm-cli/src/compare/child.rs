@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use relshm::segment::{OpenOptions, Placement, Segment};
 use relshm_collections::arena::Arena;
-use relshm_ptr::{Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 
 use super::protocol::{
     CHILD_BASE, CHILD_HINT, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, READY, ROOT, SLOTS,
@@ -89,6 +89,7 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     let report = match args.strategy {
         Strategy::FixedRaw => measure(args, slots, base, || Ok(Arena::<Raw>::fixed(&seg)?))?,
         Strategy::Offset => measure(args, slots, base, || Ok(Arena::<Offset>::new(&seg)?))?,
+        Strategy::BaseRel => measure(args, slots, base, || Ok(Arena::<BaseRel>::new(&seg)?))?,
         Strategy::SegRel => measure(args, slots, base, || Ok(Arena::<SegRel>::new(&seg)?))?,
         Strategy::Swizzle => {
             let mut swizzled = 0;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use relshm::segment::Segment;
 use relshm_collections::arena::Arena;
-use relshm_ptr::{Offset, Raw, Repr, SegRel};
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel};
 
 /// A strategy whose structures every process uses in place, through an arena made
 /// straight from the segment.
@@ -23,6 +23,12 @@ impl SharedArena for Raw {
 impl SharedArena for Offset {
     fn arena(seg: &Segment) -> anyhow::Result<Arena<'_, Self>> {
         Ok(Arena::<Offset>::new(seg)?)
+    }
+}
+
+impl SharedArena for BaseRel {
+    fn arena(seg: &Segment) -> anyhow::Result<Arena<'_, Self>> {
+        Ok(Arena::<BaseRel>::new(seg)?)
     }
 }
 

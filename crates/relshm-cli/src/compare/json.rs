@@ -64,7 +64,7 @@ pub struct Row {
     pub structure: Structure,
     /// Elements.
     pub n: u64,
-    /// Strategy or peer name (`fixed-raw`, `copy-translate`, `offset`, `segrel`,
+    /// Strategy or peer name (`fixed-raw`, `copy-translate`, `offset`, `baserel`, `segrel`,
     /// `swizzle-cold`, `swizzle-warm`, `rkyv-validated`, `rkyv-unchecked`, `postcard`).
     pub strategy: String,
     /// relshm strategy or peer.

@@ -11,10 +11,11 @@ use super::table::size;
 use super::workload::Structure;
 
 /// Lines drawn, with their colours.
-const LINES: [(&str, RGBColor); 7] = [
+const LINES: [(&str, RGBColor); 8] = [
     ("fixed-raw", BLACK),
     ("copy-translate", RED),
     ("offset", BLUE),
+    ("baserel", RGBColor(0, 130, 130)),
     ("segrel", CYAN),
     ("swizzle-warm", MAGENTA),
     ("rkyv-validated", GREEN),

@@ -9,7 +9,7 @@ use anyhow::{Context, bail, ensure};
 use relshm::segment::{CreateOptions, Placement, Segment, SegmentError};
 use relshm_collections::arena::Arena;
 use relshm_ptr::translate::{Space, Translated};
-use relshm_ptr::{Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use serde::{Deserialize, Serialize};
 
 use super::child::ChildArgs;
@@ -34,6 +34,10 @@ pub enum Strategy {
     #[value(name = "offset")]
     #[serde(rename = "offset")]
     Offset,
+    /// Offsets from the segment's base, shared in place.
+    #[value(name = "baserel")]
+    #[serde(rename = "baserel")]
+    BaseRel,
     /// `(segment id, offset)` pairs, shared in place.
     #[value(name = "segrel")]
     #[serde(rename = "segrel")]
@@ -46,10 +50,11 @@ pub enum Strategy {
 
 impl Strategy {
     /// Every strategy, baseline first.
-    pub const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 6] = [
         Self::FixedRaw,
         Self::CopyTime,
         Self::Offset,
+        Self::BaseRel,
         Self::SegRel,
         Self::Swizzle,
     ];
@@ -60,6 +65,7 @@ impl Strategy {
             Self::FixedRaw => "fixed-raw",
             Self::CopyTime => "copy-translate",
             Self::Offset => "offset",
+            Self::BaseRel => "baserel",
             Self::SegRel => "segrel",
             Self::Swizzle => "swizzle",
         }
@@ -67,7 +73,10 @@ impl Strategy {
 
     /// Whether both processes mutate the one shared structure in place.
     pub fn shares_writes(self) -> bool {
-        matches!(self, Self::FixedRaw | Self::Offset | Self::SegRel)
+        matches!(
+            self,
+            Self::FixedRaw | Self::Offset | Self::BaseRel | Self::SegRel
+        )
     }
 }
 
@@ -149,6 +158,7 @@ pub fn run(
     match strategy {
         Strategy::FixedRaw => job.in_place::<Raw>(),
         Strategy::Offset => job.in_place::<Offset>(),
+        Strategy::BaseRel => job.in_place::<BaseRel>(),
         Strategy::SegRel => job.in_place::<SegRel>(),
         Strategy::Swizzle => job.swizzle(),
         Strategy::CopyTime => job.copy_time(),
