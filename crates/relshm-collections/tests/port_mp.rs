@@ -33,6 +33,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_to_the_right_client() {
         QueueConfig::with_capacity(4),
     )
     .unwrap();
+    let in_use = heap.stats().unwrap().used_bytes;
     let scratch = Scratch::new();
     let kids: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -80,6 +81,12 @@ fn eight_clients_times_a_thousand_requests_all_answered_to_the_right_client() {
         Err(PortError::Queue(QueueError::Timeout))
     ));
     assert_eq!(server.clients(), 0);
+    // ... and frees their queues (and every large message went back to the heap).
+    assert_eq!(
+        heap.stats().unwrap().used_bytes,
+        in_use,
+        "connections leaked"
+    );
 }
 
 #[test]
@@ -93,6 +100,7 @@ fn a_killed_client_is_dropped_and_the_others_are_served() {
         QueueConfig::with_capacity(4),
     )
     .unwrap();
+    let in_use = heap.stats().unwrap().used_bytes;
     let scratch = Scratch::new();
     let victim = fork_child(|| {
         let mine = seg.reopen(Placement::Anywhere).unwrap();
@@ -127,4 +135,10 @@ fn a_killed_client_is_dropped_and_the_others_are_served() {
         server.reply(id, b"x"),
         Err(PortError::NoSuchClient(_))
     ));
+    // The killed client's queues were freed with its connection, like the other's.
+    assert_eq!(
+        heap.stats().unwrap().used_bytes,
+        in_use,
+        "connections leaked"
+    );
 }

@@ -409,3 +409,36 @@ fn reclaim_frees_what_a_killed_receiver_held() {
     assert_eq!(q.reclaim().unwrap(), 0);
     assert_eq!(heap.stats().unwrap().used_bytes, before.used_bytes);
 }
+
+#[test]
+fn destroy_waits_for_live_endpoints_reaps_dead_ones_and_frees_everything() {
+    let seg = segment(4 << 20);
+    let heap = seg.heap().unwrap();
+    let before = heap.stats().unwrap().used_bytes;
+    let q = queue(&seg, QueueConfig::with_capacity(8));
+    let qoff = q.offset();
+    // A child registers a sender, queues a large message and exits without unregistering.
+    let child = fork_child(|| {
+        let (_mine, q) = remap(&seg, qoff);
+        let tx = q.sender::<u8>().unwrap();
+        tx.send_bytes(&[9; 3000], Some(LIMIT)).unwrap();
+        std::mem::forget(tx);
+        0
+    });
+    assert_eq!(child.wait_timeout(LIMIT), Exit::Code(0));
+    let rx = q.receiver::<u8>().unwrap();
+    assert_eq!(q.endpoints(), (1, 1));
+    // A live receiver: refused, nothing freed, and the queue is closed for it.
+    assert_eq!(q.clone().destroy(), Ok(false));
+    assert!(heap.stats().unwrap().used_bytes > before);
+    let tx = q.sender::<u8>().unwrap();
+    assert!(matches!(
+        tx.try_send_bytes(b"late"),
+        Err(QueueError::Disconnected { .. })
+    ));
+    drop((tx, rx));
+    // The dead child's registration is reaped; its queued message is freed with the queue.
+    assert_eq!(q.destroy(), Ok(true));
+    assert_eq!(heap.stats().unwrap().used_bytes, before);
+    heap.verify().unwrap();
+}

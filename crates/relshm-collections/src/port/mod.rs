@@ -22,8 +22,10 @@
 //! | 24 | `slot_size`, `capacity` | geometry of the per-client queues |
 //! | 32..64 | reserved | zero |
 //!
-//! Per-client queues are not freed when a client leaves (a later release may recycle
-//! them); each costs `2 × (2368 + capacity × stride)` bytes of the heap.
+//! A connection's two queues (each `2368 + capacity × stride` bytes of the heap) are freed
+//! by whichever side leaves last ([`Queue::destroy`] refuses while the other side is
+//! registered): a client dropped or killed is noticed by the server, which drops the
+//! connection and frees them; a client that outlives its server frees them on drop.
 //!
 //! ```
 //! use relshm_collections::port::{PortClient, PortServer};
@@ -132,6 +134,27 @@ fn doorbell(rec: &PortRecord) -> Event<'_> {
 struct Connection {
     requests: Receiver<u8>,
     replies: Sender<u8>,
+    // Declared after the endpoints, so they are unregistered before it runs.
+    _retire: Retire,
+}
+
+/// Frees a connection's two queues when dropped, if the other side has left too (see the
+/// module docs); declared after a side's endpoints, so they are gone by then.
+struct Retire([Queue; 2]);
+
+impl Retire {
+    fn new(requests: &Queue, replies: &Queue) -> Self {
+        Self([requests.clone(), replies.clone()])
+    }
+}
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        for q in &self.0 {
+            // Refused while the other side is registered: then it frees them when it goes.
+            let _ = q.clone().destroy();
+        }
+    }
 }
 
 /// The server side of a named port.
@@ -257,9 +280,15 @@ impl PortServer {
     }
 
     fn accept(&self, req: ConnectRequest) -> Result<Connection, QueueError> {
-        let requests = Queue::attach(&self.heap, req.requests)?.receiver::<u8>()?;
-        let replies = Queue::attach(&self.heap, req.replies)?.sender::<u8>()?;
-        Ok(Connection { requests, replies })
+        let (req_q, rep_q) = (
+            Queue::attach(&self.heap, req.requests)?,
+            Queue::attach(&self.heap, req.replies)?,
+        );
+        Ok(Connection {
+            requests: req_q.receiver::<u8>()?,
+            replies: rep_q.sender::<u8>()?,
+            _retire: Retire::new(&req_q, &rep_q),
+        })
     }
 
     /// Sends `reply` to `client` (waits while its reply queue is full, at most 10 s: a
@@ -281,6 +310,8 @@ pub struct PortClient {
     replies: Receiver<u8>,
     record: u64,
     rec: NonNull<PortRecord>,
+    // Declared after the endpoints, so they are unregistered before it runs.
+    _retire: Retire,
 }
 
 // SAFETY: as for PortServer.
@@ -316,7 +347,12 @@ impl PortClient {
         };
         let connect = Queue::attach(heap, rec.connect_queue.load(Relaxed))?;
         let req_q = Queue::create(heap, config)?;
-        let rep_q = Queue::create(heap, config)?;
+        let rep_q = Queue::create(heap, config).inspect_err(|_| {
+            let _ = req_q.clone().destroy();
+        })?;
+        // Before the endpoints: on an early return they are dropped first, then this frees
+        // both queues (the server never heard of them).
+        let retire = Retire::new(&req_q, &rep_q);
         let requests = req_q.sender::<u8>()?;
         let replies = rep_q.receiver::<u8>()?;
         connect.sender::<ConnectRequest>()?.send_timeout(
@@ -333,6 +369,7 @@ impl PortClient {
             replies,
             record: named.offset(),
             rec: named.as_ptr(),
+            _retire: retire,
         })
     }
 

@@ -17,7 +17,7 @@ use relshm_sync::{Acquired, LockError};
 
 use super::error::QueueError;
 use super::layout::{
-    Control, EP_RECEIVER, EP_SENDER, EndpointSlot, MAX_ENDPOINTS, owner_word, split_owner,
+    Control, EP_RECEIVER, EP_SENDER, EndpointSlot, MAX_ENDPOINTS, RETIRED, owner_word, split_owner,
 };
 use super::ring::{Ring, Slots};
 
@@ -36,8 +36,23 @@ impl Control {
                 continue;
             }
             let mine = owner_word(pid, kind, generation + 1);
-            if ep.owner.compare_exchange(w, mine, AcqRel, Relaxed).is_err() {
+            if ep.owner.compare_exchange(w, mine, SeqCst, Relaxed).is_err() {
                 continue;
+            }
+            // Pairs with `Queue::destroy`, which retires and then looks for registrations.
+            if self.closed.load(SeqCst) == RETIRED {
+                let _ = ep.owner.compare_exchange(
+                    mine,
+                    owner_word(0, 0, generation + 1),
+                    AcqRel,
+                    Relaxed,
+                );
+                let peer = if kind == EP_SENDER {
+                    "receiver"
+                } else {
+                    "sender"
+                };
+                return Err(QueueError::Disconnected { peer });
             }
             ep.start_time.store(start, Release);
             ep.sleeping.store(0, Relaxed);
@@ -50,6 +65,13 @@ impl Control {
             return Ok((i, mine));
         }
         Err(QueueError::TooManyEndpoints { max: MAX_ENDPOINTS })
+    }
+
+    /// Whether any endpoint is registered (by any process, dead or alive).
+    pub(crate) fn registered(&self) -> bool {
+        self.endpoints
+            .iter()
+            .any(|ep| split_owner(ep.owner.load(SeqCst)).0 != 0)
     }
 
     /// Undoes a registration (graceful drop) and wakes everyone, who may now be

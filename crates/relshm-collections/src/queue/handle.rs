@@ -16,7 +16,8 @@ use super::large::{
 };
 use super::layout::{
     Control, EP_RECEIVER, EP_SENDER, KIND_HEAP, KIND_INLINE, MAX_CAPACITY, MAX_SLOT_SIZE,
-    QUEUE_MAGIC, QUEUE_VERSION, RING_OFFSET, SLOT_HEADER, SlotHeader, split_seq, stride_for,
+    QUEUE_MAGIC, QUEUE_VERSION, RETIRED, RING_OFFSET, SLOT_HEADER, SlotHeader, split_seq,
+    stride_for,
 };
 use super::ops::{recv_once, send_once};
 use super::ring::{Ring, Slots};
@@ -377,6 +378,60 @@ impl Queue {
     /// first. Safe to run while the queue is in use.
     pub fn reclaim(&self) -> Result<u64, QueueError> {
         self.reap_dead()?;
+        self.free_large(false)
+    }
+
+    /// Frees the queue's memory: its control block and slots, and the large messages still
+    /// queued in it. For a queue nobody will attach to again, such as the private pair of
+    /// a [`crate::port`] connection once both ends are gone: the heap reuses the bytes, so
+    /// a process that still remembers the offset must not attach afterwards.
+    ///
+    /// Returns `Ok(true)` if this call freed it. `Ok(false)` (nothing freed) while an
+    /// endpoint is still registered by a live process (drop every [`Sender`] and
+    /// [`Receiver`] first; the queue is left closed, so theirs report `Disconnected`), or
+    /// when another call is freeing it. Registrations of dead processes are reaped first.
+    /// A message a live process received and still holds stays its own: it frees it on
+    /// drop as always.
+    ///
+    /// ```
+    /// use relshm_collections::queue::{Queue, QueueConfig};
+    /// use relshm_segment::{CreateOptions, Segment};
+    /// let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+    /// let heap = seg.heap()?;
+    /// let before = heap.stats()?.used_bytes;
+    /// let q = Queue::create(&heap, QueueConfig::with_capacity(8))?;
+    /// let tx = q.sender::<u8>()?;
+    /// tx.send_bytes(&[1; 5000], None)?; // a large message, queued in the heap
+    /// assert!(!q.clone().destroy()?); // tx is registered
+    /// drop(tx);
+    /// assert!(q.destroy()?);
+    /// assert_eq!(heap.stats()?.used_bytes, before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn destroy(self) -> Result<bool, QueueError> {
+        self.reap_dead()?;
+        let ctl = self.ctl();
+        // One destroyer: the call whose swap retires the queue.
+        if ctl.closed.swap(RETIRED, SeqCst) == RETIRED {
+            return Ok(false);
+        }
+        ctl.recv_event().wake_all();
+        ctl.send_event().wake_all();
+        // Pairs with `Control::register`, which registers and then reads `closed`: either
+        // a registration shows here, or the registrar sees RETIRED and withdraws.
+        if ctl.registered() {
+            ctl.closed.store(1, SeqCst);
+            return Ok(false);
+        }
+        self.free_large(true)?;
+        ctl.magic.store(0, SeqCst);
+        self.heap.free(self.offset)?;
+        Ok(true)
+    }
+
+    /// Frees this queue's large messages that nobody owns: those of dead processes, those
+    /// queued in slots that no longer refer to them, and, when `retiring`, every queued one.
+    fn free_large(&self, retiring: bool) -> Result<u64, QueueError> {
         let mut freed = 0;
         for off in self.heap.allocations()? {
             let Ok(p) = self.heap.region().resolve_as::<LargeHeader>(off) else {
@@ -399,7 +454,7 @@ impl Queue {
                     let start = h.start_time.load(Acquire);
                     !process_alive(u32::try_from(pid).unwrap_or(0), start)
                 }
-                ST_QUEUED => !self.ring_refers_to(off, pos),
+                ST_QUEUED => retiring || !self.ring_refers_to(off, pos),
                 _ => false,
             };
             if orphan

@@ -35,6 +35,9 @@ pub(crate) const READING: u64 = 2;
 /// The producer of position `p` (stored as `p + 1`) died while writing: consumers skip it.
 pub(crate) const SKIPPED: u64 = 3;
 
+/// `Control::closed` while the queue is being freed ([`crate::queue::Queue::destroy`]).
+pub const RETIRED: u32 = 2;
+
 /// Slot payload kinds (`SlotHeader::meta` high half).
 pub(crate) const KIND_INLINE: u64 = 0;
 /// The payload lives in a heap allocation whose offset is in `SlotHeader::heap`.
@@ -61,7 +64,7 @@ pub(crate) const EP_RECEIVER: u64 = 2;
 /// | 192 | `not_empty`, `recv_waiters` | futex word bumped when a message is published; sleeping receivers |
 /// | 200 | `not_full`, `send_waiters` | futex word bumped when a slot is freed; sleeping senders |
 /// | 208 | `senders_seen`, `receivers_seen` | 1 once any sender / receiver registered |
-/// | 216 | `closed` | 1 after [`crate::queue::Queue::close`] |
+/// | 216 | `closed` | 1 after [`crate::queue::Queue::close`]; [`RETIRED`] while [`crate::queue::Queue::destroy`] frees it |
 /// | 220..256 | reserved | zero |
 /// | 256 | `reap_lock` | robust mutex serialising the reclamation of dead endpoints (40 bytes, padded to 64) |
 /// | 320 | `endpoints` | [`MAX_ENDPOINTS`] × [`EndpointSlot`] (32 bytes each) |
