@@ -1,7 +1,7 @@
 //! [`SegRel`]: a `(segment id, offset)` link (PMDK's `PMEMoid`), resolved through a
 //! per-process segment table; a link may point into another segment.
 
-use crate::repr::{fits, misfit, resolve_in};
+use crate::repr::{fits, misfit};
 use crate::{PtrError, Repr};
 use core::cell::Cell;
 use core::ptr::NonNull;
@@ -157,17 +157,18 @@ unsafe impl Repr for SegRel {
         align: u64,
     ) -> Result<Option<NonNull<u8>>, PtrError> {
         let off = word.offset.load(Relaxed);
-        if off == 0 {
-            return Ok(None);
-        }
         let id = word.segment.load(Relaxed);
         let last = ctx.last.get();
-        if last.id == id {
-            let addr = last.base.wrapping_add(off);
-            // SAFETY: table entries are live mappings (SegTable::add's contract).
-            if let Some(p) = unsafe { resolve_in(addr, last.base, last.len, size, align) } {
-                return Ok(Some(p));
-            }
+        if off != 0 && last.id == id && fits(off, last.len, size, align) {
+            // SAFETY: off fits the cached entry's region, a live mapping (SegTable::add's
+            // contract), so the sum stays inside it; checked on the offset so that the
+            // compiler folds the sum into the caller's next load.
+            return Ok(Some(unsafe {
+                NonNull::new_unchecked(last.base as *mut u8).add(off as usize)
+            }));
+        }
+        if off == 0 {
+            return Ok(None);
         }
         ctx.load_slow(id, off, size, align)
     }
