@@ -4,7 +4,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use relshm_collections::arena::Arena;
 use relshm_collections::list::List;
-use relshm_ptr::{Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use relshm_segment::{CreateOptions, Segment};
 use std::collections::{LinkedList, VecDeque};
 use std::hint::black_box;
@@ -64,6 +64,7 @@ fn benches(c: &mut Criterion) {
     peers(c);
     traverse::<Raw>(c, |s| Arena::<Raw>::local(s).unwrap());
     traverse::<Offset>(c, |s| Arena::<Offset>::new(s).unwrap());
+    traverse::<BaseRel>(c, |s| Arena::<BaseRel>::new(s).unwrap());
     traverse::<SegRel>(c, |s| Arena::<SegRel>::new(s).unwrap());
     traverse::<Swizzle>(c, |s| Arena::<Swizzle>::private(s).unwrap());
 }

@@ -7,7 +7,7 @@ use bytemuck::Pod;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 use core::sync::atomic::fence;
-use relshm_ptr::{Link, Repr};
+use relshm_ptr::{Link, PtrError, Repr};
 
 pub(crate) type Node<T, R> = ListNode<T, R>;
 
@@ -99,7 +99,7 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
 
     /// Iterates front to back. A broken link or a cycle ends the iteration with an error.
     pub fn iter(&self) -> Iter<'_, 'a, T, R> {
-        let (next, failed) = match self.get(&self.list.hdr.head) {
+        let (next, failed) = match self.list.hdr.head.get(self.ctx()) {
             Ok(n) => (n, None),
             Err(e) => (None, Some(e)),
         };
@@ -220,22 +220,15 @@ pub struct Iter<'g, 'a, T: Pod, R: Repr> {
     // through this field on every step put a store and a reload on the walk's critical
     // path (about three times the time per element).
     next: Option<&'a Node<T, R>>,
-    failed: Option<CollectionError>,
+    // A `PtrError` (plain data) rather than the collection error (which owns a `String`):
+    // with no drop glue, the iterator's fields can live in registers.
+    failed: Option<PtrError>,
     left: u64,
 }
 
-impl<T: Pod, R: Repr> Iter<'_, '_, T, R> {
-    #[cold]
-    fn cycle(&mut self) -> CollectionError {
-        self.next = None;
-        corrupt("cycle: more nodes than the segment can hold")
-    }
-
-    #[cold]
-    fn fail(&mut self, e: CollectionError) {
-        self.next = None;
-        self.failed = Some(e);
-    }
+#[cold]
+fn cycle() -> CollectionError {
+    corrupt("cycle: more nodes than the segment can hold")
 }
 
 impl<T: Pod, R: Repr> Iterator for Iter<'_, '_, T, R> {
@@ -246,15 +239,21 @@ impl<T: Pod, R: Repr> Iterator for Iter<'_, '_, T, R> {
     #[inline(always)]
     fn next(&mut self) -> Option<Result<T>> {
         let Some(n) = self.next else {
-            return self.failed.take().map(Err);
+            return self.failed.take().map(|e| Err(e.into()));
         };
         if self.left == 0 {
-            return Some(Err(self.cycle()));
+            self.next = None;
+            return Some(Err(cycle()));
         }
         self.left -= 1;
         match n.next.get(self.guard.ctx()) {
             Ok(next) => self.next = next,
-            Err(e) => self.fail(e.into()),
+            Err(e) => {
+                // Inline, not a call taking `&mut self`: that would keep the iterator in
+                // memory.
+                self.next = None;
+                self.failed = Some(e);
+            }
         }
         Some(Ok(n.value))
     }
