@@ -10,9 +10,9 @@
 //! - [`stream`]: a single-producer single-consumer byte ring implementing
 //!   [`std::io::Read`]/[`std::io::Write`], blocking like a pipe.
 //! - [`list`] and [`map`]: a doubly linked list and a lock-striped hash map, generic over
-//!   the pointer strategy of `relshm-ptr` (one type parameter: `Offset`, `BaseRel`, `SegRel`, `Raw`,
-//!   `Swizzle`), kill-safe and verifiable, over an [`arena`] that says where the objects
-//!   live in this process.
+//!   the pointer strategy of `relshm-ptr` (one type parameter: `Offset`, `BaseRel`,
+//!   `SegRel`, `Raw`, `Swizzle`), kill-safe and verifiable, over an [`arena`] that says
+//!   where the objects live in this process.
 
 // The loom build keeps only the queue algorithm; helpers of the real queue go unused.
 #![cfg_attr(loom, allow(dead_code))]
