@@ -289,10 +289,7 @@ impl RawMutex {
     /// The owner's thread id (in the owner's PID namespace), for inspection tools; `None`
     /// when free or not recoverable. Racy by nature: the answer may be stale at once.
     pub fn owner(&self) -> Option<u32> {
-        match self.word.load(Ordering::Relaxed) & TID_MASK {
-            0 | NOT_RECOVERABLE => None,
-            t => Some(t),
-        }
+        owner_of(self.word.load(Ordering::Relaxed))
     }
 
     /// Whether the lock is permanently unusable.
@@ -323,9 +320,14 @@ impl RawMutex {
     /// Like [`is_locked`](Self::is_locked), with an acquire read: seeing the lock free
     /// means seeing everything its last holder did before unlocking.
     pub(crate) fn is_held_acquire(&self) -> bool {
-        !matches!(
-            self.word.load(Ordering::Acquire) & TID_MASK,
-            0 | NOT_RECOVERABLE
-        )
+        owner_of(self.word.load(Ordering::Acquire)).is_some()
+    }
+}
+
+/// The holder named by a lock word, if any.
+fn owner_of(word: u32) -> Option<u32> {
+    match word & TID_MASK {
+        0 | NOT_RECOVERABLE => None,
+        t => Some(t),
     }
 }

@@ -25,7 +25,10 @@ pub use error::{CollectionError, Result};
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed},
+};
 use relshm_ptr::{
     BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
 };
@@ -206,6 +209,25 @@ impl<R: Repr> Arena<'_, R> {
     pub fn directory(&self) -> Result<Directory> {
         let heap = self.heap.as_ref().ok_or(CollectionError::ReadOnly)?;
         Ok(Directory::open(heap).map_err(relshm_segment::SegmentError::from)?)
+    }
+
+    /// Records `offset` under `name` in the segment's directory (how a collection made
+    /// with `create_named` is found by other processes).
+    pub(crate) fn record_named(&self, name: &str, offset: u64) -> Result<()> {
+        self.directory()?
+            .construct(name, AtomicU64::new(offset))
+            .map_err(relshm_segment::SegmentError::from)?;
+        Ok(())
+    }
+
+    /// The offset recorded under `name` by [`record_named`](Self::record_named).
+    pub(crate) fn named_offset(&self, name: &str) -> Result<u64> {
+        Ok(self
+            .directory()?
+            .find::<AtomicU64>(name)
+            .map_err(relshm_segment::SegmentError::from)?
+            .get()
+            .load(Acquire))
     }
 
     /// Uninitialised, checked memory for one `T` from the segment heap.

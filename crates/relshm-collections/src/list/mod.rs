@@ -42,7 +42,6 @@ pub use layout::{LIST_MAGIC, ListHeader, ListNode};
 
 use crate::arena::{Arena, CollectionError, Result};
 use bytemuck::Pod;
-use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{Acquire, Release};
 use relshm_ptr::Repr;
 use relshm_sync::Acquired;
@@ -111,22 +110,13 @@ impl<'a, T: Pod, R: Repr> List<'a, T, R> {
     /// directory, so other processes find it with [`open_named`](Self::open_named).
     pub fn create_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
         let list = Self::create(arena)?;
-        arena
-            .directory()?
-            .construct(name, AtomicU64::new(list.off))
-            .map_err(relshm_segment::SegmentError::from)?;
+        arena.record_named(name, list.off)?;
         Ok(list)
     }
 
     /// Opens the list recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
-        let dir = arena.directory()?;
-        let off = dir
-            .find::<AtomicU64>(name)
-            .map_err(relshm_segment::SegmentError::from)?
-            .get()
-            .load(Acquire);
-        Self::open(arena, off)
+        Self::open(arena, arena.named_offset(name)?)
     }
 
     /// Offset of the list's header in the segment (the same in every process).

@@ -68,7 +68,6 @@ pub use reader::MapReader;
 use crate::arena::{Arena, CollectionError, Result, corrupt};
 use bytemuck::Pod;
 use core::hash::{BuildHasher, Hash};
-use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use held::Held;
 use relshm_ptr::{Link, Repr};
@@ -175,22 +174,13 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Creates an empty map and records its offset under `name` in the segment directory.
     pub fn create_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
         let map = Self::create(arena)?;
-        arena
-            .directory()?
-            .construct(name, AtomicU64::new(map.off))
-            .map_err(relshm_segment::SegmentError::from)?;
+        arena.record_named(name, map.off)?;
         Ok(map)
     }
 
     /// Opens the map recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
-        let off = arena
-            .directory()?
-            .find::<AtomicU64>(name)
-            .map_err(relshm_segment::SegmentError::from)?
-            .get()
-            .load(Acquire);
-        Self::open(arena, off)
+        Self::open(arena, arena.named_offset(name)?)
     }
 
     /// Offset of the map's header in the segment (the same in every process).

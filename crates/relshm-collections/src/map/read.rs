@@ -32,19 +32,11 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
                 m.repaired(m.fix_stripe(s))
             })?);
         }
-        let (t, log2) = self.table()?;
-        let n = ((1usize << log2) / CHUNK).max(1);
-        let mut chunks = Vec::with_capacity(n);
-        for (i, link) in t.chunks[..n].iter().enumerate() {
-            chunks.push(
-                link.get(self.ctx())?
-                    .ok_or_else(|| corrupt(format!("bucket chunk {i} is missing")))?,
-            );
-        }
+        let (chunks, mask) = self.resolve_chunks()?;
         Ok(MapReadGuard {
             map: *self,
             chunks,
-            mask: (1u64 << log2) - 1,
+            mask,
             max: self.max_nodes(),
             _stripes: stripes,
             _global: global,

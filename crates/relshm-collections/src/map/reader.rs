@@ -52,7 +52,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     }
 
     /// The live table's chunks (checked) and bucket mask.
-    fn resolve_chunks(&self) -> Result<(Chunks<'a, K, V, R>, u64)> {
+    pub(crate) fn resolve_chunks(&self) -> Result<(Chunks<'a, K, V, R>, u64)> {
         let (t, log2) = self.table()?;
         let n = ((1usize << log2) / CHUNK).max(1);
         let mut chunks = Vec::with_capacity(n);

@@ -152,7 +152,7 @@ impl Drop for Retire {
     fn drop(&mut self) {
         for q in &self.0 {
             // Refused while the other side is registered: then it frees them when it goes.
-            let _ = q.clone().destroy();
+            let _ = q.destroy();
         }
     }
 }
@@ -348,7 +348,7 @@ impl PortClient {
         let connect = Queue::attach(heap, rec.connect_queue.load(Relaxed))?;
         let req_q = Queue::create(heap, config)?;
         let rep_q = Queue::create(heap, config).inspect_err(|_| {
-            let _ = req_q.clone().destroy();
+            let _ = req_q.destroy();
         })?;
         // Before the endpoints: on an early return they are dropped first, then this frees
         // both queues (the server never heard of them).

@@ -327,22 +327,25 @@ impl Queue {
     /// A new sender endpoint for messages of type `T` (at most `slot_size` bytes, or any
     /// size with large messages).
     pub fn sender<T: bytemuck::Pod>(&self) -> Result<Sender<T>, QueueError> {
-        self.check_type::<T>()?;
-        let (index, owner) = self.ctl().register(EP_SENDER)?;
         Ok(Sender {
-            ep: Endpoint::new(self.clone(), index, owner),
+            ep: self.register::<T>(EP_SENDER)?,
             _t: PhantomData,
         })
     }
 
     /// A new receiver endpoint for messages of type `T`.
     pub fn receiver<T: bytemuck::Pod>(&self) -> Result<Receiver<T>, QueueError> {
-        self.check_type::<T>()?;
-        let (index, owner) = self.ctl().register(EP_RECEIVER)?;
         Ok(Receiver {
-            ep: Endpoint::new(self.clone(), index, owner),
+            ep: self.register::<T>(EP_RECEIVER)?,
             _t: PhantomData,
         })
+    }
+
+    /// Registers an endpoint of `kind` for messages of type `T`.
+    fn register<T>(&self, kind: u64) -> Result<Endpoint, QueueError> {
+        self.check_type::<T>()?;
+        let (index, owner) = self.ctl().register(kind)?;
+        Ok(Endpoint::new(self.clone(), index, owner))
     }
 
     fn check_type<T>(&self) -> Result<(), QueueError> {
@@ -402,13 +405,13 @@ impl Queue {
     /// let q = Queue::create(&heap, QueueConfig::with_capacity(8))?;
     /// let tx = q.sender::<u8>()?;
     /// tx.send_bytes(&[1; 5000], None)?; // a large message, queued in the heap
-    /// assert!(!q.clone().destroy()?); // tx is registered
+    /// assert!(!q.destroy()?); // tx is registered
     /// drop(tx);
     /// assert!(q.destroy()?);
     /// assert_eq!(heap.stats()?.used_bytes, before);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn destroy(self) -> Result<bool, QueueError> {
+    pub fn destroy(&self) -> Result<bool, QueueError> {
         self.reap_dead()?;
         let ctl = self.ctl();
         // One destroyer: the call whose swap retires the queue.
