@@ -9,10 +9,40 @@ use std::time::Duration;
 use queue_support::segment;
 use relshm_collections::port::{PortClient, PortError, PortServer};
 use relshm_collections::queue::{QueueConfig, QueueError};
-use relshm_segment::Placement;
+use relshm_segment::heap::Heap;
+use relshm_segment::{Placement, Segment};
 use relshm_testkit::{Exit, Scratch, fork_child};
 
 const LIMIT: Duration = Duration::from_secs(120);
+
+/// The port `name` in `seg` (queues of 4 slots), and `heap`'s used bytes once it exists.
+fn port(seg: &Segment, heap: &Heap, name: &str) -> (PortServer, u64) {
+    let server = PortServer::create(
+        heap,
+        &seg.directory().unwrap(),
+        name,
+        QueueConfig::with_capacity(4),
+    )
+    .unwrap();
+    (server, heap.stats().unwrap().used_bytes)
+}
+
+/// Asserts that the heap is back to `in_use` bytes: every connection was freed.
+fn assert_freed(heap: &Heap, in_use: u64) {
+    assert_eq!(
+        heap.stats().unwrap().used_bytes,
+        in_use,
+        "connections leaked"
+    );
+}
+
+/// Request `i` of client `c`: `len` bytes (at least 16) starting with both numbers.
+fn request(c: u64, i: u64, len: usize) -> Vec<u8> {
+    let mut req = vec![0u8; len];
+    req[..8].copy_from_slice(&c.to_le_bytes());
+    req[8..16].copy_from_slice(&i.to_le_bytes());
+    req
+}
 
 fn reply_to(req: &[u8]) -> Vec<u8> {
     let mut r: Vec<u8> = req.iter().rev().map(|b| b.wrapping_add(1)).collect();
@@ -26,14 +56,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_to_the_right_client() {
     const REQUESTS: u64 = 1000;
     let seg = segment(32 << 20);
     let heap = seg.heap().unwrap();
-    let mut server = PortServer::create(
-        &heap,
-        &seg.directory().unwrap(),
-        "calc",
-        QueueConfig::with_capacity(4),
-    )
-    .unwrap();
-    let in_use = heap.stats().unwrap().used_bytes;
+    let (mut server, in_use) = port(&seg, &heap, "calc");
     let scratch = Scratch::new();
     let kids: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -46,10 +69,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_to_the_right_client() {
                         .unwrap();
                 for i in 0..REQUESTS {
                     // Every fifth request is larger than a slot: it goes through the heap.
-                    let len = if i % 5 == 0 { 1000 } else { 16 };
-                    let mut req = vec![0u8; len];
-                    req[..8].copy_from_slice(&c.to_le_bytes());
-                    req[8..16].copy_from_slice(&i.to_le_bytes());
+                    let req = request(c, i, if i % 5 == 0 { 1000 } else { 16 });
                     let reply = client.request(&req, Some(LIMIT)).unwrap();
                     assert_eq!(&*reply, reply_to(&req).as_slice(), "client {c} request {i}");
                     scratch.slot(c as usize).fetch_add(1, Ordering::AcqRel);
@@ -82,25 +102,14 @@ fn eight_clients_times_a_thousand_requests_all_answered_to_the_right_client() {
     ));
     assert_eq!(server.clients(), 0);
     // ... and frees their queues (and every large message went back to the heap).
-    assert_eq!(
-        heap.stats().unwrap().used_bytes,
-        in_use,
-        "connections leaked"
-    );
+    assert_freed(&heap, in_use);
 }
 
 #[test]
 fn a_killed_client_is_dropped_and_the_others_are_served() {
     let seg = segment(8 << 20);
     let heap = seg.heap().unwrap();
-    let mut server = PortServer::create(
-        &heap,
-        &seg.directory().unwrap(),
-        "svc",
-        QueueConfig::with_capacity(4),
-    )
-    .unwrap();
-    let in_use = heap.stats().unwrap().used_bytes;
+    let (mut server, in_use) = port(&seg, &heap, "svc");
     let scratch = Scratch::new();
     let victim = fork_child(|| {
         let mine = seg.reopen(Placement::Anywhere).unwrap();
@@ -136,9 +145,79 @@ fn a_killed_client_is_dropped_and_the_others_are_served() {
         Err(PortError::NoSuchClient(_))
     ));
     // The killed client's queues were freed with its connection, like the other's.
+    assert_freed(&heap, in_use);
+}
+
+#[test]
+fn clients_connecting_and_leaving_in_a_loop_never_see_another_ones_teardown() {
+    // Both sides of a connection try to free its queues as they leave; the last one does.
+    // With clients coming and going, a queue freed by one side is soon reused for a new
+    // client's queue: a side that touched its connection after the other freed it would
+    // close or corrupt a stranger's queue (seen as `Disconnected` or a wrong reply).
+    const CLIENTS: u64 = 4;
+    const ROUNDS: u64 = 150;
+    let seg = segment(16 << 20);
+    let heap = seg.heap().unwrap();
+    let (mut server, in_use) = port(&seg, &heap, "churn");
+    let kids: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let seg = &seg;
+            fork_child(move || {
+                let mine = seg.reopen(Placement::Anywhere).unwrap();
+                let (heap, dir) = (mine.heap().unwrap(), mine.directory().unwrap());
+                for i in 0..ROUNDS {
+                    let client = PortClient::connect(&heap, &dir, "churn").unwrap();
+                    let req = request(c, i, 16);
+                    let reply = client.request(&req, Some(LIMIT)).unwrap();
+                    assert_eq!(&*reply, reply_to(&req).as_slice(), "client {c} round {i}");
+                }
+                0
+            })
+        })
+        .collect();
+    let mut served = 0;
+    while served < CLIENTS * ROUNDS {
+        let (id, req) = server.recv(Some(LIMIT)).unwrap();
+        // The client may be gone already if it was killed; here none is: every reply lands.
+        server.reply(id, &reply_to(&req)).unwrap();
+        served += 1;
+    }
+    for k in kids {
+        assert_eq!(k.wait_timeout(LIMIT), Exit::Code(0));
+    }
+    let _ = server.recv(Some(Duration::from_millis(200)));
+    assert_eq!(server.clients(), 0);
+    assert_freed(&heap, in_use);
+}
+
+#[test]
+fn a_client_whose_server_was_killed_frees_the_connection() {
+    let seg = segment(8 << 20);
+    let heap = seg.heap().unwrap();
+    let scratch = Scratch::new();
+    let server = fork_child(|| {
+        let mine = seg.reopen(Placement::Anywhere).unwrap();
+        let (mut server, _) = port(&mine, &mine.heap().unwrap(), "doomed");
+        scratch.slot(0).store(1, Ordering::Release);
+        let (id, m) = server.recv(Some(LIMIT)).unwrap();
+        server.reply(id, &reply_to(&m)).unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    scratch.wait_for(0, 1, LIMIT);
+    // The port (its record and connection queue) stays; the connection must not.
+    let in_use = heap.stats().unwrap().used_bytes;
+    let client = PortClient::connect(&heap, &seg.directory().unwrap(), "doomed").unwrap();
     assert_eq!(
-        heap.stats().unwrap().used_bytes,
-        in_use,
-        "connections leaked"
+        &*client.request(b"hi", Some(LIMIT)).unwrap(),
+        reply_to(b"hi").as_slice()
     );
+    assert_eq!(server.kill_and_wait(), Exit::Signal(libc::SIGKILL));
+    assert!(matches!(
+        client.request(b"anyone?", Some(LIMIT)),
+        Err(PortError::Queue(QueueError::Disconnected { .. }))
+    ));
+    drop(client);
+    assert_freed(&heap, in_use);
 }

@@ -3,8 +3,9 @@
 //! gets a private pair of queues (requests to the server, replies back); one server
 //! serves many clients; [`PortClient::request`] sends and waits for the reply in one call.
 //!
-//! A connecting client allocates its two queues, registers its own endpoints, and posts
-//! their offsets on the port's *connection queue*. The server takes connections and
+//! A connecting client allocates its two queues and a connection record naming them,
+//! registers its own endpoints, and posts the record's offset on the port's *connection
+//! queue*. The server takes connections and
 //! requests in [`PortServer::recv`], sleeping on the port's doorbell futex (clients ring it
 //! after each post, through the same waiter-counted protocol as the queues, so nothing is
 //! signalled while the server is busy). A client that exits or is killed disconnects: its
@@ -20,12 +21,14 @@
 //! | 8 | `connect_queue` | offset of the connection queue (messages: [`ConnectRequest`]) |
 //! | 16 | `doorbell`, `doorbell_waiters` | futex word bumped on every post; sleeping servers |
 //! | 24 | `slot_size`, `capacity` | geometry of the per-client queues |
-//! | 32..64 | reserved | zero |
+//! | 32 | `server_pid` | the serving process (0 = unknown) |
+//! | 40 | `server_start` | its start time (`/proc/<pid>/stat` field 22) |
+//! | 48..64 | reserved | zero |
 //!
-//! A connection's two queues (each `2368 + capacity × stride` bytes of the heap) are freed
-//! by whichever side leaves last ([`Queue::destroy`] refuses while the other side is
-//! registered): a client dropped or killed is noticed by the server, which drops the
-//! connection and frees them; a client that outlives its server frees them on drop.
+//! A connection's two queues (each `2368 + capacity × stride` bytes of the heap) and its
+//! 64-byte [`ConnectionRecord`] are freed by whichever side leaves last (see
+//! `port::connection`): a client dropped or killed is noticed by the server, which drops
+//! the connection; a client that outlives its server frees them on drop.
 //!
 //! ```
 //! use relshm_collections::port::{PortClient, PortServer};
@@ -50,6 +53,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod connection;
+
+pub use connection::{CONNECTION_MAGIC, ConnectionRecord};
+
 use core::cell::Cell;
 use core::ptr::NonNull;
 use std::collections::HashMap;
@@ -57,10 +64,12 @@ use std::time::Duration;
 
 use relshm_segment::directory::{Directory, SegmentObject};
 use relshm_segment::heap::Heap;
+use relshm_segment::procstat;
 use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
 
 use crate::queue::wait::{Event, SPIN_ROUNDS};
 use crate::queue::{Message, Queue, QueueConfig, QueueError, Receiver, Sender};
+use connection::Leave;
 
 /// `"RSHMPORT"` in little-endian.
 pub const PORT_MAGIC: u64 = u64::from_le_bytes(*b"RSHMPORT");
@@ -74,7 +83,9 @@ pub struct PortRecord {
     doorbell_waiters: AtomicU32,
     slot_size: AtomicU32,
     capacity: AtomicU32,
-    reserved: [AtomicU64; 4],
+    server_pid: AtomicU64,
+    server_start: AtomicU64,
+    reserved: [AtomicU64; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<PortRecord>() == 64);
@@ -83,17 +94,15 @@ const _: () = assert!(core::mem::size_of::<PortRecord>() == 64);
 // through atomics), no pointers, no drop glue.
 unsafe impl SegmentObject for PortRecord {
     const TYPE_NAME: &'static str = "relshm_collections::port::PortRecord";
-    const TYPE_VERSION: u32 = 1;
+    const TYPE_VERSION: u32 = 2;
 }
 
-/// What a client posts on the connection queue: its two queues.
+/// What a client posts on the connection queue: its connection record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct ConnectRequest {
-    /// Offset of the client-to-server queue.
-    pub requests: u64,
-    /// Offset of the server-to-client queue.
-    pub replies: u64,
+    /// Offset of the [`ConnectionRecord`] (which names the two queues).
+    pub connection: u64,
     /// The client's process id (for diagnostics).
     pub pid: u64,
 }
@@ -135,26 +144,7 @@ struct Connection {
     requests: Receiver<u8>,
     replies: Sender<u8>,
     // Declared after the endpoints, so they are unregistered before it runs.
-    _retire: Retire,
-}
-
-/// Frees a connection's two queues when dropped, if the other side has left too (see the
-/// module docs); declared after a side's endpoints, so they are gone by then.
-struct Retire([Queue; 2]);
-
-impl Retire {
-    fn new(requests: &Queue, replies: &Queue) -> Self {
-        Self([requests.clone(), replies.clone()])
-    }
-}
-
-impl Drop for Retire {
-    fn drop(&mut self) {
-        for q in &self.0 {
-            // Refused while the other side is registered: then it frees them when it goes.
-            let _ = q.destroy();
-        }
-    }
+    _leave: Leave,
 }
 
 /// The server side of a named port.
@@ -202,6 +192,8 @@ impl PortServer {
                 doorbell_waiters: AtomicU32::new(0),
                 slot_size: AtomicU32::new(config.slot_size),
                 capacity: AtomicU32::new(config.capacity),
+                server_pid: AtomicU64::new(u64::from(std::process::id())),
+                server_start: AtomicU64::new(procstat::own_start_time()),
                 reserved: Default::default(),
             },
         )?;
@@ -280,14 +272,11 @@ impl PortServer {
     }
 
     fn accept(&self, req: ConnectRequest) -> Result<Connection, QueueError> {
-        let (req_q, rep_q) = (
-            Queue::attach(&self.heap, req.requests)?,
-            Queue::attach(&self.heap, req.replies)?,
-        );
+        let leave = Leave::accept(&self.heap, req.connection)?;
         Ok(Connection {
-            requests: req_q.receiver::<u8>()?,
-            replies: rep_q.sender::<u8>()?,
-            _retire: Retire::new(&req_q, &rep_q),
+            requests: leave.requests().receiver::<u8>()?,
+            replies: leave.replies().sender::<u8>()?,
+            _leave: leave,
         })
     }
 
@@ -311,7 +300,7 @@ pub struct PortClient {
     record: u64,
     rec: NonNull<PortRecord>,
     // Declared after the endpoints, so they are unregistered before it runs.
-    _retire: Retire,
+    _leave: Leave,
 }
 
 // SAFETY: as for PortServer.
@@ -326,8 +315,8 @@ impl core::fmt::Debug for PortClient {
 }
 
 impl PortClient {
-    /// Connects to the port `name` in `dir`: allocates this client's pair of queues in
-    /// `heap` and posts them to the server.
+    /// Connects to the port `name` in `dir`: allocates this client's pair of queues and
+    /// their connection record in `heap` and posts the record to the server.
     pub fn connect(heap: &Heap, dir: &Directory, name: &str) -> Result<PortClient, PortError> {
         let named = dir.find::<PortRecord>(name)?;
         let rec = named.get();
@@ -350,26 +339,30 @@ impl PortClient {
         let rep_q = Queue::create(heap, config).inspect_err(|_| {
             let _ = req_q.destroy();
         })?;
+        let server = (rec.server_pid.load(Relaxed), rec.server_start.load(Relaxed));
         // Before the endpoints: on an early return they are dropped first, then this frees
-        // both queues (the server never heard of them).
-        let retire = Retire::new(&req_q, &rep_q);
+        // both queues and the record (the server never heard of them).
+        let mut leave = Leave::create(heap, &req_q, &rep_q, server).inspect_err(|_| {
+            let _ = req_q.destroy();
+            let _ = rep_q.destroy();
+        })?;
         let requests = req_q.sender::<u8>()?;
         let replies = rep_q.receiver::<u8>()?;
         connect.sender::<ConnectRequest>()?.send_timeout(
             &ConnectRequest {
-                requests: req_q.offset(),
-                replies: rep_q.offset(),
+                connection: leave.record(),
                 pid: u64::from(std::process::id()),
             },
             Duration::from_secs(10),
         )?;
+        leave.share();
         doorbell(rec).notify(false);
         Ok(PortClient {
             requests,
             replies,
             record: named.offset(),
             rec: named.as_ptr(),
-            _retire: retire,
+            _leave: leave,
         })
     }
 

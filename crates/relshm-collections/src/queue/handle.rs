@@ -387,7 +387,9 @@ impl Queue {
     /// Frees the queue's memory: its control block and slots, and the large messages still
     /// queued in it. For a queue nobody will attach to again, such as the private pair of
     /// a [`crate::port`] connection once both ends are gone: the heap reuses the bytes, so
-    /// a process that still remembers the offset must not attach afterwards.
+    /// a process that still remembers the offset must not attach afterwards, nor call
+    /// `destroy` (the bytes may be another queue by then). When several parties may free
+    /// a queue, agree on the last one first, as ports do.
     ///
     /// Returns `Ok(true)` if this call freed it. `Ok(false)` (nothing freed) while an
     /// endpoint is still registered by a live process (drop every [`Sender`] and
