@@ -10,6 +10,9 @@ use relshm_sync::RawRwLock;
 pub const MAP_MAGIC: u64 = u64::from_le_bytes(*b"RSHMMAP1");
 /// Number of lock stripes; bucket `b` belongs to stripe `b % STRIPES`.
 pub const STRIPES: usize = 16;
+// A bucket's stripe is then `hash % STRIPES` at every table size (a table holds whole
+// chunks, so the bucket mask keeps those low bits).
+const _: () = assert!(CHUNK % STRIPES == 0);
 /// log2 of the buckets per chunk.
 pub const CHUNK_LOG2: u32 = 10;
 /// Buckets per chunk.

@@ -148,17 +148,38 @@ pub(crate) unsafe fn write_node<K: Pod, V: Pod, R: Repr>(
 impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// The value for `key`. Takes no lock when no writer is in `key`'s stripe (see the
     /// module docs); waits on the stripe lock otherwise.
+    ///
+    /// The first attempt is inlined into the caller, the retries and the locked path are
+    /// out of line (see `MapReadGuard::get` for why).
+    #[inline(always)]
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let hash = hash_key(key);
-        for _ in 0..TRIES {
-            match self.optimistic(key, hash) {
+        match self.optimistic(key, hash) {
+            Attempt::Hit(v) => Ok(Some(v)),
+            Attempt::Miss => Ok(None),
+            first => self.get_contended(key, hash, first),
+        }
+    }
+
+    /// [`get`](Self::get) after a first attempt that raced a writer (`Retry`) or must lock.
+    #[inline(never)]
+    fn get_contended(&self, key: &K, hash: u64, first: Attempt<V>) -> Result<Option<V>> {
+        let mut attempt = first;
+        for _ in 1..TRIES {
+            match attempt {
                 Attempt::Hit(v) => return Ok(Some(v)),
                 Attempt::Miss => return Ok(None),
-                Attempt::Retry => continue,
                 Attempt::Locked => break,
+                Attempt::Retry => attempt = self.optimistic(key, hash),
             }
         }
-        self.with_stripe(key, false, |_, found| Ok(found.map(|h| h.value())))
+        match attempt {
+            Attempt::Hit(v) => Ok(Some(v)),
+            Attempt::Miss => Ok(None),
+            Attempt::Retry | Attempt::Locked => {
+                self.with_stripe(key, false, |_, found| Ok(found.map(|h| h.value())))
+            }
+        }
     }
 
     /// Whether `key` is present (as [`get`](Self::get)).
@@ -203,7 +224,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     }
 
     /// The bucket walk of an unlocked reader (inline entries, then chain): atomic loads
-    /// only, bounded.
+    /// only, bounded. The inline entries are checked in the caller's code, the chain out of
+    /// line (see `MapReadGuard::get` for why).
     #[inline(always)]
     pub(crate) fn walk(&self, slot: &Slot<K, V, R>, hash: u64, key: &K) -> Attempt<V> {
         // The hash first: an emptied entry (hash 0) may still hold an old key's bytes.
@@ -211,6 +233,12 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         if slot.hash(i) == hash && slot.racy_key(i) == *key {
             return Attempt::Hit(slot.racy_value(i));
         }
+        self.walk_rest(slot, hash, key, i)
+    }
+
+    /// [`walk`](Self::walk) past candidate entry `i`: the other inline entry, then the chain.
+    #[inline(never)]
+    fn walk_rest(&self, slot: &Slot<K, V, R>, hash: u64, key: &K, i: usize) -> Attempt<V> {
         if i == 0 && slot.hash(1) == hash && slot.racy_key(1) == *key {
             return Attempt::Hit(slot.racy_value(1));
         }
