@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 const LOOKUPS: usize = 1 << 16;
+/// Keys per `MapReader::get_many` call.
+const MANY: usize = 64;
 /// `MAP_MIN=1`: untimed passes per variant and round before the timed one.
 const WARM: usize = 3;
 
@@ -78,6 +80,23 @@ fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'
                 })
             },
         );
+        // Per element: batches of MANY keys through one call.
+        g.throughput(Throughput::Elements(MANY as u64));
+        g.bench_with_input(
+            BenchmarkId::new(format!("{}_reader_many", R::NAME), n),
+            &n,
+            |b, _| {
+                let r = map.reader().unwrap();
+                let mut out = [None; MANY];
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + MANY) & (LOOKUPS - 1);
+                    r.get_many(&keys[i..i + MANY], &mut out).unwrap();
+                    black_box(&out);
+                })
+            },
+        );
+        g.throughput(Throughput::Elements(1));
         if R::NAME == "offset" {
             g.bench_with_input(BenchmarkId::new("offset_get", n), &n, |b, _| {
                 let mut i = 0;
@@ -153,6 +172,8 @@ enum Mode {
     Get,
     /// Batches of 99 through one `Map::reader` (lock-free).
     Reader,
+    /// Batches of 99 in one `MapReader::get_many` call (lock-free).
+    ReaderMany,
     /// Batches of 99 under one `Map::read` guard (every lock held shared).
     Guard,
 }
@@ -168,8 +189,8 @@ enum Clock {
 
 /// `procs` processes, each with its own mapping of one shared map, each doing `iters`
 /// operations: 99 gets to 1 update, the gets each unlocked (`Map::get`), or 99 at a time
-/// through one lock-free `MapReader`, or under one read guard (which holds every stripe
-/// shared). Returns the wall time until the last one is done.
+/// through one lock-free `MapReader` (one by one, or in one `get_many`), or under one read
+/// guard (which holds every stripe shared). Returns the wall time until the last one is done.
 fn shared_run(
     seg: &Segment,
     off: u64,
@@ -192,6 +213,7 @@ fn shared_run(
                 let keys = lookups(n + p as u64);
                 scratch.slot(0).fetch_add(1, Ordering::AcqRel);
                 scratch.wait_for(1, 1, Duration::from_secs(60));
+                let (mut batch_keys, mut out) = (Vec::with_capacity(99), [None; 99]);
                 let cpu0 = cpu_ns();
                 let mut i = 0usize;
                 while i < iters as usize {
@@ -208,6 +230,14 @@ fn shared_run(
                             for j in todo {
                                 black_box(r.get(&keys[j & (LOOKUPS - 1)]).unwrap());
                             }
+                        }
+                        Mode::ReaderMany => {
+                            let r = map.reader().unwrap();
+                            batch_keys.clear();
+                            batch_keys.extend(todo.map(|j| keys[j & (LOOKUPS - 1)]));
+                            let out = &mut out[..batch_keys.len()];
+                            r.get_many(&batch_keys, out).unwrap();
+                            black_box(out);
                         }
                         Mode::Guard => {
                             let r = map.read().unwrap();
@@ -258,11 +288,17 @@ fn two_process(c: &mut Criterion) {
     let runs = [
         ("offset_get_wall", Mode::Get, Clock::Wall),
         ("offset_reader_batch_wall", Mode::Reader, Clock::Wall),
+        ("offset_reader_many_wall", Mode::ReaderMany, Clock::Wall),
         ("offset_guard_batch_wall", Mode::Guard, Clock::Wall),
         ("offset_get_cpu", Mode::Get, Clock::CpuPerProcess),
         (
             "offset_reader_batch_cpu",
             Mode::Reader,
+            Clock::CpuPerProcess,
+        ),
+        (
+            "offset_reader_many_cpu",
+            Mode::ReaderMany,
             Clock::CpuPerProcess,
         ),
         ("offset_guard_batch_cpu", Mode::Guard, Clock::CpuPerProcess),
@@ -317,8 +353,10 @@ fn min_of_n() {
             Arena::<SegRel>::new(&segs[2]).unwrap(),
             Arena::<Swizzle>::private(&segs[3]).unwrap(),
         );
-        let mut variants: Vec<Variant<'_>> =
-            vec![("std".into(), Box::new(|k| std_map.get(k).copied()))];
+        let mut variants: Vec<Variant<'_>> = vec![(
+            "std".into(),
+            Box::new(|keys| each(keys, |k| std_map.get(k).copied())),
+        )];
         add_variants(&mut variants, &raw, n);
         add_variants(&mut variants, &off, n);
         add_variants(&mut variants, &seg, n);
@@ -326,20 +364,16 @@ fn min_of_n() {
         let rounds = if n >= 1_000_000 { 15 } else { 40 };
         let mut best = vec![f64::MAX; variants.len()];
         for _ in 0..rounds {
-            for (b, (_, get)) in best.iter_mut().zip(&variants) {
+            for (b, (_, pass)) in best.iter_mut().zip(&variants) {
                 // Untimed passes first, so each variant is timed on its own data in cache
                 // (steady state, as in criterion's loop) rather than on what the previous
                 // variants left there: after them, its map is largely evicted from this
                 // VM's share of the L3, and one pass does not bring all of it back.
                 for _ in 0..WARM {
-                    for k in &keys {
-                        black_box(get(k));
-                    }
+                    black_box(pass(&keys));
                 }
                 let t = Instant::now();
-                for k in &keys {
-                    black_box(get(k));
-                }
+                black_box(pass(&keys));
                 *b = b.min(t.elapsed().as_secs_f64() * 1e9 / keys.len() as f64);
             }
         }
@@ -354,7 +388,16 @@ fn min_of_n() {
 }
 
 /// A named lookup under test.
-type Variant<'a> = (String, Box<dyn Fn(&u64) -> Option<u64> + 'a>);
+/// One pass of it looks up every key and returns a sum of what it found (so that nothing
+/// is optimised away); the per-key lookup is inlined into the pass, as in a user's loop.
+type Variant<'a> = (String, Box<dyn Fn(&[u64]) -> u64 + 'a>);
+
+/// Looks up each key with `get`; a sum of what it found.
+#[inline(always)]
+fn each(keys: &[u64], get: impl Fn(&u64) -> Option<u64>) -> u64 {
+    keys.iter()
+        .fold(0, |sum, k| sum.wrapping_add(found(black_box(get(k)))))
+}
 
 /// A strategy's guard and unlocked gets on a map of `n` entries in `arena`.
 fn add_variants<'a, R: Repr>(v: &mut Vec<Variant<'a>>, arena: &'a Arena<'a, R>, n: u64) {
@@ -365,16 +408,30 @@ fn add_variants<'a, R: Repr>(v: &mut Vec<Variant<'a>>, arena: &'a Arena<'a, R>, 
     let guard = map.read().unwrap();
     v.push((
         format!("{}_guard", R::NAME),
-        Box::new(move |k| guard.get(k).unwrap()),
+        Box::new(move |keys| each(keys, |k| guard.get(k).unwrap())),
     ));
     let reader = map.reader().unwrap();
     v.push((
         format!("{}_reader", R::NAME),
-        Box::new(move |k| reader.get(k).unwrap()),
+        Box::new(move |keys| each(keys, |k| reader.get(k).unwrap())),
+    ));
+    let many = map.reader().unwrap();
+    v.push((
+        format!("{}_many", R::NAME),
+        Box::new(move |keys| {
+            let mut out = [None; MANY];
+            let mut sum = 0u64;
+            for batch in keys.chunks(MANY) {
+                let out = &mut out[..batch.len()];
+                many.get_many(batch, out).unwrap();
+                sum = out.iter().fold(sum, |s, &v| s.wrapping_add(found(v)));
+            }
+            sum
+        }),
     ));
     v.push((
         format!("{}_get", R::NAME),
-        Box::new(move |k| map.get(k).unwrap()),
+        Box::new(move |keys| each(keys, |k| map.get(k).unwrap())),
     ));
 }
 
@@ -395,6 +452,7 @@ fn two_process_min() {
     let modes = [
         (Mode::Get, "unlocked get"),
         (Mode::Reader, "reader batches of 99"),
+        (Mode::ReaderMany, "reader get_many of 99"),
         (Mode::Guard, "guard batches of 99"),
     ];
     for (mode, what) in modes {

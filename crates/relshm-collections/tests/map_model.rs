@@ -60,6 +60,7 @@ fn model<R: Repr>(
                 prop_assert_eq!(ok(map.get(&k))?, m.get(&k).copied());
                 prop_assert_eq!(ok(map.contains_key(&k))?, m.contains_key(&k));
                 prop_assert_eq!(ok(ok(map.read())?.get(&k))?, m.get(&k).copied());
+                prop_assert_eq!(ok(ok(map.reader())?.get(&k))?, m.get(&k).copied());
             }
             Op::Update(k, d) => {
                 let hit = ok(map.update(&k, |v| *v = v.wrapping_add(d)))?;
@@ -82,6 +83,12 @@ fn model<R: Repr>(
         }
         prop_assert_eq!(ok(map.len())?, m.len() as u64);
     }
+    // Every key in range and every key held, in one batch.
+    let probe: Vec<u64> = (0..64).chain(m.keys().copied()).collect();
+    let mut got = vec![None; probe.len()];
+    ok(ok(map.reader())?.get_many(&probe, &mut got))?;
+    let expected: Vec<_> = probe.iter().map(|k| m.get(k).copied()).collect();
+    prop_assert_eq!(got, expected);
     let want = sorted(m.into_iter().collect());
     prop_assert_eq!(sorted(ok(map.entries())?), want.clone());
     prop_assert_eq!(ok(map.verify())?, want.len() as u64);

@@ -1,5 +1,5 @@
 //! Unlocked reads under fire: a child process (mapped at another address) does lock-free
-//! `get`s (and `MapReader` gets) while the parent replaces values, removes and re-inserts keys (so freed nodes
+//! `get`s (and `MapReader` gets, one at a time and in batches) while the parent replaces values, removes and re-inserts keys (so freed nodes
 //! are reused under the reader) and grows the table. Every value read must be whole
 //! (never torn) and belong to its key; keys never removed must always be found. Then a
 //! writer is SIGKILLed inside a stripe write section and a reader still gets answers.
@@ -48,24 +48,36 @@ fn run<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
             let mut reads = 0u64;
             let mut sweep = 0u64;
             while scratch.slot(1).load(Ordering::Acquire) == 0 {
-                // Every other sweep through a batch reader (made before the sweep, so the
+                // Sweeps take turns: `Map::get`, then a batch reader's `get`, then its
+                // `get_many` in batches (the reader is made before the sweep, so the
                 // parent's resizes happen under it).
-                let reader = (sweep % 2 == 1).then(|| map.reader().unwrap());
+                let mode = sweep % 3;
+                let reader = (mode != 0).then(|| map.reader().unwrap());
                 sweep += 1;
-                for k in 0..STABLE + CHURN {
-                    let got = match &reader {
-                        Some(r) => r.get(&k),
-                        None => map.get(&k),
-                    };
-                    match got {
-                        Ok(Some(v)) if whole(k, &v) => {}
-                        Ok(None) if k >= STABLE => {}
-                        other => {
-                            eprintln!("key {k}: {other:?}");
-                            return 3;
+                let keys: Vec<u64> = (0..STABLE + CHURN).collect();
+                for batch in keys.chunks(32) {
+                    let got: Vec<_> = match &reader {
+                        Some(r) if mode == 2 => {
+                            let mut out = vec![None; batch.len()];
+                            match r.get_many(batch, &mut out) {
+                                Ok(()) => out.into_iter().map(Ok).collect(),
+                                Err(e) => vec![Err(e)],
+                            }
                         }
+                        Some(r) => batch.iter().map(|k| r.get(k)).collect(),
+                        None => batch.iter().map(|k| map.get(k)).collect(),
+                    };
+                    for (&k, got) in batch.iter().zip(got) {
+                        match got {
+                            Ok(Some(v)) if whole(k, &v) => {}
+                            Ok(None) if k >= STABLE => {}
+                            other => {
+                                eprintln!("key {k} (sweep mode {mode}): {other:?}");
+                                return 3;
+                            }
+                        }
+                        reads += 1;
                     }
-                    reads += 1;
                 }
             }
             scratch.slot(2).store(reads, Ordering::Release);

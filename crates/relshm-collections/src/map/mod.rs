@@ -23,7 +23,11 @@
 //!
 //! Reads: [`Map::get`] and [`MapReader`] take no lock (seqlocks, see `seq`), so readers in
 //! different processes never write a shared line; [`MapReadGuard`] holds every lock
-//! shared for a consistent view across many reads.
+//! shared for a consistent view across many reads. For many lookups in a row, the
+//! guard's [`get`](MapReadGuard::get) and the reader's
+//! [`get_many`](MapReader::get_many) are the fast ones: both resolve the table once; the
+//! guard then checks nothing per lookup (it holds the locks), `get_many` validates once per
+//! call.
 //!
 //! ```
 //! use relshm_collections::arena::Arena;

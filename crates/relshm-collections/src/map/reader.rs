@@ -12,7 +12,8 @@ use relshm_ptr::Repr;
 
 /// Lock-free lookups in a [`Map`], for many gets in a row: like [`Map::get`] (no lock, no
 /// shared write, writers never wait for it) with the table's chunks resolved once, so a
-/// lookup costs a hash, two seqlock loads, one bucket link and the chain. Each get is
+/// lookup costs a hash, two seqlock loads, one bucket link and the chain;
+/// [`get_many`](Self::get_many) validates a whole batch at once instead. Each get is
 /// atomic on its own; unlike [`MapReadGuard`](super::MapReadGuard) there is no snapshot
 /// across gets. After a resize it answers through [`Map::get`] until re-made.
 pub struct MapReader<'a, K, V, R: Repr> {
@@ -84,4 +85,79 @@ impl<K: MapKey, V: Pod, R: Repr> MapReader<'_, K, V, R> {
     pub fn contains_key(&self, key: &K) -> Result<bool> {
         Ok(self.get(key)?.is_some())
     }
+
+    /// The values for `keys`, in order, into `out` (`out[i]` for `keys[i]`).
+    ///
+    /// As [`get`](Self::get) for each key, but validated once per call instead of once
+    /// per key: the stripes' seqlock words are read before the first lookup and again
+    /// after the last, and only the lookups in a stripe a writer entered meanwhile are
+    /// redone (one by one, as [`get`](Self::get)). Each answer is still atomic on its own. A lookup
+    /// then costs what it costs under [`MapReadGuard`](super::MapReadGuard), without
+    /// taking a lock or writing shared memory: for many lookups at a time in maps that
+    /// several processes read.
+    ///
+    /// # Panics
+    /// If `keys` and `out` differ in length.
+    ///
+    /// ```
+    /// # use relshm_collections::{arena::Arena, map::Map};
+    /// # use relshm_ptr::Offset;
+    /// # use relshm_segment::{CreateOptions, Segment};
+    /// # let seg = Segment::create_unnamed(&CreateOptions::new(4 << 20))?;
+    /// # let arena = Arena::<Offset>::new(&seg)?;
+    /// let map = Map::<u64, u64, Offset>::create(&arena)?;
+    /// map.insert(1, 10)?;
+    /// map.insert(3, 30)?;
+    /// let mut out = [None; 3];
+    /// map.reader()?.get_many(&[1, 2, 3], &mut out)?;
+    /// assert_eq!(out, [Some(10), None, Some(30)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_many(&self, keys: &[K], out: &mut [Option<V>]) -> Result<()> {
+        assert_eq!(keys.len(), out.len(), "get_many: one output per key");
+        let hdr = self.map.hdr;
+        let before: [u64; STRIPES] = core::array::from_fn(|s| hdr.stripes[s].seq.load(Acquire));
+        // Stripes whose lookups must be redone: a lookup that raced (or must lock).
+        let mut redo = 0u32;
+        for (key, o) in keys.iter().zip(out.iter_mut()) {
+            let hash = hash_key(key);
+            // As in `get`: a stale table is caught by the epoch check below.
+            *o = match self.map.walk(self.buckets.slot(hash), hash, key) {
+                Attempt::Hit(v) => Some(v),
+                Attempt::Miss => None,
+                Attempt::Retry | Attempt::Locked => {
+                    redo |= 1 << (hash as usize % STRIPES);
+                    None
+                }
+            };
+        }
+        // Orders the lookups' loads before the re-reads (seqlock reader side).
+        fence(Acquire);
+        if hdr.epoch.load(Relaxed) != self.epoch {
+            redo = u32::MAX;
+        }
+        for (s, &seq) in before.iter().enumerate() {
+            // A writer was inside at the start (odd), or wrote meanwhile.
+            if seq & 1 == 1 || hdr.stripes[s].seq.load(Relaxed) != seq {
+                redo |= 1 << s;
+            }
+        }
+        if redo != 0 {
+            self.redo(keys, out, redo)?;
+        }
+        Ok(())
+    }
+
+    /// Looks up again, one by one, the keys of `keys` in the stripes of `redo`.
+    #[inline(never)]
+    fn redo(&self, keys: &[K], out: &mut [Option<V>], redo: u32) -> Result<()> {
+        for (key, o) in keys.iter().zip(out.iter_mut()) {
+            if redo & (1 << (hash_key(key) as usize % STRIPES)) != 0 {
+                *o = self.get(key)?;
+            }
+        }
+        Ok(())
+    }
 }
+
+const _: () = assert!(STRIPES <= 32, "get_many keeps one bit per stripe in a u32");
