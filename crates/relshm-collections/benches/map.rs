@@ -107,18 +107,16 @@ fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'
             });
         }
         g.finish();
-        if n <= 100_000 {
-            let mut g = c.benchmark_group("map_insert_remove");
-            g.bench_with_input(BenchmarkId::new(R::NAME, n), &n, |b, _| {
-                let mut i = n;
-                b.iter(|| {
-                    i += 1;
-                    map.insert(key(i), i).unwrap();
-                    black_box(map.remove(&key(i)).unwrap())
-                })
-            });
-            g.finish();
-        }
+        let mut g = c.benchmark_group("map_insert_remove");
+        g.bench_with_input(BenchmarkId::new(R::NAME, n), &n, |b, _| {
+            let mut i = n;
+            b.iter(|| {
+                i += 1;
+                map.insert(key(i), i).unwrap();
+                black_box(map.remove(&key(i)).unwrap())
+            })
+        });
+        g.finish();
     }
 }
 
@@ -139,18 +137,16 @@ fn std_peer(c: &mut Criterion) {
             })
         });
         g.finish();
-        if n <= 100_000 {
-            let mut g = c.benchmark_group("map_insert_remove");
-            g.bench_with_input(BenchmarkId::new("std_hashmap", n), &n, |b, _| {
-                let mut i = n;
-                b.iter(|| {
-                    i += 1;
-                    map.insert(key(i), i);
-                    black_box(map.remove(&key(i)))
-                })
-            });
-            g.finish();
-        }
+        let mut g = c.benchmark_group("map_insert_remove");
+        g.bench_with_input(BenchmarkId::new("std_hashmap", n), &n, |b, _| {
+            let mut i = n;
+            b.iter(|| {
+                i += 1;
+                map.insert(key(i), i);
+                black_box(map.remove(&key(i)))
+            })
+        });
+        g.finish();
     }
 }
 
