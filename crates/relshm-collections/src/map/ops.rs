@@ -78,8 +78,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         )
     }
 
-    /// Looks for `key` in the bucket `slot`: inline, then along the chain (bounded: a cycle
-    /// is an error).
+    /// Looks for `key` in the bucket `slot`: inline, then along the chain. Caller holds the
+    /// stripe.
     pub(crate) fn find(
         &self,
         slot: &'a Slot<K, V, R>,
@@ -89,6 +89,17 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         if let Some(i) = slot.holds(hash, key) {
             return Ok(Some(Hit::Inline(slot, i)));
         }
+        self.find_in_chain(slot, hash, key)
+    }
+
+    /// Looks for `key` along `slot`'s chain (bounded: a cycle is an error). Caller holds
+    /// the stripe.
+    pub(crate) fn find_in_chain(
+        &self,
+        slot: &'a Slot<K, V, R>,
+        hash: u64,
+        key: &K,
+    ) -> Result<Found<'a, K, V, R>> {
         let ctx = self.ctx();
         let mut pred = &slot.next;
         let mut left = self.max_nodes();

@@ -43,7 +43,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     }
 }
 
-impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapReadGuard<'a, K, V, R> {
     /// The value for `key`.
     ///
     /// Inlined into the caller, with the rare chain walk out of line: a lookup that misses
@@ -62,21 +62,8 @@ impl<K: MapKey, V: Pod, R: Repr> MapReadGuard<'_, K, V, R> {
 
     /// The value for `key` in `slot`'s chain.
     #[inline(never)]
-    fn chain_get(&self, slot: &Slot<K, V, R>, hash: u64, key: &K) -> Result<Option<V>> {
-        let ctx = self.map.ctx();
-        let mut cur = slot.next.get(ctx)?;
-        let mut left = self.max;
-        while let Some(n) = cur {
-            if super::matches(n.hash, &n.key, hash, key) {
-                return Ok(Some(n.value));
-            }
-            left -= 1;
-            if left == 0 {
-                return Err(corrupt("cycle in a bucket chain"));
-            }
-            cur = n.next.get(ctx)?;
-        }
-        Ok(None)
+    fn chain_get(&self, slot: &'a Slot<K, V, R>, hash: u64, key: &K) -> Result<Option<V>> {
+        Ok(self.map.find_in_chain(slot, hash, key)?.map(|h| h.value()))
     }
 
     /// Whether `key` is present.

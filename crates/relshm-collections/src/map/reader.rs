@@ -53,25 +53,17 @@ impl<K: MapKey, V: Pod, R: Repr> MapReader<'_, K, V, R> {
     /// `MapReadGuard::get`).
     #[inline(always)]
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let hdr = self.map.hdr;
         let hash = hash_key(key);
-        // The bucket's stripe (see the assertion by `STRIPES`).
-        let seq = &hdr.stripes[hash as usize % STRIPES].seq;
-        let s1 = seq.load(Acquire);
         // The chunks are this reader's epoch's: after a resize they may be freed (still
         // mapped arena memory, read only atomically and checked, but meaningless). The
-        // epoch check below throws such a read away, so none is needed before it.
-        let slot = self.buckets.slot(hash);
-        let found = self.map.walk(slot, hash, key);
-        // Orders the walk's loads before the re-reads (seqlock reader side).
-        fence(Acquire);
-        // One test: a writer was inside at the start (odd), or wrote meanwhile, or the
-        // table changed.
-        let moved = (s1 & 1) | (seq.load(Relaxed) ^ s1) | (hdr.epoch.load(Relaxed) ^ self.epoch);
-        match found {
-            Attempt::Hit(v) if moved == 0 => Ok(Some(v)),
-            Attempt::Miss if moved == 0 => Ok(None),
-            _ => self.slow_get(key),
+        // epoch check of the validation throws such a read away, so none is needed before.
+        match self
+            .map
+            .validated(self.buckets.slot(hash), hash, key, self.epoch)
+        {
+            Attempt::Hit(v) => Ok(Some(v)),
+            Attempt::Miss => Ok(None),
+            Attempt::Retry | Attempt::Locked => self.slow_get(key),
         }
     }
 

@@ -16,7 +16,7 @@
 //! (a link that does not resolve, a walk too long) sends it to the locked path, which
 //! reports real corruption with a precise error.
 
-use super::layout::{CHUNK, CHUNK_LOG2};
+use super::layout::{CHUNK, CHUNK_LOG2, STRIPES};
 use super::{Map, MapKey, MapNode, Node, Slot, hash_key};
 use crate::arena::Result;
 use bytemuck::Pod;
@@ -166,12 +166,10 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     fn get_contended(&self, key: &K, hash: u64, first: Attempt<V>) -> Result<Option<V>> {
         let mut attempt = first;
         for _ in 1..TRIES {
-            match attempt {
-                Attempt::Hit(v) => return Ok(Some(v)),
-                Attempt::Miss => return Ok(None),
-                Attempt::Locked => break,
-                Attempt::Retry => attempt = self.optimistic(key, hash),
+            if !matches!(attempt, Attempt::Retry) {
+                break;
             }
+            attempt = self.optimistic(key, hash);
         }
         match attempt {
             Attempt::Hit(v) => Ok(Some(v)),
@@ -187,6 +185,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
         Ok(self.get(key)?.is_some())
     }
 
+    /// One attempt, resolving the table as it stands (the epoch checked around it).
     #[inline(always)]
     fn optimistic(&self, key: &K, hash: u64) -> Attempt<V> {
         let hdr = self.hdr;
@@ -203,24 +202,39 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
             return Attempt::Locked;
         }
         let b = hash & ((1u64 << log2) - 1);
-        let seq = &hdr.stripes[b as usize % super::STRIPES].seq;
+        // In range: b < 2^log2 <= DIR * CHUNK.
+        match t.chunks[(b >> CHUNK_LOG2) as usize].get(ctx) {
+            Ok(Some(c)) => self.validated(&c.slots[b as usize & (CHUNK - 1)], hash, key, e1),
+            _ => Attempt::Locked,
+        }
+    }
+
+    /// One unlocked lookup of `key` in `slot` (its bucket in the table of epoch `epoch`),
+    /// validated: the bucket's stripe word before and after the walk, and the epoch. The
+    /// seqlock reader side of [`Map::get`] and [`MapReader::get`](super::MapReader::get).
+    #[inline(always)]
+    pub(crate) fn validated(
+        &self,
+        slot: &Slot<K, V, R>,
+        hash: u64,
+        key: &K,
+        epoch: u64,
+    ) -> Attempt<V> {
+        let hdr = self.hdr;
+        // The bucket's stripe (see the assertion by `STRIPES`).
+        let seq = &hdr.stripes[hash as usize % STRIPES].seq;
         let s1 = seq.load(Acquire);
+        let found = self.walk(slot, hash, key);
+        // Orders the walk's loads before the re-reads (seqlock reader side).
+        fence(Acquire);
         if s1 & 1 == 1 {
+            // A writer is inside (or died inside): the locked path waits (or repairs).
             return Attempt::Locked;
         }
-        // In range: b < 2^log2 <= DIR * CHUNK.
-        let chunk = &t.chunks[(b >> CHUNK_LOG2) as usize];
-        let found = match chunk.get(ctx) {
-            Ok(Some(c)) => self.walk(&c.slots[b as usize & (CHUNK - 1)], hash, key),
-            _ => Attempt::Locked,
-        };
-        // Orders every load of the attempt before the re-reads (seqlock reader side).
-        fence(Acquire);
-        if seq.load(Relaxed) == s1 && hdr.epoch.load(Relaxed) == e1 {
-            found
-        } else {
-            Attempt::Retry
+        if seq.load(Relaxed) != s1 || hdr.epoch.load(Relaxed) != epoch {
+            return Attempt::Retry;
         }
+        found
     }
 
     /// The bucket walk of an unlocked reader (inline entries, then chain): atomic loads
@@ -228,20 +242,15 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// line (see `MapReadGuard::get` for why).
     #[inline(always)]
     pub(crate) fn walk(&self, slot: &Slot<K, V, R>, hash: u64, key: &K) -> Attempt<V> {
-        // The hash first: an emptied entry (hash 0) may still hold an old key's bytes.
-        let i = slot.candidate(hash);
-        if slot.hash(i) == hash && slot.racy_key(i) == *key {
-            return Attempt::Hit(slot.racy_value(i));
+        match slot.holds(hash, key) {
+            Some(i) => Attempt::Hit(slot.racy_value(i)),
+            None => self.walk_chain(slot, hash, key),
         }
-        self.walk_rest(slot, hash, key, i)
     }
 
-    /// [`walk`](Self::walk) past candidate entry `i`: the other inline entry, then the chain.
+    /// [`walk`](Self::walk) along the chain.
     #[inline(never)]
-    fn walk_rest(&self, slot: &Slot<K, V, R>, hash: u64, key: &K, i: usize) -> Attempt<V> {
-        if i == 0 && slot.hash(1) == hash && slot.racy_key(1) == *key {
-            return Attempt::Hit(slot.racy_value(1));
-        }
+    fn walk_chain(&self, slot: &Slot<K, V, R>, hash: u64, key: &K) -> Attempt<V> {
         let ctx = self.ctx();
         let Ok(mut cur) = slot.next.get_ptr(ctx) else {
             return Attempt::Locked;

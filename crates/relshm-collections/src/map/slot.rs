@@ -60,16 +60,17 @@ impl<K: Pod + Eq, V: Pod, R: Repr> Slot<K, V, R> {
         usize::from(self.hash(0) != hash)
     }
 
-    /// Which inline entry is `key` (hashing to `hash`), if any. Caller holds the stripe
-    /// lock. The hash is compared first: an emptied entry may still hold an old key.
+    /// Which inline entry is `key` (hashing to `hash`), if any. Atomic loads only, so it
+    /// serves lock holders and unlocked readers alike (who validate afterwards). The hash
+    /// is compared first: an emptied entry may still hold an old key.
     #[inline(always)]
     pub(crate) fn holds(&self, hash: u64, key: &K) -> Option<usize> {
         let i = self.candidate(hash);
-        if self.hash(i) == hash && self.entry(i).key == *key {
+        if self.hash(i) == hash && self.racy_key(i) == *key {
             return Some(i);
         }
         // Both hashes equal (different keys, same 64-bit hash): rare, so a branch.
-        (i == 0 && self.hash(1) == hash && self.entry(1).key == *key).then_some(1)
+        (i == 0 && self.hash(1) == hash && self.racy_key(1) == *key).then_some(1)
     }
 
     /// A free inline entry, if any.
