@@ -4,7 +4,7 @@ use crate::sync::Instant;
 use core::time::Duration;
 
 use crate::error::LockError;
-use crate::sync::{self, AtomicU32, Ordering, Wake, fence};
+use crate::sync::{self, AtomicU32, Ordering, fence};
 
 /// `post` would push the count past [`Semaphore::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +31,8 @@ fn left(deadline: Option<Instant>) -> Result<Option<Duration>, LockError> {
 /// The protocol shared by [`Semaphore`] and the events: announce in `waiters`, SeqCst
 /// fence, re-check `word`, then sleep. A poster changes `word`, SeqCst fence, reads
 /// `waiters`: the fences order the two, so one side sees the other (either the poster
-/// wakes us or we do not sleep), and no wake-up is lost.
+/// wakes us or we do not sleep), and no wake-up is lost. Every sleep, timed out or not,
+/// is followed by one more attempt before the deadline is checked.
 fn wait_on(
     word: &AtomicU32,
     waiters: &AtomicU32,
@@ -45,15 +46,10 @@ fn wait_on(
         let timeout = left(deadline)?;
         waiters.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        let woke = if word.load(Ordering::Relaxed) == 0 {
-            sync::futex_wait(word, 0, timeout)
-        } else {
-            Wake::Woken
-        };
-        waiters.fetch_sub(1, Ordering::Relaxed);
-        if woke == Wake::TimedOut && try_take().is_err() {
-            left(deadline)?;
+        if word.load(Ordering::Relaxed) == 0 {
+            sync::futex_wait(word, 0, timeout);
         }
+        waiters.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

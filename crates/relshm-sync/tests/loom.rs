@@ -133,6 +133,27 @@ fn semaphore_handoff() {
     });
 }
 
+/// A timed wait either takes the permit or times out leaving it: never both (a permit
+/// taken by the last check after a timed-out sleep must be returned as success).
+#[test]
+fn semaphore_timed_wait_never_loses_a_permit() {
+    loom::model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let s2 = s.clone();
+        let h = thread::spawn(move || s2.post().unwrap());
+        let got = s.wait_timeout(core::time::Duration::from_millis(1));
+        h.join().unwrap();
+        let left = s.try_wait();
+        match got {
+            Ok(()) => assert_eq!(left, Err(LockError::WouldBlock)),
+            Err(e) => {
+                assert_eq!(e, LockError::TimedOut);
+                assert_eq!(left, Ok(()), "timed out and the permit is gone");
+            }
+        }
+    });
+}
+
 #[test]
 fn events_release_waiters() {
     loom::model(|| {
