@@ -5,6 +5,7 @@ use core::time::Duration;
 
 use crate::error::MutexError;
 use crate::mutex::{Mutex, MutexGuard};
+use crate::semaphore::wake_waiters;
 use crate::sync::{self, AtomicU32, Ordering, Wake, fence};
 
 /// A condition variable usable in place in shared memory with any [`Mutex`].
@@ -118,18 +119,12 @@ impl Condvar {
     /// Wakes one waiter (in any process).
     pub fn notify_one(&self) {
         self.seq.fetch_add(1, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            sync::futex_wake(&self.seq, 1);
-        }
+        wake_waiters(&self.seq, &self.waiters, 1);
     }
 
     /// Wakes every waiter (in any process).
     pub fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            sync::futex_wake(&self.seq, i32::MAX as u32);
-        }
+        wake_waiters(&self.seq, &self.waiters, i32::MAX as u32);
     }
 }

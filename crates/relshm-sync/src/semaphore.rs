@@ -53,6 +53,15 @@ fn wait_on(
     }
 }
 
+/// The poster's half of [`wait_on`]'s protocol, after it changed `word`: SeqCst fence,
+/// then wake up to `n` sleepers on `word` if any announced themselves in `waiters`.
+pub(crate) fn wake_waiters(word: &AtomicU32, waiters: &AtomicU32, n: u32) {
+    fence(Ordering::SeqCst);
+    if waiters.load(Ordering::Relaxed) != 0 {
+        sync::futex_wake(word, n);
+    }
+}
+
 /// A counting semaphore usable in place in shared memory.
 ///
 /// # Layout (8 bytes, `#[repr(C)]`; all-zero bytes = count 0, no waiters)
@@ -122,11 +131,7 @@ impl Semaphore {
                 Err(x) => c = x,
             }
         }
-        // Dekker with the waiter (see wait_until): store, SeqCst fence, load.
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            sync::futex_wake(&self.count, 1);
-        }
+        wake_waiters(&self.count, &self.waiters, 1);
         Ok(())
     }
 
@@ -223,11 +228,11 @@ impl<const AUTO: bool> Event<AUTO> {
         // An RMW rather than a plain store: it is ordered after any waiter's consuming swap
         // in the word's modification order, which is what the model checker reasons with.
         self.state.swap(1, Ordering::Release);
-        // Dekker with the waiter, as in Semaphore.
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            sync::futex_wake(&self.state, if AUTO { 1 } else { i32::MAX as u32 });
-        }
+        wake_waiters(
+            &self.state,
+            &self.waiters,
+            if AUTO { 1 } else { i32::MAX as u32 },
+        );
     }
 
     /// Clears the event.
