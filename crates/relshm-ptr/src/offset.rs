@@ -1,6 +1,6 @@
 //! [`Offset`]: a self-relative link (Boost's `offset_ptr`, rkyv's `RelPtr`).
 
-use crate::repr::{fits, misfit, resolve_in};
+use crate::repr::{misfit, resolve_in};
 use crate::{PtrError, Repr};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -95,8 +95,9 @@ fn load_slow(
         SELF => at,
         _ => at.wrapping_add(s),
     };
-    if fits(target.wrapping_sub(ctx.base()), ctx.len, size, align) {
-        return Ok(NonNull::new(target as *mut u8));
+    // SAFETY: the context's region is a live mapping (OffsetCtx::new's contract).
+    if let Some(p) = unsafe { resolve_in(target, ctx.base(), ctx.len, size, align) } {
+        return Ok(Some(p));
     }
     Err(misfit(target, ctx.base(), ctx.len, size, align))
 }

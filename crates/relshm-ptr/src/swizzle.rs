@@ -149,8 +149,8 @@ impl SwizzleView {
     pub fn forget(&self, offset: u64, len: u64) {
         let end = offset.saturating_add(len);
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let doomed: Vec<u64> = log.range(offset..end).map(|(&k, _)| k).collect();
-        for k in doomed {
+        // Called on every free: no list of the doomed words, just take them one by one.
+        while let Some(k) = log.range(offset..end).next().map(|(&k, _)| k) {
             log.remove(&k);
         }
     }
