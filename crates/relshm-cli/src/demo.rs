@@ -9,6 +9,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::remove_on_drop::RemoveOnDrop;
 use anyhow::{Context, bail};
 use relshm::segment::{CreateOptions, OpenOptions, Segment};
 use relshm::sync::Mutex;
@@ -34,21 +35,12 @@ const MESSAGE: &str = "message";
 const COUNTER: &str = "counter";
 const CHILD_BASE: &str = "child-base";
 
-/// Removes the demo's segment however the demo ends.
-struct Cleanup<'a>(&'a str);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = Segment::remove_named(self.0);
-    }
-}
-
 /// Runs the parent half.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let name = format!("relshm-demo-{}", std::process::id());
     let seg = Segment::create_named(&name, &CreateOptions::new(1 << 20))
         .with_context(|| format!("creating segment {name}"))?;
-    let _cleanup = Cleanup(&name);
+    let _cleanup = RemoveOnDrop(&name);
     let dir = seg.directory()?;
     let mut text = [0u8; 64];
     let hello = b"hello from the parent, stored once in shared memory";

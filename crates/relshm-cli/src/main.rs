@@ -3,6 +3,7 @@
 mod commands;
 mod compare;
 mod demo;
+mod remove_on_drop;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@ mod contents;
 mod error;
 mod file;
 pub mod header;
+mod image;
 mod mapped;
 mod mapping;
 mod named;

@@ -8,6 +8,7 @@ use relshm::segment::{OpenOptions, Placement, Segment};
 use relshm_collections::arena::Arena;
 use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 
+use super::image::SharedArena;
 use super::protocol::{
     CHILD_BASE, CHILD_HINT, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, READY, ROOT, SLOTS,
     SLOTS_NAME, wait_for,
@@ -87,10 +88,10 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     slots[CHILD_BASE].store(base, Ordering::Release);
     wait_for(&slots[GO], 1, "the parent's go-ahead", || Ok(()))?;
     let report = match args.strategy {
-        Strategy::FixedRaw => measure(args, slots, base, || Ok(Arena::<Raw>::fixed(&seg)?))?,
-        Strategy::Offset => measure(args, slots, base, || Ok(Arena::<Offset>::new(&seg)?))?,
-        Strategy::BaseRel => measure(args, slots, base, || Ok(Arena::<BaseRel>::new(&seg)?))?,
-        Strategy::SegRel => measure(args, slots, base, || Ok(Arena::<SegRel>::new(&seg)?))?,
+        Strategy::FixedRaw => measure(args, slots, base, || Raw::arena(&seg))?,
+        Strategy::Offset => measure(args, slots, base, || Offset::arena(&seg))?,
+        Strategy::BaseRel => measure(args, slots, base, || BaseRel::arena(&seg))?,
+        Strategy::SegRel => measure(args, slots, base, || SegRel::arena(&seg))?,
         Strategy::Swizzle => {
             let mut swizzled = 0;
             let mut r = measure_with(

@@ -14,22 +14,18 @@ use anyhow::Context;
 use rkyv::rancor::Error as RkyvError;
 use rkyv::rend::u64_le;
 use rkyv::util::AlignedVec;
-use serde::{Deserialize, Serialize};
 
 use super::strategy::Budget;
 use super::workload::{Structure, checksum, element, repeat};
 
 /// A peer library and how it reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
     /// rkyv, archive checked (`rkyv::access`) before use.
-    #[serde(rename = "rkyv-validated")]
     RkyvValidated,
     /// rkyv, archive trusted (`rkyv::access_unchecked`).
-    #[serde(rename = "rkyv-unchecked")]
     RkyvUnchecked,
     /// postcard: serialise, deserialise into std collections.
-    #[serde(rename = "postcard")]
     Postcard,
 }
 
@@ -153,7 +149,7 @@ pub fn run(s: Structure, peer: Peer, n: u64, budget: Budget) -> anyhow::Result<P
     let native = Native::build(s, n);
     let build = t.elapsed();
     let want = checksum(n);
-    match peer {
+    let (export, import, reads) = match peer {
         Peer::RkyvValidated | Peer::RkyvUnchecked => {
             let validate = peer == Peer::RkyvValidated;
             let t = Instant::now();
@@ -168,22 +164,13 @@ pub fn run(s: Structure, peer: Peer, n: u64, budget: Budget) -> anyhow::Result<P
                 Structure::Map => Root::Map(access::<ArchivedMap>(&there, validate)?),
             };
             let import = t.elapsed();
-            let (first, steady, reps) = repeat(budget.read, budget.max_reps, want, || {
+            let reads = repeat(budget.read, budget.max_reps, want, || {
                 Ok(match root {
                     Root::List(l) => black_box(rkyv_list_pass(l)),
                     Root::Map(m) => black_box(rkyv_map_pass(m, n)),
                 })
-            })
-            .with_context(|| format!("{} {}", peer.name(), s.name()))?;
-            Ok(PeerRun {
-                build,
-                handover: export + import,
-                first,
-                steady,
-                reps,
-                export,
-                import,
-            })
+            });
+            (export, import, reads)
         }
         Peer::Postcard => {
             let t = Instant::now();
@@ -196,17 +183,18 @@ pub fn run(s: Structure, peer: Peer, n: u64, budget: Budget) -> anyhow::Result<P
                 Structure::Map => Native::Map(postcard::from_bytes(&there)?),
             };
             let import = t.elapsed();
-            let (first, steady, reps) =
-                repeat(budget.read, budget.max_reps, want, || Ok(copy.read_pass(n)))?;
-            Ok(PeerRun {
-                build,
-                handover: export + import,
-                first,
-                steady,
-                reps,
-                export,
-                import,
-            })
+            let reads = repeat(budget.read, budget.max_reps, want, || Ok(copy.read_pass(n)));
+            (export, import, reads)
         }
-    }
+    };
+    let (first, steady, reps) = reads.with_context(|| format!("{} {}", peer.name(), s.name()))?;
+    Ok(PeerRun {
+        build,
+        handover: export + import,
+        first,
+        steady,
+        reps,
+        export,
+        import,
+    })
 }

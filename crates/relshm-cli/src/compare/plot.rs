@@ -6,7 +6,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::json::{Kind, Report, Row};
+use super::json::{Kind, Report};
+use super::rows::costs;
 use super::table::size;
 use super::workload::Structure;
 
@@ -22,11 +23,6 @@ const LINES: [(&str, RGBColor); 8] = [
     ("postcard", RGBColor(160, 110, 0)),
 ];
 
-fn cost(r: &Row) -> Option<(f64, f64)> {
-    let get = |k: &str| r.workloads.get(k).and_then(|m| m.ns);
-    Some((get("handover")? + get("first_read")?, get("read")?))
-}
-
 /// Draws one chart per structure and size into an SVG file.
 pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     let panels: Vec<(Structure, u64)> = [Structure::List, Structure::Map]
@@ -40,15 +36,16 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE)?;
     let areas = root.split_evenly((rows, cols));
     for ((s, n), area) in panels.into_iter().zip(areas) {
-        let lines: Vec<(&str, RGBColor, f64, f64)> = LINES
+        // Name, colour, whether a peer (drawn thinner), up-front and per-pass cost.
+        let lines: Vec<(&str, RGBColor, bool, f64, f64)> = LINES
             .iter()
             .filter_map(|&(name, colour)| {
                 let r = report
                     .results
                     .iter()
                     .find(|r| r.structure == s && r.n == n && r.strategy == name)?;
-                let (up, pass) = cost(r)?;
-                Some((name, colour, up, pass))
+                let (up, pass) = costs(r)?;
+                Some((name, colour, r.kind == Kind::Peer, up, pass))
             })
             .collect();
         // Show enough passes for the crossovers of this panel, within reason.
@@ -61,7 +58,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         let k_max = (k_max * 1.5).min(1000.0);
         let y_max = lines
             .iter()
-            .map(|&(_, _, up, pass)| (up + (k_max - 1.0) * pass) / 1e6)
+            .map(|&(_, _, _, up, pass)| (up + (k_max - 1.0) * pass) / 1e6)
             .fold(1e-6f64, f64::max);
         let unit = match s {
             Structure::List => "traversals",
@@ -79,11 +76,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
             .y_desc("total ms")
             .label_style(("sans-serif", 11))
             .draw()?;
-        for (name, colour, up, pass) in lines {
-            let peer = report
-                .results
-                .iter()
-                .any(|r| r.strategy == name && r.kind == Kind::Peer);
+        for (name, colour, peer, up, pass) in lines {
             let style = if peer {
                 colour.stroke_width(1)
             } else {

@@ -166,7 +166,7 @@ const PAIRS: [(&str, &str); 6] = [
 ];
 
 /// Up-front (handover + first pass) and per-pass cost of a row.
-fn costs(r: &Row) -> Option<(f64, f64)> {
+pub(super) fn costs(r: &Row) -> Option<(f64, f64)> {
     let get = |k: &str| r.workloads.get(k).and_then(|m| m.ns);
     Some((get("handover")? + get("first_read")?, get("read")?))
 }

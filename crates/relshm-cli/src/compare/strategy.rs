@@ -1,6 +1,5 @@
 //! The parent's half of one run: one structure, one size, one pointer strategy.
 
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,41 +9,35 @@ use relshm::segment::{CreateOptions, Placement, Segment, SegmentError};
 use relshm_collections::arena::Arena;
 use relshm_ptr::translate::{Space, Translated};
 use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
-use serde::{Deserialize, Serialize};
 
 use super::child::ChildArgs;
-use super::image::{self, SharedArena};
+use super::image::SharedArena;
 use super::protocol::{
     CHILD_BASE, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, READY, ROOT, SLOTS, SLOTS_NAME, wait_for,
 };
 use super::workload::{Coll, Structure, mutate_ops};
+use crate::remove_on_drop::RemoveOnDrop;
 
 /// The pointer strategies relshm implements (swizzling is reported cold and warm).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
     /// Raw pointers in a segment every process maps at one fixed address: the baseline.
     #[value(name = "fixed-raw")]
-    #[serde(rename = "fixed-raw")]
     FixedRaw,
     /// Raw pointers valid in the builder only; the receiver gets a translated copy.
     #[value(name = "copy-translate")]
-    #[serde(rename = "copy-translate")]
     CopyTime,
     /// Self-relative offsets, shared in place.
     #[value(name = "offset")]
-    #[serde(rename = "offset")]
     Offset,
     /// Offsets from the segment's base, shared in place.
     #[value(name = "baserel")]
-    #[serde(rename = "baserel")]
     BaseRel,
     /// `(segment id, offset)` pairs, shared in place.
     #[value(name = "segrel")]
-    #[serde(rename = "segrel")]
     SegRel,
     /// Tagged offsets swizzled into raw pointers on first use, in a private view.
     #[value(name = "swizzle")]
-    #[serde(rename = "swizzle")]
     Swizzle,
 }
 
@@ -117,15 +110,6 @@ pub struct Run {
     pub import: Duration,
 }
 
-/// Removes the run's segment name however the run ends.
-struct Unlink(String);
-
-impl Drop for Unlink {
-    fn drop(&mut self) {
-        let _ = Segment::remove_named(&self.0);
-    }
-}
-
 /// Page-aligned addresses tried, in order, for the fixed-address baseline.
 const FIXED_ADDRESSES: [usize; 3] = [0x4e00_0000_0000, 0x4c00_0000_0000, 0x3a00_0000_0000];
 
@@ -141,7 +125,7 @@ pub fn run(
     let name = format!("relshm-compare-{}-{seq}", std::process::id());
     let size = structure.segment_bytes(n);
     let seg = create(&name, size, strategy == Strategy::FixedRaw)?;
-    let _unlink = Unlink(name.clone());
+    let _unlink = RemoveOnDrop(&name);
     let dir = seg.directory()?;
     let slots = dir.construct(SLOTS_NAME, [const { AtomicU64::new(0) }; SLOTS])?;
     let slots: &[AtomicU64; SLOTS] = slots.get();
@@ -268,15 +252,10 @@ impl Job<'_> {
         coll: Option<&Coll<'_, R>>,
         before_go: impl FnOnce(u64) -> anyhow::Result<()>,
     ) -> anyhow::Result<(Duration, Option<Vec<Duration>>)> {
+        // What the child printed is added by `hand_over`, which collects its output.
         let mut alive = || match child.try_wait()? {
             None => Ok(()),
-            Some(status) => {
-                let mut err = String::new();
-                if let Some(e) = child.stderr.as_mut() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                bail!("the child exited early ({status}): {}", err.trim())
-            }
+            Some(status) => bail!("the child exited early ({status})"),
         };
         let child_base = wait_for(
             &self.slots[CHILD_BASE],
@@ -359,7 +338,7 @@ impl Job<'_> {
         self.check_len(coll.verify()?, "after the contended mutations")?;
 
         let t = Instant::now();
-        let img = image::export(self.seg)?;
+        let img = self.seg.data_image();
         let export = t.elapsed();
         // Raw pointers only mean something at the fixed address: the baseline's image goes
         // back into the segment there; the others' into a mapping at another address.
@@ -371,7 +350,7 @@ impl Job<'_> {
             &other
         };
         let t = Instant::now();
-        image::import(target, &img)?;
+        target.write_data_image(&img);
         let a = R::arena(target)?;
         let c = Coll::open(self.structure, &a, coll.offset())?;
         let import = t.elapsed();
@@ -397,7 +376,7 @@ impl Job<'_> {
         let export = t.elapsed();
         let other = self.seg.reopen(Placement::Anywhere)?;
         let t = Instant::now();
-        image::import(&other, &img)?;
+        other.write_data_image(&img);
         let a = Arena::<Swizzle>::private(&other)?;
         let c = Coll::open(self.structure, &a, coll.offset())?;
         let import = t.elapsed();

@@ -141,7 +141,6 @@ fn render_crossovers(report: &Report, out: &mut String) {
         .iter()
         .map(|c| (c.a.clone(), c.b.clone()))
         .collect();
-    pairs.dedup();
     pairs.sort();
     pairs.dedup();
     for s in [Structure::List, Structure::Map] {

@@ -25,15 +25,12 @@ pub use error::{CollectionError, Result};
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{
-    AtomicU64,
-    Ordering::{Acquire, Relaxed},
-};
+use core::sync::atomic::{AtomicU64, Ordering::Acquire};
 use relshm_ptr::{
     BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
 };
 use relshm_segment::directory::Directory;
-use relshm_segment::heap::{Heap, HeapError};
+use relshm_segment::heap::Heap;
 use relshm_segment::{Region, Segment};
 
 /// The memory a collection lives in, as this process sees it, for pointer strategy `R`.
@@ -144,21 +141,7 @@ impl<'s> Arena<'s, Swizzle> {
     /// Memory-safe at any time (every word is stored atomically), but meaningful only while
     /// no other process uses the segment's heap or collections: publishing replaces them.
     pub fn publish(&self, seg: &Segment) -> Result<()> {
-        let image = self.export()?;
-        let region = seg.region();
-        let start = seg.heap_offset() as usize & !7;
-        let end = (image.len().min(region.len() as usize) & !7).max(start);
-        for (i, chunk) in image[start..end].chunks_exact(8).enumerate() {
-            let p = region
-                .resolve_as::<u64>((start + i * 8) as u64)
-                .map_err(HeapError::from)?;
-            // SAFETY: resolve_as checked bounds and alignment inside the segment's mapping;
-            // shared words are only ever accessed atomically.
-            let w = unsafe { AtomicU64::from_ptr(p.as_ptr()) };
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            w.store(u64::from_ne_bytes(word), Relaxed);
-        }
+        seg.write_data_image(&self.export()?);
         Ok(())
     }
 
