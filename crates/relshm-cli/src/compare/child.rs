@@ -10,7 +10,7 @@ use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 
 use super::image::SharedArena;
 use super::protocol::{
-    CHILD_BASE, CHILD_HINT, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, READY, ROOT, SLOTS,
+    CHILD_BASE, CHILD_HINT, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, Pace, READY, ROOT, SLOTS,
     SLOTS_NAME, wait_for,
 };
 use super::strategy::Strategy;
@@ -86,7 +86,13 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     let slots = slots.get();
     let base = seg.base().as_ptr() as u64;
     slots[CHILD_BASE].store(base, Ordering::Release);
-    wait_for(&slots[GO], 1, "the parent's go-ahead", || Ok(()))?;
+    wait_for(
+        &slots[GO],
+        1,
+        "the parent's go-ahead",
+        Pace::Patient,
+        || Ok(()),
+    )?;
     let report = match args.strategy {
         Strategy::FixedRaw => measure(args, slots, base, || Raw::arena(&seg))?,
         Strategy::Offset => measure(args, slots, base, || Offset::arena(&seg))?,
@@ -158,10 +164,12 @@ fn measure_with<'s, R: Repr>(
         let mut rounds = Vec::new();
         for r in 0..MUTATE_ROUNDS {
             slots[READY].fetch_add(1, Ordering::AcqRel);
+            // The parent comes soon (it only waited for this side): start with it.
             wait_for(
                 &slots[READY],
                 2 * r + 2,
                 "the parent at the mutation barrier",
+                Pace::Prompt,
                 || Ok(()),
             )?;
             rounds.push(coll.mutate(args.n, args.mutate_ops)?.as_nanos() as u64);

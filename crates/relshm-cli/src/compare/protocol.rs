@@ -62,12 +62,25 @@ pub struct ChildReport {
     pub swizzled: Option<u64>,
 }
 
+/// How a wait passes the time between looks at its slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Yield, and past the first looks sleep 200 us between them: the other side is busy
+    /// for a while (building, translating, starting up, reading), and this one should not
+    /// compete with it for the 2 cores.
+    Patient,
+    /// Yield only: a barrier right before timed work, where a late look would start this
+    /// side's work up to a sleep after the other's.
+    Prompt,
+}
+
 /// Waits until `slot` holds a value `>= want`; `alive` is asked now and then whether the
 /// other side still runs (an error from it ends the wait).
 pub fn wait_for(
     slot: &AtomicU64,
     want: u64,
     what: &str,
+    pace: Pace,
     mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let start = Instant::now();
@@ -83,9 +96,9 @@ pub fn wait_for(
             if start.elapsed() > PATIENCE {
                 bail!("gave up waiting for {what} after {PATIENCE:?}");
             }
-            // Past the first spins the other side is busy for a while (building,
-            // translating, starting up): stop competing with it for the 2 cores.
-            thread::sleep(Duration::from_micros(200));
+            if pace == Pace::Patient {
+                thread::sleep(Duration::from_micros(200));
+            }
         } else {
             thread::yield_now();
         }

@@ -13,7 +13,8 @@ use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use super::child::ChildArgs;
 use super::image::SharedArena;
 use super::protocol::{
-    CHILD_BASE, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, READY, ROOT, SLOTS, SLOTS_NAME, wait_for,
+    CHILD_BASE, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, Pace, READY, ROOT, SLOTS, SLOTS_NAME,
+    wait_for,
 };
 use super::workload::{Coll, Structure, mutate_ops};
 use crate::remove_on_drop::RemoveOnDrop;
@@ -261,6 +262,7 @@ impl Job<'_> {
             &self.slots[CHILD_BASE],
             1,
             "the child's address",
+            Pace::Patient,
             &mut alive,
         )?;
         let t = Instant::now();
@@ -272,7 +274,15 @@ impl Job<'_> {
                 let mut rounds = Vec::new();
                 for r in 0..MUTATE_ROUNDS {
                     let what = "the child at the mutation barrier";
-                    wait_for(&self.slots[READY], 2 * r + 1, what, &mut alive)?;
+                    // The child may still be reading: wait patiently. It then waits
+                    // promptly for this side, so both start together.
+                    wait_for(
+                        &self.slots[READY],
+                        2 * r + 1,
+                        what,
+                        Pace::Patient,
+                        &mut alive,
+                    )?;
                     self.slots[READY].fetch_add(1, Ordering::AcqRel);
                     rounds.push(c.mutate(self.n, self.ops())?);
                 }
