@@ -3,7 +3,7 @@
 //! on one shared map. Short run: few sizes, short measurement. `MAP_MIN=1` runs an
 //! interleaved fastest-of-N comparison instead (for loaded machines, see `min_of_n`).
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use relshm_collections::arena::Arena;
 use relshm_collections::map::{Map, MapHasher};
@@ -45,6 +45,24 @@ fn lookups(n: u64) -> Vec<u64> {
     (0..LOOKUPS).map(|_| key(rng.gen_range(0..n))).collect()
 }
 
+/// One lookup per iteration, through the keys in turn.
+fn gets(b: &mut Bencher<'_>, keys: &[u64], get: impl Fn(&u64) -> Option<u64>) {
+    let mut i = 0;
+    b.iter(|| {
+        i = (i + 1) & (LOOKUPS - 1);
+        black_box(found(get(&keys[i])))
+    })
+}
+
+/// One insert of a new key and its removal per iteration (`insert_remove(k)` does both).
+fn inserts(b: &mut Bencher<'_>, n: u64, mut insert_remove: impl FnMut(u64) -> Option<u64>) {
+    let mut i = n;
+    b.iter(|| {
+        i += 1;
+        black_box(insert_remove(i))
+    })
+}
+
 fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
     for n in SIZES {
         let seg = segment(n);
@@ -61,11 +79,7 @@ fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'
             &n,
             |b, _| {
                 let r = map.read().unwrap();
-                let mut i = 0;
-                b.iter(|| {
-                    i = (i + 1) & (LOOKUPS - 1);
-                    black_box(found(r.get(&keys[i]).unwrap()))
-                })
+                gets(b, &keys, |k| r.get(k).unwrap())
             },
         );
         g.bench_with_input(
@@ -73,11 +87,7 @@ fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'
             &n,
             |b, _| {
                 let r = map.reader().unwrap();
-                let mut i = 0;
-                b.iter(|| {
-                    i = (i + 1) & (LOOKUPS - 1);
-                    black_box(found(r.get(&keys[i]).unwrap()))
-                })
+                gets(b, &keys, |k| r.get(k).unwrap())
             },
         );
         // Per element: batches of MANY keys through one call.
@@ -99,21 +109,15 @@ fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'
         g.throughput(Throughput::Elements(1));
         if R::NAME == "offset" {
             g.bench_with_input(BenchmarkId::new("offset_get", n), &n, |b, _| {
-                let mut i = 0;
-                b.iter(|| {
-                    i = (i + 1) & (LOOKUPS - 1);
-                    black_box(found(map.get(&keys[i]).unwrap()))
-                })
+                gets(b, &keys, |k| map.get(k).unwrap())
             });
         }
         g.finish();
         let mut g = c.benchmark_group("map_insert_remove");
         g.bench_with_input(BenchmarkId::new(R::NAME, n), &n, |b, _| {
-            let mut i = n;
-            b.iter(|| {
-                i += 1;
+            inserts(b, n, |i| {
                 map.insert(key(i), i).unwrap();
-                black_box(map.remove(&key(i)).unwrap())
+                map.remove(&key(i)).unwrap()
             })
         });
         g.finish();
@@ -130,20 +134,14 @@ fn std_peer(c: &mut Criterion) {
         let mut g = c.benchmark_group("map_get");
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::new("std_hashmap", n), &n, |b, _| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 1) & (LOOKUPS - 1);
-                black_box(found(map.get(&keys[i]).copied()))
-            })
+            gets(b, &keys, |k| map.get(k).copied())
         });
         g.finish();
         let mut g = c.benchmark_group("map_insert_remove");
         g.bench_with_input(BenchmarkId::new("std_hashmap", n), &n, |b, _| {
-            let mut i = n;
-            b.iter(|| {
-                i += 1;
+            inserts(b, n, |i| {
                 map.insert(key(i), i);
-                black_box(map.remove(&key(i)))
+                map.remove(&key(i))
             })
         });
         g.finish();
