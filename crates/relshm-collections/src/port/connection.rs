@@ -30,11 +30,17 @@ pub(crate) enum Side {
 }
 
 impl Side {
-    fn bit(self) -> u32 {
+    /// Its index in the record's `pids` and `starts`.
+    fn index(self) -> usize {
         match self {
-            Side::Client => 1,
-            Side::Server => 2,
+            Side::Client => 0,
+            Side::Server => 1,
         }
+    }
+
+    /// Its bit in the record's `left`.
+    fn bit(self) -> u32 {
+        1 << self.index()
     }
 
     fn other(self) -> Side {
@@ -69,16 +75,9 @@ pub struct ConnectionRecord {
 const _: () = assert!(core::mem::size_of::<ConnectionRecord>() == 64);
 
 impl ConnectionRecord {
-    fn index(side: Side) -> usize {
-        match side {
-            Side::Client => 0,
-            Side::Server => 1,
-        }
-    }
-
     /// Whether `side`'s process is known to be dead (not merely gone from the queues).
     fn dead(&self, side: Side) -> bool {
-        let i = Self::index(side);
+        let i = side.index();
         let (pid, start) = (self.pids[i].load(Acquire), self.starts[i].load(Acquire));
         if pid == 0 || start == 0 {
             return false; // unknown: never declare it dead
