@@ -37,6 +37,17 @@ pub(crate) const HEAP_OFFSET: u64 = align_up(Header::END as u64, 64);
 /// Where the arena starts.
 pub(crate) const ARENA_START: u64 = align_up(HEAP_OFFSET + HEAP_CONTROL_SIZE, 64);
 
+/// The fewest bytes a segment can have: its header and attach table, the heap control
+/// block, and an arena that holds the smallest directory table (with the heap's block
+/// header, its end sentinel and up to 64 bytes to align the table). Creating a smaller
+/// segment fails with [`SegmentError::TooSmall`]; sizes are rounded up to whole pages
+/// before they are compared with this.
+pub const MIN_SEGMENT_SIZE: u64 = ARENA_START
+    + 64
+    + directory::HEADER_SIZE
+    + MIN_DIRECTORY_CAPACITY * directory::ENTRY_SIZE
+    + 2 * crate::heap::BLOCK_HEADER;
+
 /// Formats the heap and directory of a segment being created, and records their offsets
 /// in the (not yet published) header.
 pub(crate) fn init(region: Region, header: &mut Header) -> Result<()> {

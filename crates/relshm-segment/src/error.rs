@@ -65,6 +65,35 @@ pub enum SegmentError {
         /// The size the segment has.
         found: u64,
     },
+    /// The segment asked for is too small to hold its header, heap and directory.
+    #[error(
+        "a segment of {requested} bytes is too small to hold its header, heap and directory: \
+         ask for at least {min} bytes"
+    )]
+    TooSmall {
+        /// The size that was asked for.
+        requested: u64,
+        /// The fewest bytes a segment can have ([`crate::MIN_SEGMENT_SIZE`]).
+        min: u64,
+    },
+    /// The segment's shared-memory object or file belongs to another user, who can read
+    /// and change everything in it (for instance a name squatted before its creator came).
+    #[error(
+        "segment {name:?} is owned by uid {owner}, not by this process's uid {euid}{}: \
+         another user created it and can read or change its contents; remove it if it should \
+         not be there, or, if uid {owner} is trusted, open it with allow_owner({owner})",
+        allowed_note(*.allowed)
+    )]
+    ForeignOwner {
+        /// The segment's name or path.
+        name: String,
+        /// The uid that owns the object.
+        owner: u32,
+        /// This process's effective uid (always accepted).
+        euid: u32,
+        /// The other owner the caller allowed, if any.
+        allowed: Option<u32>,
+    },
     /// A requested size is unusable.
     #[error("invalid segment size {size}: {why}")]
     InvalidSize {
@@ -210,6 +239,12 @@ pub enum SegmentError {
         /// The number of entries.
         capacity: u32,
     },
+}
+
+fn allowed_note(allowed: Option<u32>) -> String {
+    allowed.map_or_else(String::new, |uid| {
+        format!(" nor the allowed owner uid {uid}")
+    })
 }
 
 impl SegmentError {

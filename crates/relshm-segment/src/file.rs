@@ -47,14 +47,13 @@ impl Segment {
         })
     }
 
-    /// Opens an existing file-backed segment read-write.
+    /// Opens an existing file-backed segment read-write. The file's owner is checked as by
+    /// [`Segment::open_named`].
     pub fn open_file(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
         let path = path.as_ref();
         let fd = open_path(path, OFlags::RDWR, 0)?;
-        Self::from_mapped(
-            Mapped::open(fd, true, opts)?,
-            SegmentKind::File(path.to_owned()),
-        )
+        let mapped = Mapped::open(fd, Some(&path.display().to_string()), true, opts)?;
+        Self::from_mapped(mapped, SegmentKind::File(path.to_owned()))
     }
 
     /// Opens the file-backed segment, creating it if the file does not exist (see
@@ -86,9 +85,17 @@ impl Segment {
 }
 
 impl ReadOnlySegment {
-    /// Opens an existing file-backed segment read-only (the file is opened `O_RDONLY`).
+    /// Opens an existing file-backed segment read-only (the file is opened `O_RDONLY`); its
+    /// owner is checked as by [`Segment::open_named`].
     pub fn open_file(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
-        let fd = open_path(path.as_ref(), OFlags::RDONLY, 0)?;
-        Ok(Self::from_mapped(Mapped::open(fd, false, opts)?))
+        let path = path.as_ref();
+        let fd = open_path(path, OFlags::RDONLY, 0)?;
+        let name = path.display().to_string();
+        Ok(Self::from_mapped(Mapped::open(
+            fd,
+            Some(&name),
+            false,
+            opts,
+        )?))
     }
 }

@@ -29,7 +29,7 @@ mod view;
 pub use region::{Region, RegionError};
 
 pub use attach::AttachInfo;
-pub use contents::{DIRECTORY_CAPACITY, MIN_DIRECTORY_CAPACITY};
+pub use contents::{DIRECTORY_CAPACITY, MIN_DIRECTORY_CAPACITY, MIN_SEGMENT_SIZE};
 pub use error::{Result, SegmentError};
 pub use header::Header;
 pub use mapping::{Placement, page_size};

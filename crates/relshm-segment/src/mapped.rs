@@ -56,10 +56,24 @@ pub(crate) fn backing_len(fd: impl AsFd) -> Result<u64> {
     Ok(st.st_size.max(0) as u64)
 }
 
-pub(crate) fn check_mode(fd: &OwnedFd, expected: Option<u32>) -> Result<()> {
-    if let Some(expected) = expected {
-        let st =
-            rustix::fs::fstat(fd).map_err(SegmentError::sys("reading segment mode (fstat)"))?;
+/// Checks the opened object (one `fstat` of the descriptor, so the object checked is the
+/// object mapped, whatever happens to the name meanwhile): its owner, when it was opened
+/// by `name` (an object opened by name must belong to this process's effective uid or to
+/// `opts.allow_owner`), and its permission bits against `opts.expect_mode`.
+fn check_object(fd: &OwnedFd, name: Option<&str>, opts: &OpenOptions) -> Result<()> {
+    let st = rustix::fs::fstat(fd).map_err(SegmentError::sys("reading segment owner (fstat)"))?;
+    if let Some(name) = name {
+        let (owner, euid) = (st.st_uid, rustix::process::geteuid().as_raw());
+        if owner != euid && opts.allow_owner != Some(owner) {
+            return Err(SegmentError::ForeignOwner {
+                name: name.to_owned(),
+                owner,
+                euid,
+                allowed: opts.allow_owner,
+            });
+        }
+    }
+    if let Some(expected) = opts.expect_mode {
         let found = st.st_mode & 0o7777;
         if found != expected & 0o7777 {
             return Err(SegmentError::ModeMismatch { expected, found });
@@ -116,9 +130,17 @@ fn random_id() -> u64 {
 }
 
 impl Mapped {
-    /// Maps an existing segment from its descriptor.
-    pub(crate) fn open(fd: OwnedFd, writable: bool, opts: &OpenOptions) -> Result<Self> {
-        check_mode(&fd, opts.expect_mode)?;
+    /// Maps an existing segment from its descriptor. `name` is the name or path it was
+    /// opened by, if it was: such an object must have an owner the caller accepts (see
+    /// [`OpenOptions::allow_owner`]). A descriptor handed over (or duplicated) as such is
+    /// trusted as it is.
+    pub(crate) fn open(
+        fd: OwnedFd,
+        name: Option<&str>,
+        writable: bool,
+        opts: &OpenOptions,
+    ) -> Result<Self> {
+        check_object(&fd, name, opts)?;
         let (bytes, len) = read_header_bytes(&fd, opts.init_timeout)?;
         let info = Header::validate(&bytes, len, page_size())?;
         if let Some(min) = opts.min_size
@@ -168,7 +190,13 @@ impl Mapped {
             size,
             why: "too large to round up to whole pages",
         };
-        let size = round_up_to_page(opts.size.max(Header::END as u64)).ok_or(too_big(opts.size))?;
+        let size = round_up_to_page(opts.size).ok_or(too_big(opts.size))?;
+        if size < crate::contents::MIN_SEGMENT_SIZE {
+            return Err(SegmentError::TooSmall {
+                requested: opts.size,
+                min: crate::contents::MIN_SEGMENT_SIZE,
+            });
+        }
         let max = match opts.max_size {
             Some(m) => round_up_to_page(m).ok_or(too_big(m))?,
             None => size,

@@ -77,15 +77,22 @@ impl Segment {
     }
 
     /// Opens an existing named segment read-write.
+    ///
+    /// The object must belong to this process's effective uid, or to the uid named by
+    /// [`OpenOptions::allow_owner`]; otherwise this fails with
+    /// [`SegmentError::ForeignOwner`] (another user may have created the name first, to
+    /// share memory with you).
     pub fn open_named(name: &str, opts: &OpenOptions) -> Result<Self> {
         let name = shm_name(name)?;
         let fd = shm_open(&name, OFlags::RDWR)?;
-        Self::from_mapped(Mapped::open(fd, true, opts)?, SegmentKind::Named(name))
+        let mapped = Mapped::open(fd, Some(&name), true, opts)?;
+        Self::from_mapped(mapped, SegmentKind::Named(name))
     }
 
     /// Opens the named segment, creating it if it does not exist. An existing one must
-    /// have `opts.mode` and at least `opts.size` bytes, and the same fixed base if
-    /// `opts.fixed_address` is set.
+    /// belong to this process's effective uid (or to `opts.allow_owner`: see
+    /// [`Segment::open_named`]), have `opts.mode` and at least `opts.size` bytes, and the
+    /// same fixed base if `opts.fixed_address` is set.
     pub fn open_or_create_named(name: &str, opts: &CreateOptions) -> Result<Self> {
         match Self::create_named(name, opts) {
             Err(SegmentError::AlreadyExists { .. }) => Self::open_named(name, &opts.as_open()),
@@ -109,11 +116,17 @@ impl Segment {
 
 impl ReadOnlySegment {
     /// Opens an existing named segment read-only (the object is opened `O_RDONLY`, so not
-    /// even `mprotect` could make the mapping writable).
+    /// even `mprotect` could make the mapping writable). Its owner is checked as by
+    /// [`Segment::open_named`].
     pub fn open_named(name: &str, opts: &OpenOptions) -> Result<Self> {
         let name = shm_name(name)?;
         let fd = shm_open(&name, OFlags::RDONLY)?;
-        Ok(Self::from_mapped(Mapped::open(fd, false, opts)?))
+        Ok(Self::from_mapped(Mapped::open(
+            fd,
+            Some(&name),
+            false,
+            opts,
+        )?))
     }
 }
 

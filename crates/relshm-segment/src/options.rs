@@ -27,6 +27,13 @@ pub struct CreateOptions {
     /// page-aligned address, or fails with [`crate::SegmentError::AddressTaken`]. The base
     /// is recorded in the header, so openers need not be told.
     pub fixed_address: Option<usize>,
+    /// Also accept an existing segment (in the open-or-create calls) owned by this uid. By default opening a named or
+    /// file-backed segment by name or path fails with
+    /// [`crate::SegmentError::ForeignOwner`] unless the object belongs to this process's
+    /// effective uid, so that another user cannot squat a name and share (read, write,
+    /// corrupt) memory with its creator; root is no exception. Set this to the uid of the
+    /// user you expect to have created it (a service account, say).
+    pub allow_owner: Option<u32>,
 }
 
 impl CreateOptions {
@@ -38,6 +45,7 @@ impl CreateOptions {
             mode: 0o600,
             placement: Placement::Anywhere,
             fixed_address: None,
+            allow_owner: None,
         }
     }
 
@@ -65,12 +73,20 @@ impl CreateOptions {
         self
     }
 
+    /// Accepts an existing segment owned by `uid` in the open-or-create calls (see
+    /// [`CreateOptions::allow_owner`](#structfield.allow_owner)).
+    pub fn allow_owner(mut self, uid: u32) -> Self {
+        self.allow_owner = Some(uid);
+        self
+    }
+
     pub(crate) fn as_open(&self) -> OpenOptions {
         OpenOptions {
             placement: self.fixed_address.map_or(self.placement, Placement::At),
             expect_mode: Some(self.mode),
             min_size: Some(self.size),
             init_timeout: OpenOptions::DEFAULT_INIT_TIMEOUT,
+            allow_owner: self.allow_owner,
         }
     }
 }
@@ -90,6 +106,13 @@ pub struct OpenOptions {
     /// How long to wait for a creator that has made the object but not yet written its
     /// header, before failing with [`crate::SegmentError::Uninitialised`].
     pub init_timeout: Duration,
+    /// Also accept an existing segment owned by this uid. By default opening a named or
+    /// file-backed segment by name or path fails with
+    /// [`crate::SegmentError::ForeignOwner`] unless the object belongs to this process's
+    /// effective uid, so that another user cannot squat a name and share (read, write,
+    /// corrupt) memory with its creator; root is no exception. Set this to the uid of the
+    /// user you expect to have created it (a service account, say).
+    pub allow_owner: Option<u32>,
 }
 
 impl OpenOptions {
@@ -103,6 +126,7 @@ impl OpenOptions {
             expect_mode: None,
             min_size: None,
             init_timeout: Self::DEFAULT_INIT_TIMEOUT,
+            allow_owner: None,
         }
     }
 
@@ -121,6 +145,19 @@ impl OpenOptions {
     /// Requires at least this size.
     pub fn min_size(mut self, size: u64) -> Self {
         self.min_size = Some(size);
+        self
+    }
+
+    /// Accepts a segment owned by `uid` as well as one owned by this process's effective
+    /// uid (see [`OpenOptions::allow_owner`](#structfield.allow_owner)).
+    ///
+    /// ```
+    /// # use relshm_segment::OpenOptions;
+    /// let opts = OpenOptions::new().allow_owner(65534);
+    /// assert_eq!(opts.allow_owner, Some(65534));
+    /// ```
+    pub fn allow_owner(mut self, uid: u32) -> Self {
+        self.allow_owner = Some(uid);
         self
     }
 

@@ -133,7 +133,7 @@ impl Segment {
         ))?;
         let opts = OpenOptions::new().placement(placement);
         Ok(ReadOnlySegment::from_mapped(Mapped::open(
-            fd, false, &opts,
+            fd, None, false, &opts,
         )?))
     }
 }

@@ -87,9 +87,10 @@ impl Segment {
     }
 
     /// Maps the segment behind `fd` (for instance one received over a Unix socket).
-    /// The descriptor must be open for reading and writing.
+    /// The descriptor must be open for reading and writing. Its owner is not checked: a
+    /// descriptor someone handed over is trusted as it is.
     pub fn open_fd(fd: OwnedFd, opts: &OpenOptions) -> Result<Self> {
-        Self::from_mapped(Mapped::open(fd, true, opts)?, SegmentKind::Fd)
+        Self::from_mapped(Mapped::open(fd, None, true, opts)?, SegmentKind::Fd)
     }
 
     /// Maps this segment again, at another address (or where `placement` says), with its
@@ -99,7 +100,7 @@ impl Segment {
         let fd = rustix::io::fcntl_dupfd_cloexec(&self.map.fd, 0)
             .map_err(SegmentError::sys("duplicating segment descriptor (fcntl)"))?;
         let opts = OpenOptions::new().placement(placement);
-        Self::from_mapped(Mapped::open(fd, true, &opts)?, self.kind.clone())
+        Self::from_mapped(Mapped::open(fd, None, true, &opts)?, self.kind.clone())
     }
 
     /// The bytes mapped now, extended first if another process grew the segment.

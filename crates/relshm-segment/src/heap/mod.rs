@@ -57,6 +57,8 @@ use core::time::Duration;
 
 use relshm_sync::{Acquired, LockError};
 
+/// Bytes of a block header (and of the arena's end sentinel).
+pub(crate) use layout::HEADER as BLOCK_HEADER;
 use layout::{HEADER, encode, layout_word};
 pub use layout::{HEAP_CONTROL_SIZE, HEAP_MAGIC, HEAP_VERSION, HeapControl, MAX_ALIGN};
 /// Test hook (debug builds): the process `_exit(77)`s before the allocator's `n`-th store.
