@@ -6,12 +6,12 @@
 /// outcome of reading corrupted (or hostile) bytes, never a reason to panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PtrError {
-    /// The link's target `[target, target + size)` is not inside the memory the context
-    /// resolves into.
+    /// The link's target `[target, target + size)` (or an object at an offset given to open
+    /// it) is not inside the memory the context resolves into.
     #[error(
-        "link target {target:#x} (+{size} bytes) is outside the {len}-byte region at {base:#x}: \
-         the segment is corrupted, or a Raw link is read in a process that maps the segment \
-         at another address"
+        "target {target:#x} (+{size} bytes) is outside the {len}-byte region at {base:#x}: the \
+         offset given is wrong, the segment is corrupted, or a Raw link is read in a process \
+         that maps the segment at another address"
     )]
     OutOfBounds {
         /// Target address (in this process) the word decoded to.
@@ -23,8 +23,12 @@ pub enum PtrError {
         /// Length of the region.
         len: u64,
     },
-    /// The link's target is not aligned for the type stored there.
-    #[error("link target {target:#x} is not aligned to {align} bytes: the segment is corrupted")]
+    /// The link's target (or an offset given to open an object) is not aligned for the
+    /// type stored there.
+    #[error(
+        "target {target:#x} is misaligned: not a multiple of {align} bytes, so no such object \
+         starts there (the offset given is wrong, or the segment is corrupted)"
+    )]
     Misaligned {
         /// Target address the word decoded to.
         target: u64,

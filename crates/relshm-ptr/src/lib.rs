@@ -68,15 +68,40 @@ pub use validate::{Limits, Report, validate};
 
 use crate::repr::{fits, misfit};
 
+/// The address `base + off` of a `size`-byte object that must lie wholly inside the `len`
+/// bytes at `base` and start at a multiple of `align` (a power of two; `base` is
+/// page-aligned). Fails with [`PtrError::OutOfBounds`] if it does not lie inside, and with
+/// [`PtrError::Misaligned`] if it does but `off` is misaligned, so each mistake is named
+/// for what it is.
+///
+/// ```
+/// use relshm_ptr::{PtrError, check_offset};
+/// assert_eq!(check_offset(0x1000, 256, 64, 16, 8), Ok(0x1040));
+/// assert!(matches!(check_offset(0x1000, 256, 68, 16, 8), Err(PtrError::Misaligned { .. })));
+/// assert!(matches!(check_offset(0x1000, 256, 248, 16, 8), Err(PtrError::OutOfBounds { .. })));
+/// ```
+pub fn check_offset(base: u64, len: u64, off: u64, size: u64, align: u64) -> Result<u64, PtrError> {
+    debug_assert!(align.is_power_of_two());
+    let target = base.wrapping_add(off);
+    if fits(off, len, size, align) {
+        Ok(target)
+    } else {
+        Err(misfit(target, base, len, size, align))
+    }
+}
+
 /// The object of type `T` at offset `off` of the mapped range `[base, base + len)`.
 fn object_in<'a, T>(base: u64, len: u64, off: u64) -> Result<&'a T, PtrError> {
-    let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
-    if !fits(off, len, size, align) {
-        return Err(misfit(base.wrapping_add(off), base, len, size, align));
-    }
+    let addr = check_offset(
+        base,
+        len,
+        off,
+        size_of::<T>() as u64,
+        align_of::<T>() as u64,
+    )?;
     // SAFETY: callers pass a range their context keeps mapped for 'a; the object lies
     // wholly inside it and is aligned; callers require T: Relocate (any bits valid).
-    Ok(unsafe { &*((base + off) as *const T) })
+    Ok(unsafe { &*(addr as *const T) })
 }
 
 impl RawCtx {

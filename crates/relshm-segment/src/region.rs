@@ -12,8 +12,9 @@ use core::ptr::NonNull;
 pub enum RegionError {
     /// The target `[offset, offset + size)` does not lie inside the mapped bytes.
     #[error(
-        "offset {offset:#x} with size {size} lies outside the {len}-byte mapping: the segment is \
-         corrupted, or it grew and this view has not been refreshed"
+        "offset {offset:#x} with size {size} lies outside the {len}-byte mapping: the offset \
+         given is wrong, the segment is corrupted, or it grew and this view has not been \
+         refreshed"
     )]
     OutOfBounds {
         /// The offset that was resolved.
@@ -24,7 +25,10 @@ pub enum RegionError {
         len: u64,
     },
     /// The target address is not aligned for the type read there.
-    #[error("offset {offset:#x} is not aligned to {align} bytes: the segment is corrupted")]
+    #[error(
+        "offset {offset:#x} is misaligned: not a multiple of {align} bytes, so no such object \
+         starts there (the offset given is wrong, or the segment is corrupted)"
+    )]
     Misaligned {
         /// The offset that was resolved.
         offset: u64,

@@ -25,10 +25,7 @@ pub enum CollectionError {
     #[error("collection lock: {0}")]
     Lock(#[from] LockError),
     /// The bytes at the given offset are not a collection of this type.
-    #[error(
-        "no {expected} at offset {offset:#x}: {why}; open it with the key, value and pointer \
-         types it was created with"
-    )]
+    #[error("no {expected} at offset {offset:#x}: {why}")]
     BadHeader {
         /// What was expected there (for instance `"relshm List"`).
         expected: &'static str,
@@ -36,6 +33,21 @@ pub enum CollectionError {
         offset: u64,
         /// What did not match.
         why: &'static str,
+    },
+    /// The offset given to open a collection cannot be where one starts: it is misaligned
+    /// for the collection's header, or the header would not fit in the segment.
+    #[error(
+        "no {expected} can start at offset {offset:#x}: {}; pass the offset the \
+         collection's offset() returned, or open it by name",
+        offset_fault(.source)
+    )]
+    BadOffset {
+        /// What was to be opened (for instance `"relshm List"`).
+        expected: &'static str,
+        /// The offset that was given.
+        offset: u64,
+        /// How it fails to resolve ([`PtrError::Misaligned`] or [`PtrError::OutOfBounds`]).
+        source: PtrError,
     },
     /// A walk found the structure inconsistent (broken link, cycle, count mismatch).
     #[error("collection is corrupted: {0}; it cannot be repaired in place, re-create it")]
@@ -63,6 +75,24 @@ pub enum CollectionError {
         max: usize,
     },
 }
+
+/// Why a caller's offset cannot hold a collection header, in the caller's terms.
+fn offset_fault(source: &PtrError) -> String {
+    match *source {
+        PtrError::Misaligned { align, .. } => {
+            format!("it is misaligned (the header needs a multiple of {align} bytes)")
+        }
+        PtrError::OutOfBounds { size, len, .. } => {
+            format!("a {size}-byte header there would not lie inside the {len}-byte segment")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The [`CollectionError::BadHeader`] reason for bytes without the collection's magic:
+/// a caller mistake far more often than damage.
+pub(crate) const WRONG_MAGIC: &str = "wrong magic number: the offset is wrong (pass the one offset() returned), or something \
+     else lives there";
 
 /// Result of collection operations.
 pub type Result<T, E = CollectionError> = core::result::Result<T, E>;

@@ -20,8 +20,8 @@
 
 mod error;
 
-pub(crate) use error::corrupt;
 pub use error::{CollectionError, Result};
+pub(crate) use error::{WRONG_MAGIC, corrupt};
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -248,19 +248,26 @@ impl<R: Repr> Arena<'_, R> {
 
     /// The `T`-sized, `T`-aligned bytes at `off`, checked to lie in the arena.
     pub(crate) fn at<T>(&self, off: u64) -> Result<NonNull<T>> {
+        Ok(self.checked_at(off)?)
+    }
+
+    /// The header of the `expected` collection a caller opens at `off`: like
+    /// [`at`](Self::at), but an offset that cannot hold one is the caller's
+    /// [`CollectionError::BadOffset`], not a broken link.
+    pub(crate) fn header_at<T>(&self, off: u64, expected: &'static str) -> Result<NonNull<T>> {
+        self.checked_at(off)
+            .map_err(|source| CollectionError::BadOffset {
+                expected,
+                offset: off,
+                source,
+            })
+    }
+
+    fn checked_at<T>(&self, off: u64) -> Result<NonNull<T>, PtrError> {
         let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
-        let fits = off.checked_add(size).is_some_and(|e| e <= self.len) && off % align == 0;
-        if !fits {
-            return Err(PtrError::OutOfBounds {
-                target: self.base.wrapping_add(off),
-                size,
-                base: self.base,
-                len: self.len,
-            }
-            .into());
-        }
-        // SAFETY: base + off lies inside the mapping, which starts above address 0.
-        Ok(unsafe { NonNull::new_unchecked((self.base + off) as *mut T) })
+        let addr = relshm_ptr::check_offset(self.base, self.len, off, size, align)?;
+        // SAFETY: addr lies inside the mapping, which starts above address 0.
+        Ok(unsafe { NonNull::new_unchecked(addr as *mut T) })
     }
 
     /// The most `T`s the arena could hold: a bound for walks, so a cycle ends them.

@@ -40,7 +40,10 @@ pub use cursor::Cursor;
 pub use guard::{Iter, ListGuard};
 pub use layout::{LIST_MAGIC, ListHeader, ListNode};
 
-use crate::arena::{Arena, CollectionError, Result};
+use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC};
+
+/// What a list is called in errors.
+const WHAT: &str = "relshm List";
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::{Acquire, Release};
 use relshm_ptr::Repr;
@@ -84,20 +87,23 @@ impl<'a, T: Pod, R: Repr> List<'a, T, R> {
     /// Opens the list whose header is at `offset` (see [`offset`](Self::offset)), checking
     /// that it is a list of this element type and strategy.
     pub fn open(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
-        let p = arena.at::<ListHeader<T, R>>(offset)?;
-        // SAFETY: in bounds and aligned (checked by `at`), mapped while the arena lives, and
+        let p = arena.header_at::<ListHeader<T, R>>(offset, WHAT)?;
+        // SAFETY: in bounds and aligned (checked by `header_at`), mapped while the arena lives, and
         // every bit pattern is a valid header (all atomics, links and a RawMutex).
         let hdr = unsafe { p.as_ref() };
         let bad = |why| CollectionError::BadHeader {
-            expected: "relshm List",
+            expected: WHAT,
             offset,
             why,
         };
         if hdr.magic.load(Acquire) != layout::LIST_MAGIC {
-            return Err(bad("wrong magic number"));
+            return Err(bad(WRONG_MAGIC));
         }
         if hdr.layout.load(Acquire) != layout::layout::<T, R>() {
-            return Err(bad("element type or pointer strategy differs"));
+            return Err(bad(
+                "its element type or pointer strategy differs: open it with the types it was \
+                 created with",
+            ));
         }
         Ok(Self {
             arena,

@@ -70,7 +70,10 @@ pub use layout::{
 pub use read::MapReadGuard;
 pub use reader::MapReader;
 
-use crate::arena::{Arena, CollectionError, Result, corrupt};
+use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
+
+/// What a map is called in errors.
+const WHAT: &str = "relshm Map";
 use bytemuck::Pod;
 use core::hash::{BuildHasher, Hash};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -154,20 +157,23 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Opens the map whose header is at `offset`, checking it is a map of these key,
     /// value and strategy types.
     pub fn open(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
-        let p = arena.at::<MapHeader<K, V, R>>(offset)?;
-        // SAFETY: in bounds and aligned (checked by `at`), mapped while the arena lives;
+        let p = arena.header_at::<MapHeader<K, V, R>>(offset, WHAT)?;
+        // SAFETY: in bounds and aligned (checked by `header_at`), mapped while the arena lives;
         // every bit pattern is a valid header (atomics, robust locks, links).
         let hdr = unsafe { p.as_ref() };
         let bad = |why| CollectionError::BadHeader {
-            expected: "relshm Map",
+            expected: WHAT,
             offset,
             why,
         };
         if hdr.magic.load(Acquire) != MAP_MAGIC {
-            return Err(bad("wrong magic number"));
+            return Err(bad(WRONG_MAGIC));
         }
         if hdr.layout.load(Acquire) != layout::layout::<K, V, R>() {
-            return Err(bad("key type, value type or pointer strategy differs"));
+            return Err(bad(
+                "its key type, value type or pointer strategy differs: open it with the types \
+                 it was created with",
+            ));
         }
         Ok(Self {
             arena,

@@ -59,6 +59,17 @@ pub enum QueueError {
         /// The length expected.
         expected: u64,
     },
+    /// Nothing at the offset given to [`Queue::attach`](super::Queue::attach) starts with a
+    /// queue's magic: a caller mistake (a wrong offset, or another object) far more often
+    /// than damage.
+    #[error(
+        "no queue at offset {offset:#x} (bad magic): wrong offset or not a queue; pass the \
+         offset Queue::offset() returned"
+    )]
+    NotAQueue {
+        /// The offset that was given.
+        offset: u64,
+    },
     /// The queue's bytes are not a valid queue.
     #[error("the queue is corrupted: {what}; recreate it (its segment may be damaged)")]
     Corrupted {

@@ -224,17 +224,15 @@ impl Queue {
     /// validating every field.
     pub fn attach(heap: &Heap, offset: u64) -> Result<Queue, QueueError> {
         let region = heap.region();
-        let ctl_ptr = region.resolve_as::<Control>(offset)?;
-        if offset % 64 != 0 {
-            return Err(QueueError::corrupted("control block not 64-aligned"));
-        }
+        // A control block starts 64-aligned: any other offset is named misaligned.
+        let ctl_ptr = region
+            .resolve(offset, size_of::<Control>() as u64, 64)?
+            .cast::<Control>();
         // SAFETY: resolved in bounds and aligned; every bit pattern of Control is valid
         // (atomics and a RawMutex, which accepts any word).
         let ctl = unsafe { ctl_ptr.as_ref() };
         if ctl.magic.load(Acquire) != QUEUE_MAGIC {
-            return Err(QueueError::corrupted(format!(
-                "no queue at offset {offset:#x} (wrong magic)"
-            )));
+            return Err(QueueError::NotAQueue { offset });
         }
         if ctl.version.load(Relaxed) != QUEUE_VERSION {
             return Err(QueueError::corrupted("unsupported queue layout version"));

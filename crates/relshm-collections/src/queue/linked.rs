@@ -39,7 +39,10 @@ use core::sync::atomic::{AtomicU64, Ordering::*, fence};
 use relshm_ptr::{Link, Repr};
 use relshm_sync::{Acquired, RawMutex};
 
-use crate::arena::{Arena, CollectionError, Result, corrupt};
+use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
+
+/// What a linked queue is called in errors.
+const WHAT: &str = "relshm LinkedQueue";
 
 /// `"RSHMLNQ1"` in little-endian.
 pub const LINKED_MAGIC: u64 = u64::from_le_bytes(*b"RSHMLNQ1");
@@ -137,22 +140,25 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
 
     /// Attaches to the queue whose root is at `offset`, checking its header.
     pub fn attach(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
-        let root = arena.at::<LinkedRoot<T, R>>(offset)?;
+        let root = arena.header_at::<LinkedRoot<T, R>>(offset, WHAT)?;
         let q = Self {
             arena,
             root,
             _t: PhantomData,
         };
         let r = q.root();
+        let bad = |why| CollectionError::BadHeader {
+            expected: WHAT,
+            offset,
+            why,
+        };
         if r.magic.load(Acquire) != LINKED_MAGIC {
-            return Err(corrupt(format!("no linked queue at offset {offset:#x}")));
+            return Err(bad(WRONG_MAGIC));
         }
         if r.value_size.load(Relaxed) != size_of::<T>() as u64 {
-            return Err(corrupt(format!(
-                "linked queue at {offset:#x} holds {}-byte values, not {}",
-                r.value_size.load(Relaxed),
-                size_of::<T>()
-            )));
+            return Err(bad(
+                "its values have another size: open it with the value type it was created with",
+            ));
         }
         Ok(q)
     }

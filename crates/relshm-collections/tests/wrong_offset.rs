@@ -1,0 +1,136 @@
+//! Caller mistakes are named as such: opening a collection or attaching a queue at an
+//! offset that is misaligned, outside the segment, or simply not where one starts says so,
+//! and does not blame damage to the segment (or Raw links).
+
+mod queue_support;
+
+use queue_support::{queue, segment};
+use relshm_collections::arena::{Arena, CollectionError};
+use relshm_collections::list::List;
+use relshm_collections::map::Map;
+use relshm_collections::queue::linked::LinkedQueue;
+use relshm_collections::queue::{Queue, QueueConfig, QueueError};
+use relshm_ptr::{Offset, PtrError};
+use relshm_segment::RegionError;
+
+/// Asserts a collection open failed on the offset itself, for the reason `misaligned`
+/// (or out of bounds), with a message that says what to do.
+fn assert_bad_offset(r: Result<impl Sized, CollectionError>, offset: u64, misaligned: bool) {
+    let Err(e) = r else {
+        panic!("opening at {offset:#x} succeeded")
+    };
+    let text = e.to_string();
+    match &e {
+        CollectionError::BadOffset {
+            offset: o, source, ..
+        } => {
+            assert_eq!(*o, offset);
+            if misaligned {
+                assert!(matches!(source, PtrError::Misaligned { .. }), "{e:?}");
+                assert!(text.contains("misaligned"), "{text}");
+                assert!(!text.contains("outside"), "{text}");
+            } else {
+                assert!(matches!(source, PtrError::OutOfBounds { .. }), "{e:?}");
+            }
+        }
+        other => panic!("expected BadOffset at {offset:#x}, got {other:?}"),
+    }
+    assert!(!text.contains("Raw link"), "{text}");
+    assert!(!text.contains("invalid link"), "{text}");
+    assert!(text.contains("offset() returned"), "{text}");
+}
+
+/// Asserts a collection open failed because nothing of its kind starts there.
+fn assert_no_such(r: Result<impl Sized, CollectionError>, expected: &str) {
+    let Err(e) = r else {
+        panic!("opening a {expected} on something else succeeded")
+    };
+    let text = e.to_string();
+    assert!(
+        matches!(&e, CollectionError::BadHeader { expected: x, .. } if *x == expected),
+        "{e:?}"
+    );
+    assert!(text.contains("the offset is wrong"), "{text}");
+    assert!(!text.contains("corrupt"), "{text}");
+}
+
+#[test]
+fn collections_opened_at_a_wrong_offset_blame_the_offset() {
+    let seg = segment(1 << 20);
+    let arena = Arena::<Offset>::new(&seg).unwrap();
+    let list = List::<u64, Offset>::create(&arena).unwrap();
+    let map = Map::<u64, u64, Offset>::create(&arena).unwrap();
+    let lq = LinkedQueue::<u64, Offset>::create(&arena).unwrap();
+    let far = seg.size() + (1 << 20);
+
+    assert_bad_offset(
+        List::<u64, Offset>::open(&arena, list.offset() + 4),
+        list.offset() + 4,
+        true,
+    );
+    assert_bad_offset(List::<u64, Offset>::open(&arena, far), far, false);
+    assert_bad_offset(
+        Map::<u64, u64, Offset>::open(&arena, map.offset() + 4),
+        map.offset() + 4,
+        true,
+    );
+    assert_bad_offset(
+        LinkedQueue::<u64, Offset>::attach(&arena, lq.offset() + 4),
+        lq.offset() + 4,
+        true,
+    );
+    assert_bad_offset(LinkedQueue::<u64, Offset>::attach(&arena, far), far, false);
+
+    // Aligned, inside, but another kind of object: each names itself as not found there.
+    assert_no_such(
+        List::<u64, Offset>::open(&arena, map.offset()),
+        "relshm List",
+    );
+    assert_no_such(
+        Map::<u64, u64, Offset>::open(&arena, list.offset()),
+        "relshm Map",
+    );
+    assert_no_such(
+        LinkedQueue::<u64, Offset>::attach(&arena, list.offset()),
+        "relshm LinkedQueue",
+    );
+    // The right offsets still open.
+    List::<u64, Offset>::open(&arena, list.offset()).unwrap();
+    Map::<u64, u64, Offset>::open(&arena, map.offset()).unwrap();
+    LinkedQueue::<u64, Offset>::attach(&arena, lq.offset()).unwrap();
+}
+
+#[test]
+fn queue_attached_at_a_wrong_offset_does_not_blame_damage() {
+    let seg = segment(4 << 20);
+    let heap = seg.heap().unwrap();
+    let q = queue(&seg, QueueConfig::with_capacity(8));
+    let other = queue(&seg, QueueConfig::with_capacity(8));
+    let off = q.offset();
+
+    // Misaligned: says misaligned (a control block starts 64-aligned).
+    let e = Queue::attach(&heap, off + 8).unwrap_err();
+    assert_eq!(
+        e,
+        QueueError::Region(RegionError::Misaligned {
+            offset: off + 8,
+            align: 64
+        })
+    );
+    assert!(e.to_string().contains("misaligned"), "{e}");
+
+    // Aligned but no queue there (the ring of another queue): not a queue, not damage.
+    let wrong = other.offset() + 2368;
+    let e = Queue::attach(&heap, wrong).unwrap_err();
+    assert_eq!(e, QueueError::NotAQueue { offset: wrong });
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!(
+            "no queue at offset {wrong:#x} (bad magic): wrong offset or not a queue"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("corrupt"), "{text}");
+    assert!(!text.contains("damage"), "{text}");
+    assert_eq!(Queue::attach(&heap, off).unwrap().offset(), off);
+}
