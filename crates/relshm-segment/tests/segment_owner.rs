@@ -9,31 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use relshm_segment::{
     CreateOptions, MIN_SEGMENT_SIZE, OpenOptions, ReadOnlySegment, Segment, SegmentError,
 };
-use relshm_testkit::{Exit, fork_child};
+use relshm_testkit::{CANNOT_BECOME_USER, Exit, NOBODY, fork_child_as, is_root};
 use segment_support::{LIMIT, ShmName, TempPath};
 
-/// The squatter's uid and gid: `nobody` on Linux.
-const NOBODY: u32 = 65534;
-
-/// Child exit code: dropping to `NOBODY` failed.
-const NO_SETUID: i32 = 3;
-
-/// Runs `f` in a forked child that has dropped root for uid/gid [`NOBODY`].
+/// Runs `f` in a forked child as uid/gid [`NOBODY`].
 fn as_nobody(f: impl FnOnce() -> i32) -> Exit {
-    fork_child(|| {
-        // SAFETY: plain credential calls in the single-threaded forked child; the group
-        // list and gid go first, while the process still may change them.
-        let dropped = unsafe {
-            libc::setgroups(0, core::ptr::null()) == 0
-                && libc::setgid(NOBODY) == 0
-                && libc::setuid(NOBODY) == 0
-        };
-        if !dropped {
-            return NO_SETUID;
-        }
-        f()
-    })
-    .wait_timeout(LIMIT)
+    fork_child_as(NOBODY, f).wait_timeout(LIMIT)
 }
 
 /// The value the squatter left under "mark".
@@ -68,7 +49,7 @@ fn assert_foreign(err: SegmentError, name: &str) {
 
 #[test]
 fn segment_squatted_by_another_uid_is_refused_unless_allowed() {
-    if !rustix::process::geteuid().is_root() {
+    if !is_root() {
         // Without root no process here can own an object as another user: only the
         // default (own uid) path can be checked.
         eprintln!(
@@ -100,7 +81,7 @@ fn segment_squatted_by_another_uid_is_refused_unless_allowed() {
     });
     assert_ne!(
         squat,
-        Exit::Code(NO_SETUID),
+        Exit::Code(CANNOT_BECOME_USER),
         "running as root but cannot become uid {NOBODY}"
     );
     assert_eq!(

@@ -62,6 +62,35 @@ pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
     Child { pid, reaped: false }
 }
 
+/// `nobody`'s uid and gid on Linux: the other user of the owner tests.
+pub const NOBODY: u32 = 65534;
+
+/// Exit code of a [`fork_child_as`] child that could not become the user asked for.
+pub const CANNOT_BECOME_USER: i32 = 86;
+
+/// Whether this process runs as root (effective uid 0): only root can run a child as
+/// another user, so tests that need one check this and say when they skip.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// [`fork_child`], but the child first drops root for uid and gid `id` with no
+/// supplementary groups, then runs `f`. If it may not (the test does not run as root), it
+/// exits with [`CANNOT_BECOME_USER`].
+pub fn fork_child_as<F: FnOnce() -> i32>(id: u32, f: F) -> Child {
+    fork_child(|| {
+        // SAFETY: credential calls in the single-threaded forked child; the group list and
+        // the gid go first, while the process may still change them.
+        let dropped = unsafe {
+            libc::setgroups(0, core::ptr::null()) == 0
+                && libc::setgid(id) == 0
+                && libc::setuid(id) == 0
+        };
+        if dropped { f() } else { CANNOT_BECOME_USER }
+    })
+}
+
 impl Child {
     /// The child's process id.
     pub fn pid(&self) -> i32 {

@@ -1,11 +1,13 @@
 //! `relshm ls`: the segments relshm created, found by the header magic at the start of
-//! each object in `/dev/shm`.
+//! each object in `/dev/shm`, and the objects there this user may not read (so cannot
+//! tell), listed as such instead of left out. Segments owned by another user than the one
+//! running `ls` are marked: the library refuses to open those unless told their owner.
 
 use serde::Serialize;
 
 use super::inspect::{LOCK_TIMEOUT, attach_table};
 use super::output::{self, CliError, bytes, table};
-use super::target::{self, Target};
+use super::target::{self, Target, Unreadable};
 
 /// Options of `relshm ls`.
 #[derive(clap::Args)]
@@ -27,28 +29,50 @@ pub struct Row {
     pub used: Option<u64>,
     /// Owner uid.
     pub uid: u32,
+    /// Whether another user than the one running `ls` owns it (opening it then needs
+    /// `OpenOptions::allow_owner(uid)`).
+    pub other_owner: bool,
     /// Permission bits.
     pub mode: u32,
     /// Attach-table entries (processes that mapped it and did not detach).
     pub attached: usize,
     /// Of those, processes still alive.
     pub live: usize,
-    /// Why the segment could not be opened, if it could not.
+    /// Why the segment could not be opened (or, for an object this user may not read, that
+    /// it could not be read), if it could not.
     pub error: Option<String>,
+}
+
+impl Row {
+    /// A row for an object, before anything is read from it.
+    fn new(name: &str, size: u64, uid: u32, mode: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            size,
+            used: None,
+            uid,
+            other_owner: uid != target::euid(),
+            mode,
+            attached: 0,
+            live: 0,
+            error: None,
+        }
+    }
+}
+
+/// The row for an object this user may not read.
+fn unreadable(u: &Unreadable) -> Row {
+    let mut r = Row::new(&u.name, u.file_size, u.uid, u.mode);
+    r.error = Some(format!(
+        "cannot read: permission denied, owner uid {}",
+        u.uid
+    ));
+    r
 }
 
 /// The row for one segment (this process's own attachment is not counted).
 fn row(t: &Target) -> Row {
-    let mut r = Row {
-        name: t.name.clone(),
-        size: t.file_size,
-        used: None,
-        uid: t.uid,
-        mode: t.mode,
-        attached: 0,
-        live: 0,
-        error: None,
-    };
+    let mut r = Row::new(&t.name, t.file_size, t.uid, t.mode);
     let mut fill = |h: &relshm::segment::Header| {
         let table = attach_table(h);
         r.attached = table.len();
@@ -84,7 +108,11 @@ fn human(rows: &[Row]) -> String {
                 r.name.clone(),
                 bytes(r.size),
                 r.used.map_or("-".into(), bytes),
-                r.uid.to_string(),
+                if r.other_owner {
+                    format!("{} (other user)", r.uid)
+                } else {
+                    r.uid.to_string()
+                },
                 format!("{:04o}", r.mode),
                 format!("{} ({} live)", r.attached, r.live),
                 r.error.clone().unwrap_or_default(),
@@ -99,7 +127,10 @@ fn human(rows: &[Row]) -> String {
 
 /// Runs `relshm ls`.
 pub fn run(args: &LsArgs) -> Result<u8, CliError> {
-    let rows: Vec<Row> = target::scan()?.iter().map(row).collect();
+    let found = target::scan()?;
+    let mut rows: Vec<Row> = found.segments.iter().map(row).collect();
+    rows.extend(found.unreadable.iter().map(unreadable));
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
     output::emit(args.json, rows.as_slice(), human);
     Ok(0)
 }

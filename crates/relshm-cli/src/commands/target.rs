@@ -32,6 +32,45 @@ pub struct Target {
     pub mode: u32,
 }
 
+/// A `/dev/shm` object this process may not read (`EACCES`): it may be a relshm segment,
+/// and `relshm ls` lists it as unreadable rather than leaving it out.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// The name without the leading `/`.
+    pub name: String,
+    /// Size of the backing object.
+    pub file_size: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// What [`scan`] found in [`SHM_DIR`].
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// The relshm segments, sorted by name.
+    pub segments: Vec<Target>,
+    /// Objects that could not be read to tell, sorted by name.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// What looking at one object under [`SHM_DIR`] found.
+enum Looked {
+    /// A relshm segment.
+    Segment(Target),
+    /// Readable, and not relshm's.
+    NotOurs,
+    /// Reading it was refused.
+    Unreadable(Unreadable),
+}
+
+/// This process's effective uid: a segment owned by any other is opened only when the
+/// caller names that owner ([`OpenOptions::allow_owner`]).
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// Whether the file starts with relshm's magic (`Ok(false)` for shorter or other files).
 fn has_magic(path: &Path) -> std::io::Result<bool> {
     let mut word = [0u8; 8];
@@ -56,6 +95,22 @@ fn bare(name: &str) -> Result<&str, CliError> {
 /// Looks up the relshm segment `name` (with or without the leading `/`).
 pub fn resolve(name: &str) -> Result<Target, CliError> {
     let bare = bare(name)?;
+    match look(bare)? {
+        Looked::Segment(t) => Ok(t),
+        Looked::NotOurs => Err(CliError::usage(format!(
+            "{bare:?} is not a relshm segment (its first bytes are not relshm's header \
+             magic); refusing to touch it"
+        ))),
+        Looked::Unreadable(u) => Err(CliError::failed(format!(
+            "cannot read {}: permission denied (run as its owner, uid {})",
+            Path::new(SHM_DIR).join(bare).display(),
+            u.uid
+        ))),
+    }
+}
+
+/// Stats and reads the magic of `SHM_DIR/bare`.
+fn look(bare: &str) -> Result<Looked, CliError> {
     let path = Path::new(SHM_DIR).join(bare);
     let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => CliError::usage(format!(
@@ -70,46 +125,49 @@ pub fn resolve(name: &str) -> Result<Target, CliError> {
         )));
     }
     match has_magic(&path) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(CliError::usage(format!(
-                "{bare:?} is not a relshm segment (its first bytes are not relshm's header \
-                 magic); refusing to touch it"
-            )));
+        Ok(true) => Ok(Looked::Segment(Target {
+            name: bare.to_owned(),
+            path,
+            file_size: meta.len(),
+            uid: meta.uid(),
+            mode: meta.mode() & 0o7777,
+        })),
+        Ok(false) => Ok(Looked::NotOurs),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Ok(Looked::Unreadable(Unreadable {
+                name: bare.to_owned(),
+                file_size: meta.len(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+            }))
         }
-        Err(e) => {
-            return Err(CliError::failed(format!(
-                "cannot read {}: {e} (run as its owner, uid {})",
-                path.display(),
-                meta.uid()
-            )));
-        }
+        Err(e) => Err(CliError::failed(format!(
+            "cannot read {}: {e} (run as its owner, uid {})",
+            path.display(),
+            meta.uid()
+        ))),
     }
-    Ok(Target {
-        name: bare.to_owned(),
-        path,
-        file_size: meta.len(),
-        uid: meta.uid(),
-        mode: meta.mode() & 0o7777,
-    })
 }
 
-/// Every relshm segment in [`SHM_DIR`], sorted by name; objects that are not relshm's or
-/// cannot be read are skipped.
-pub fn scan() -> Result<Vec<Target>, CliError> {
+/// Every relshm segment in [`SHM_DIR`], and every object there this process may not read
+/// (so cannot tell), each sorted by name; objects that are not relshm's are skipped.
+pub fn scan() -> Result<Scan, CliError> {
     let dir = std::fs::read_dir(SHM_DIR)
         .map_err(|e| CliError::failed(format!("cannot list {SHM_DIR}: {e}")))?;
-    let mut out = Vec::new();
+    let mut out = Scan::default();
     for entry in dir.flatten() {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        // A segment removed between read_dir and here is simply not listed.
-        if let Ok(t) = resolve(&name) {
-            out.push(t);
+        // An object removed between read_dir and here is simply not listed.
+        match look(&name) {
+            Ok(Looked::Segment(t)) => out.segments.push(t),
+            Ok(Looked::Unreadable(u)) => out.unreadable.push(u),
+            Ok(Looked::NotOurs) | Err(_) => {}
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.segments.sort_by(|a, b| a.name.cmp(&b.name));
+    out.unreadable.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
@@ -124,13 +182,20 @@ pub fn seg_error(name: &str, e: SegmentError) -> CliError {
     }
 }
 
+/// How the commands open a segment they were pointed at: whoever owns it, as found when
+/// it was looked up (the commands inspect and repair other users' segments on purpose;
+/// should another object take the name meanwhile, its owner is checked against this one).
+fn opts(t: &Target) -> OpenOptions {
+    OpenOptions::new().allow_owner(t.uid)
+}
+
 /// Maps the segment read-write (the heap and directory take their locks even to read).
 /// It registers in the attach table for as long as the command runs.
 pub fn open_rw(t: &Target) -> Result<Segment, CliError> {
-    Segment::open_named(&t.name, &OpenOptions::new()).map_err(|e| seg_error(&t.name, e))
+    Segment::open_named(&t.name, &opts(t)).map_err(|e| seg_error(&t.name, e))
 }
 
 /// Maps the segment read-only (header and attach table only; works without write access).
 pub fn open_ro(t: &Target) -> Result<ReadOnlySegment, CliError> {
-    ReadOnlySegment::open_named(&t.name, &OpenOptions::new()).map_err(|e| seg_error(&t.name, e))
+    ReadOnlySegment::open_named(&t.name, &opts(t)).map_err(|e| seg_error(&t.name, e))
 }
