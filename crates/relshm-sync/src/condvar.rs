@@ -20,6 +20,11 @@ use crate::sync::{self, AtomicU32, Ordering, Wake, fence};
 /// A waiter killed while waiting leaves `waiters` one too high, which only costs notifiers
 /// a futile wake syscall. Any bit pattern is a valid state. Wake-ups may be spurious, as
 /// with every condition variable: wait in a loop that re-checks the condition.
+///
+/// [`notify_one`](Self::notify_one) wakes every sleeper, not one: a wake-up given to one
+/// waiter alone would die with it if that waiter were killed before it relocked the mutex,
+/// and the waiters still asleep would never learn of the change (see [`docs`](crate::docs),
+/// "Waiters that die"). The others see a spurious wake-up and wait again.
 #[repr(C)]
 #[derive(Default)]
 pub struct Condvar {
@@ -116,10 +121,10 @@ impl Condvar {
         (MutexGuard::relock(mutex, mutex.raw().lock()), timed_out)
     }
 
-    /// Wakes one waiter (in any process).
+    /// Wakes at least one waiter (in any process): every sleeper, so that no notification
+    /// dies with a killed waiter (see the type's docs).
     pub fn notify_one(&self) {
-        self.seq.fetch_add(1, Ordering::Release);
-        wake_waiters(&self.seq, &self.waiters, 1);
+        self.notify_all();
     }
 
     /// Wakes every waiter (in any process).

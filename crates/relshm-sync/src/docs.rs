@@ -7,13 +7,13 @@
 //! robust-futex format: owner thread id in bits 0..30 ([`TID_MASK`](crate::TID_MASK)),
 //! [`OWNER_DIED`](crate::OWNER_DIED) (bit 30), [`WAITERS`](crate::WAITERS) (bit 31).
 //!
-//! - Uncontended lock: one CAS `0 -> tid`; unlock: one swap to `0`. A futex wake happens
-//!   only if `WAITERS` was set.
+//! - Uncontended lock: one CAS `0 -> tid`; unlock: one CAS `tid -> 0`. A futex wake
+//!   happens only if `WAITERS` was set.
 //! - Contended: spin briefly, set `WAITERS`, `FUTEX_WAIT` on a *shared* futex (never
 //!   `FUTEX_PRIVATE_FLAG`: the kernel keys it by the backing page, so mappings at different
 //!   addresses in different processes meet on the same futex). A thread that slept takes
-//!   the lock with `WAITERS` set, so its unlock wakes the next sleeper: no lost wake-up, at
-//!   worst one futile wake.
+//!   the lock with `WAITERS` set, so its unlock wakes the next sleeper. An unlock that
+//!   sees `WAITERS` leaves the bit in the free word (see *Waiters that die*).
 //! - Owner death: the kernel sets `OWNER_DIED`, clears the tid and wakes one waiter. The
 //!   next locker takes the word with `OWNER_DIED` kept and gets `OwnerDied`; the bit stays
 //!   until `make_consistent`. Unlocking while it is still set stores
@@ -75,6 +75,66 @@
 //! - **Recursion.** Locking a lock the thread already holds deadlocks (as with
 //!   `std::sync::Mutex`); use `try_lock` if unsure.
 //!
+//! # Waiters that die
+//!
+//! A process may be killed while it *waits*, not only while it holds a lock: asleep, or
+//! just after a wake-up took it off the futex queue and before it retook the word. The
+//! sleeper case is harmless (the kernel drops a dead sleeper from the queue). The woken
+//! case is not: the wake-up was meant to let the next waiter in, and it dies with the
+//! victim. With the classic protocol (unlock stores `0`, wakes one if `WAITERS` was set)
+//! a barger then takes the free word on the fast path *without* `WAITERS`, its unlock
+//! wakes nobody, and the remaining sleepers sleep while the lock is free, possibly forever.
+//! Measured before the fix with real processes (`tests/waiter_kill_mp.rs`): survivors
+//! stalled on `Mutex` and on `List`'s lock while waiters were SIGKILLed; the loom models
+//! in `tests/loom_kill.rs` deadlock on the old code for every primitive.
+//!
+//! How each primitive hands the duty on (no timers, no polling; the uncontended paths are
+//! unchanged: one atomic each way):
+//!
+//! - **Owned locks** ([`RawMutex`](crate::RawMutex), so [`Mutex`](crate::Mutex),
+//!   [`RwLock`](crate::RwLock)'s writer and reader slots, and every lock built on them):
+//!   an unlock that sees `WAITERS` stores `WAITERS` (not `0`) and wakes one. Whoever takes
+//!   the free word next, the woken waiter or a barger, keeps the bit and so owns the duty
+//!   to wake the next sleeper at its unlock. If the woken waiter dies while the word is
+//!   still free, the kernel wakes another sleeper in its place: a waiter names the lock in
+//!   its robust list's `list_op_pending` for its whole acquisition, and the kernel's exit
+//!   path (`handle_futex_death`, Linux 5.10 and later) wakes one waiter of a pending lock
+//!   whose owner part is zero. The bit is cleared by an unlock whose wake found nobody
+//!   asleep, which proves nobody is: a sleeper only sleeps on a held word. Cost: one futile
+//!   wake syscall at the end of each contended episode, as before.
+//! - **Counting waits** ([`Semaphore`](crate::Semaphore),
+//!   [`AutoResetEvent`](crate::AutoResetEvent)): the word they sleep on has no owner for
+//!   the kernel to act on, so they borrow one. Waiters queue on a *turnstile*, a robust
+//!   [`RawMutex`](crate::RawMutex) inside the primitive, and only the turnstile's holder
+//!   (the head) sleeps on the count or state word. A post's single wake-up always reaches
+//!   the head; a head killed anywhere releases the turnstile through the kernel's robust
+//!   list, which wakes the next waiter to become head and look at the word again. This
+//!   works because the word is state: whichever waiter is head can take what a post left.
+//!   [`ManualResetEvent`](crate::ManualResetEvent)'s `set` wakes every sleeper, so it
+//!   needs no turnstile.
+//! - **Condition variables** ([`Condvar`](crate::Condvar)): a notification is an event,
+//!   not state: it is meant for the waiters that wait *now*, so a turnstile would let a
+//!   head that waits for a later notification block a notified waiter queued behind it
+//!   (tried: the ping-pong test of `tests/handoff_mp.rs` deadlocked). `notify_one` wakes
+//!   every sleeper instead; the others see a spurious wake-up, which condition variables
+//!   allow, and wait again. The cost is a herd on `notify_one` with many waiters; a
+//!   shared-memory condition variable rarely has more than a few.
+//! - **Queues, ports and streams** (`relshm-collections`): their sleeps are bounded by
+//!   the liveness interval (20 ms) after which a sleeper re-checks the ring and reaps dead
+//!   peers, so a wake-up lost with a killed receiver delays a survivor by at most one
+//!   interval.
+//!
+//! Why not the alternatives: waking every sleeper on each unlock is correct but a
+//! thundering herd under contention; a waiter count instead of a bit is left too high by
+//! every killed waiter, costing a futile syscall on each later unlock forever; bounded
+//! sleeps that re-check cost an idle sleeper a wake-up per interval and leave a stall of
+//! up to one interval per kill. The robust list already runs at every death, so handing the
+//! duty on through it costs nothing while nobody dies.
+//!
+//! If no compatible robust list can be registered ([`robust_supported`](crate::robust_supported)
+//! is `false`), neither owner death nor waiter death is seen by the kernel: use the
+//! `*_timeout` calls there.
+//!
 //! # Readers-writer lock and reader death
 //!
 //! See [`RawRwLock`](crate::RawRwLock): a writer mutex plus
@@ -94,7 +154,10 @@
 //! # Model checking
 //!
 //! Every algorithm is written against a small facade ([`facade`](crate::facade)). Under
-//! `RUSTFLAGS="--cfg loom"` it is loom's: futex wait/wake become a loom mutex + condvar
-//! (the word re-checked under the mutex, spurious wake-ups allowed), time is a model clock
-//! that timed waits advance, and `simulate_owner_death()` does what the kernel does when a
-//! thread dies. The models are in `tests/loom.rs`; `.ci/loom` runs them.
+//! `RUSTFLAGS="--cfg loom"` it is loom's: futex wait/wake become a modelled kernel wait
+//! queue (the word re-checked under a loom mutex; `futex_wake(n)` takes exactly `n`
+//! sleepers off the queue, oldest first), time is a model clock that timed waits advance,
+//! `simulate_owner_death()` does what the kernel does when a thread dies (held locks and
+//! the pending operation), and `killable(KillAt { wait, stage }, f)` kills a thread inside
+//! a futex wait, asleep or just woken. The models are in `tests/loom.rs` and
+//! `tests/loom_kill.rs`; `.ci/loom` runs them.

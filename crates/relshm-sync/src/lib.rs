@@ -69,7 +69,7 @@ pub use rwlock::{
 };
 pub use semaphore::{AutoResetEvent, Event, ManualResetEvent, Semaphore, SemaphoreOverflow};
 #[cfg(loom)]
-pub use sync::simulate_owner_death;
+pub use sync::{KillAt, KillStage, killable, simulate_owner_death};
 
 /// Whether owner death is detected for locks taken by the calling thread (always in the
 /// loom model).

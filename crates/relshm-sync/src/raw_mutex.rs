@@ -257,10 +257,37 @@ impl RawMutex {
         if w & OWNER_DIED != 0 {
             self.word.swap(NOT_RECOVERABLE, Ordering::Release);
             sync::futex_wake(&self.word, i32::MAX as u32);
-        } else if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
-            sync::futex_wake(&self.word, 1);
+        } else if w & WAITERS != 0
+            || self
+                .word
+                .compare_exchange(w, 0, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+        {
+            // Someone announced that they sleep (only WAITERS can be added to a held word).
+            self.hand_over();
         }
         sync::op_end(h);
+    }
+
+    /// The release half of the no-lost-wake-up protocol (see [`docs`](crate::docs),
+    /// "Waiters that die"): frees the word but keeps `WAITERS` in it, and wakes one sleeper.
+    ///
+    /// With `WAITERS` left in the free word, whoever takes the lock next, the woken sleeper
+    /// or a barger, owns the duty to wake the next sleeper at its unlock: the duty is never
+    /// dropped with a woken waiter that dies before retaking the word. If that waiter dies
+    /// while the word is still free, the kernel wakes another sleeper in its place (its
+    /// `list_op_pending` names this lock). The bit is cleared only when a wake finds nobody
+    /// asleep: then nobody is, since a sleeper only sleeps on a held word and the word is
+    /// free from before the wake.
+    #[cold]
+    fn hand_over(&self) {
+        self.word.swap(WAITERS, Ordering::Release);
+        if sync::futex_wake(&self.word, 1) == 0 {
+            // Fails harmlessly if someone took the word meanwhile: the bit goes with it.
+            let _ = self
+                .word
+                .compare_exchange(WAITERS, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// Releases a lock acquired with `OwnerDied` without repairing it and without making it

@@ -4,6 +4,7 @@ use crate::sync::Instant;
 use core::time::Duration;
 
 use crate::error::LockError;
+use crate::raw_mutex::{Acquired, RawMutex};
 use crate::sync::{self, AtomicU32, Ordering, fence};
 
 /// `post` would push the count past [`Semaphore::MAX`].
@@ -31,9 +32,58 @@ fn left(deadline: Option<Instant>) -> Result<Option<Duration>, LockError> {
 /// The protocol shared by [`Semaphore`] and the events: announce in `waiters`, SeqCst
 /// fence, re-check `word`, then sleep. A poster changes `word`, SeqCst fence, reads
 /// `waiters`: the fences order the two, so one side sees the other (either the poster
-/// wakes us or we do not sleep), and no wake-up is lost. Every sleep, timed out or not,
-/// is followed by one more attempt before the deadline is checked.
+/// wakes us or we do not sleep). Every sleep, timed out or not, is followed by one more
+/// attempt before the deadline is checked.
+///
+/// With a `turnstile`, only the thread holding it sleeps on `word` (the head); the others
+/// queue on the turnstile, a robust [`RawMutex`]. A poster's single wake-up therefore
+/// always goes to the head, and a head that dies anywhere, asleep or woken and about to
+/// take, releases the turnstile through the kernel's robust list, which wakes the next
+/// waiter to become head and look at `word` again: no wake-up dies with a waiter (see
+/// [`docs`](crate::docs), "Waiters that die"). Without one (manual-reset events, whose
+/// `set` wakes every sleeper, or a turnstile whose bytes are beyond recovery) every
+/// waiter sleeps on `word` itself.
 fn wait_on(
+    word: &AtomicU32,
+    waiters: &AtomicU32,
+    turnstile: Option<&RawMutex>,
+    deadline: Option<Instant>,
+    try_take: impl Fn() -> Result<(), LockError>,
+) -> Result<(), LockError> {
+    if try_take().is_ok() {
+        return Ok(());
+    }
+    let head = match turnstile.map(|t| enter_turnstile(t, deadline)) {
+        Some(Err(LockError::TimedOut)) => {
+            // One last attempt: a permit may have come just as the deadline passed.
+            return try_take().map_err(|_| LockError::TimedOut);
+        }
+        Some(Ok(())) => turnstile,
+        // No turnstile, or one beyond recovery: sleep on the word like everyone.
+        _ => None,
+    };
+    let r = sleep_until_taken(word, waiters, deadline, try_take);
+    if let Some(t) = head {
+        // SAFETY: this thread took the turnstile in enter_turnstile.
+        unsafe { t.unlock() };
+    }
+    r
+}
+
+/// Takes the turnstile (it guards no data: a dead head's mark is cleared at once).
+fn enter_turnstile(t: &RawMutex, deadline: Option<Instant>) -> Result<(), LockError> {
+    let a = match deadline {
+        None => t.lock(),
+        Some(d) => t.lock_timeout(d.saturating_duration_since(Instant::now())),
+    }?;
+    if a == Acquired::OwnerDied {
+        // SAFETY: this thread holds the turnstile; a dead head left nothing to repair.
+        unsafe { t.make_consistent() };
+    }
+    Ok(())
+}
+
+fn sleep_until_taken(
     word: &AtomicU32,
     waiters: &AtomicU32,
     deadline: Option<Instant>,
@@ -64,12 +114,13 @@ pub(crate) fn wake_waiters(word: &AtomicU32, waiters: &AtomicU32, n: u32) {
 
 /// A counting semaphore usable in place in shared memory.
 ///
-/// # Layout (8 bytes, `#[repr(C)]`; all-zero bytes = count 0, no waiters)
+/// # Layout (48 bytes, 8-aligned, `#[repr(C)]`; all-zero bytes = count 0, no waiters)
 ///
 /// | offset | type | field |
 /// |---|---|---|
-/// | 0 | `u32` | count (waiters sleep on it while it is 0; shared futex) |
+/// | 0 | `u32` | count (the head waiter sleeps on it while it is 0; shared futex) |
 /// | 4 | `u32` | waiters announced (a waiter killed while waiting leaves it one too high, which costs posters a futile wake syscall) |
+/// | 8 | [`RawMutex`] | turnstile: held by the one waiter that sleeps on the count; the others queue on it |
 ///
 /// A semaphore has no owner, so a process that dies between `wait` and `post` simply never
 /// posts: owner death is not detectable here (use a [`Mutex`](crate::Mutex) for that).
@@ -78,6 +129,7 @@ pub(crate) fn wake_waiters(word: &AtomicU32, waiters: &AtomicU32, n: u32) {
 pub struct Semaphore {
     count: AtomicU32,
     waiters: AtomicU32,
+    turnstile: RawMutex,
 }
 
 impl core::fmt::Debug for Semaphore {
@@ -99,6 +151,7 @@ impl Semaphore {
         Self {
             count: AtomicU32::new(c),
             waiters: AtomicU32::new(0),
+            turnstile: RawMutex::new(),
         }
     }
 
@@ -108,6 +161,7 @@ impl Semaphore {
         Self {
             count: AtomicU32::new(count.min(Self::MAX)),
             waiters: AtomicU32::new(0),
+            turnstile: RawMutex::new(),
         }
     }
 
@@ -162,18 +216,25 @@ impl Semaphore {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), LockError> {
-        wait_on(&self.count, &self.waiters, deadline, || self.try_wait())
+        wait_on(
+            &self.count,
+            &self.waiters,
+            Some(&self.turnstile),
+            deadline,
+            || self.try_wait(),
+        )
     }
 }
 
 /// An event: a flag that waiters block on until it is set.
 ///
-/// # Layout (8 bytes, `#[repr(C)]`; all-zero bytes = not set, no waiters)
+/// # Layout (48 bytes, 8-aligned, `#[repr(C)]`; all-zero bytes = not set, no waiters)
 ///
 /// | offset | type | field |
 /// |---|---|---|
 /// | 0 | `u32` | state: 0 = not set, anything else = set (shared futex) |
 /// | 4 | `u32` | waiters announced |
+/// | 8 | [`RawMutex`] | turnstile of an auto-reset event, as in [`Semaphore`] (unused by a manual-reset event, whose `set` wakes every sleeper) |
 ///
 /// With `AUTO = false` (a [`ManualResetEvent`]) `set` releases every waiter and the event
 /// stays set until [`reset`](Self::reset); with `AUTO = true` (an [`AutoResetEvent`]) `set`
@@ -183,6 +244,7 @@ impl Semaphore {
 pub struct Event<const AUTO: bool> {
     state: AtomicU32,
     waiters: AtomicU32,
+    turnstile: RawMutex,
 }
 
 /// An event that stays set until reset; `set` releases every waiter.
@@ -206,6 +268,7 @@ impl<const AUTO: bool> Event<AUTO> {
         Self {
             state: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
+            turnstile: RawMutex::new(),
         }
     }
 
@@ -215,6 +278,7 @@ impl<const AUTO: bool> Event<AUTO> {
         Self {
             state: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
+            turnstile: RawMutex::new(),
         }
     }
 
@@ -266,6 +330,9 @@ impl<const AUTO: bool> Event<AUTO> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<(), LockError> {
-        wait_on(&self.state, &self.waiters, deadline, || self.try_wait())
+        let turnstile = AUTO.then_some(&self.turnstile);
+        wait_on(&self.state, &self.waiters, turnstile, deadline, || {
+            self.try_wait()
+        })
     }
 }

@@ -17,7 +17,9 @@ mod model;
 #[cfg(loom)]
 pub(crate) use model::*;
 #[cfg(loom)]
-pub use model::{Instant, futex_wait, futex_wake, simulate_owner_death, spin_hint};
+pub use model::{
+    Instant, KillAt, KillStage, futex_wait, futex_wake, killable, simulate_owner_death, spin_hint,
+};
 
 /// What a wait on a futex ended with. Every caller re-checks its word afterwards, so
 /// spurious returns are harmless.

@@ -25,11 +25,11 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) ->
     }
 }
 
-/// Wakes at most `n` waiters sleeping on `word` in any process.
-pub fn futex_wake(word: &AtomicU32, n: u32) {
+/// Wakes at most `n` waiters sleeping on `word` in any process; returns how many it woke.
+pub fn futex_wake(word: &AtomicU32, n: u32) -> u32 {
     // Errors are impossible for a valid aligned address (EFAULT cannot happen for a
-    // reference); there is nothing useful to do with one anyway.
-    let _ = futex::wake(word, futex::Flags::empty(), n);
+    // reference); counting one as "none woken" only costs a later futile wake.
+    futex::wake(word, futex::Flags::empty(), n).map_or(0, |k| k as u32)
 }
 
 /// A hint inside short spin loops.
