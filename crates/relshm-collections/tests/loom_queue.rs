@@ -217,3 +217,41 @@ fn claims_of_a_dead_consumer_free_the_slot_for_producers() {
         assert_eq!(reaper.join().unwrap(), 1);
     });
 }
+
+/// A blocked receiver killed inside its wait, asleep or just woken (before it could take
+/// the message the wake-up was for), loses no wake-up: the other blocked receiver still
+/// gets the message. A victim that gets through sends the message on; a second message
+/// lets a victim that still waits at the end finish.
+#[test]
+fn receiver_killed_in_its_wait_loses_no_wakeup() {
+    use relshm_sync::{KillAt, KillStage, killable};
+    for wait in 0..2 {
+        for stage in [KillStage::Asleep, KillStage::Woken] {
+            model(move || {
+                let q = Arc::new(ModelQueue::new(2));
+                q.register(0, true);
+                q.register(1, false);
+                q.register(2, false);
+                q.register(3, true);
+                let victim = {
+                    let q = q.clone();
+                    thread::spawn(move || {
+                        killable(KillAt { wait, stage }, || {
+                            let v = q.recv(2, None).unwrap();
+                            q.send(3, v, None).unwrap();
+                        })
+                    })
+                };
+                let survivor = {
+                    let q = q.clone();
+                    thread::spawn(move || q.recv(1, None).unwrap())
+                };
+                q.send(0, 7, None).unwrap();
+                assert_eq!(survivor.join().unwrap(), 7);
+                // Lets a victim that still waits finish.
+                q.send(0, 8, None).unwrap();
+                victim.join().unwrap();
+            });
+        }
+    }
+}

@@ -48,7 +48,9 @@ mod sync;
 pub mod facade {
     #[cfg(loom)]
     pub use crate::sync::Instant;
-    pub use crate::sync::{Wake, futex_wait, futex_wake, spin_hint};
+    pub use crate::sync::{
+        DOORBELL_STEP, Wake, doorbell_arm, doorbell_disarm, futex_wait, futex_wake, spin_hint,
+    };
     #[cfg(not(loom))]
     pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
     #[cfg(loom)]

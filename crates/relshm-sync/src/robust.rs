@@ -153,6 +153,27 @@ pub(crate) fn op_begin(l: &Links<'_>) -> usize {
     h
 }
 
+/// Names the doorbell `word` in `list_op_pending` (as the node 32 bytes after it), so that
+/// if this thread dies before [`op_end`] the kernel finds a pending operation on a word
+/// whose owner part is zero and wakes one of its sleepers in this thread's place. A lock
+/// operation of this thread in between takes the slot over (and clears it at its end).
+#[inline]
+pub(crate) fn arm_doorbell(word: &core::sync::atomic::AtomicU32) {
+    let h = head();
+    if h != 0 {
+        let node = (word as *const _ as usize).wrapping_add_signed(-FUTEX_OFFSET);
+        // SAFETY: h is this thread's registered head; list_op_pending is its third word.
+        unsafe { word_at(h + 2 * core::mem::size_of::<usize>()) }.store(node, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+    }
+}
+
+/// Ends [`arm_doorbell`]'s announcement.
+#[inline]
+pub(crate) fn disarm_doorbell() {
+    op_end(head());
+}
+
 /// Clears `list_op_pending`.
 #[inline]
 pub(crate) fn op_end(h: usize) {

@@ -140,7 +140,9 @@ impl<S: Slots> Ring<'_, S> {
                             Relaxed,
                         );
                         Self::help(&self.ctl.head, pos);
-                        self.ctl.not_full.fetch_add(1, SeqCst);
+                        self.ctl
+                            .not_full
+                            .fetch_add(relshm_sync::facade::DOORBELL_STEP, SeqCst);
                     }
                     READING => Self::help(&self.ctl.head, pos),
                     _ => {

@@ -7,11 +7,19 @@
 //! waiter's re-check sees the change, or the notifier sees the waiter and the bumped word
 //! makes the waiter's sleep return at once: no lost wake-up, and no system call at all
 //! while nobody sleeps.
+//!
+//! The event word is a doorbell ([`DOORBELL_STEP`]): it moves in steps that leave its
+//! robust-futex owner part zero, and a blocked caller names it in its robust list's pending
+//! slot for its whole blocking phase. A waiter killed after a wake-up took it off the futex
+//! queue, before it could take the message, then has its wake-up handed on by the kernel
+//! to another sleeper (relshm-sync's docs, "Waiters that die"); the liveness interval
+//! bounds whatever is left (a doorbell that came round to the value a sleeper saw).
 
 use core::time::Duration;
 
 use relshm_sync::facade::{
-    AtomicU32, Instant, Ordering::SeqCst, Wake, fence, futex_wait, futex_wake,
+    AtomicU32, DOORBELL_STEP, Instant, Ordering::SeqCst, Wake, doorbell_arm, doorbell_disarm,
+    fence, futex_wait, futex_wake,
 };
 
 use super::error::QueueError;
@@ -47,7 +55,7 @@ impl Event<'_> {
     pub(crate) fn notify(&self, all: bool) {
         fence(SeqCst);
         if self.waiters.load(SeqCst) != 0 {
-            self.word.fetch_add(1, SeqCst);
+            self.word.fetch_add(DOORBELL_STEP, SeqCst);
             futex_wake(self.word, if all { i32::MAX as u32 } else { 1 });
         }
     }
@@ -55,7 +63,7 @@ impl Event<'_> {
     /// Bumps the word and wakes everyone, whether or not a waiter is counted (used after
     /// reclaiming a dead endpoint, whose count may be off).
     pub(crate) fn wake_all(&self) {
-        self.word.fetch_add(1, SeqCst);
+        self.word.fetch_add(DOORBELL_STEP, SeqCst);
         futex_wake(self.word, i32::MAX as u32);
     }
 
@@ -78,7 +86,7 @@ impl Event<'_> {
         timeout: Option<Duration>,
         spin: u32,
         mut attempt: impl FnMut() -> Result<Option<T>, QueueError>,
-        mut idle: impl FnMut(),
+        idle: impl FnMut(),
     ) -> Result<T, QueueError> {
         // Even with `spin` 0: registering as a waiter writes lines the other side reads,
         // and would make it pay a futex wake for a wait that never sleeps.
@@ -95,7 +103,24 @@ impl Event<'_> {
                 return Ok(v);
             }
         }
+        let r = self.sleep_until(sleeping, deadline, attempt, idle);
+        doorbell_disarm();
+        r
+    }
+
+    /// `block_on`'s sleeping phase.
+    fn sleep_until<T>(
+        &self,
+        sleeping: &AtomicU32,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Result<Option<T>, QueueError>,
+        mut idle: impl FnMut(),
+    ) -> Result<T, QueueError> {
         loop {
+            // Until this call has looked at the queue after its last wake-up, a death
+            // hands the wake-up on (see the module docs). Re-armed every round: a lock
+            // taken by `attempt` or `idle` uses the same slot.
+            doorbell_arm(self.word);
             self.waiters.fetch_add(1, SeqCst);
             sleeping.store(1, SeqCst);
             let seen = self.word.load(SeqCst);

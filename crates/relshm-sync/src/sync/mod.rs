@@ -10,7 +10,7 @@ mod real;
 #[cfg(not(loom))]
 pub(crate) use real::*;
 #[cfg(not(loom))]
-pub use real::{futex_wait, futex_wake, spin_hint};
+pub use real::{doorbell_arm, doorbell_disarm, futex_wait, futex_wake, spin_hint};
 
 #[cfg(loom)]
 mod model;
@@ -18,8 +18,18 @@ mod model;
 pub(crate) use model::*;
 #[cfg(loom)]
 pub use model::{
-    Instant, KillAt, KillStage, futex_wait, futex_wake, killable, simulate_owner_death, spin_hint,
+    Instant, KillAt, KillStage, doorbell_arm, doorbell_disarm, futex_wait, futex_wake, killable,
+    simulate_owner_death, spin_hint,
 };
+
+/// The step by which a *doorbell* word moves: a futex word that ownerless waiters sleep on
+/// and notifiers bump, whose low 30 bits (the robust-futex owner part) are always zero.
+/// Moving only the top two bits keeps it a word the kernel treats as "locked by nobody",
+/// so a sleeper that announced it with `doorbell_arm` and dies has its wake-up handed on
+/// by the kernel (see [`docs`](crate::docs), "Waiters that die"). Four values repeat: a
+/// sleeper that missed exactly a multiple of four bumps between its look and its sleep
+/// sleeps until the next bump or its own timeout, which callers bound.
+pub const DOORBELL_STEP: u32 = 1 << 30;
 
 /// What a wait on a futex ended with. Every caller re-checks its word afterwards, so
 /// spurious returns are harmless.

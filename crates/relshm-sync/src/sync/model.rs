@@ -197,6 +197,16 @@ pub(crate) fn op_begin(l: &Links<'_>) -> usize {
     1
 }
 
+/// Modelled `doorbell_arm`: the doorbell becomes the thread's pending operation.
+pub fn doorbell_arm(word: &AtomicU32) {
+    PENDING.with(|p| p.set(word as *const AtomicU32 as usize));
+}
+
+/// Modelled `doorbell_disarm`.
+pub fn doorbell_disarm() {
+    PENDING.with(|p| p.set(0));
+}
+
 pub(crate) fn op_end(_h: usize) {
     PENDING.with(|p| p.set(0));
 }

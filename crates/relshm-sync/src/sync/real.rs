@@ -25,6 +25,18 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) ->
     }
 }
 
+/// Announces that the calling thread sleeps on the doorbell `word` (see
+/// [`DOORBELL_STEP`](super::DOORBELL_STEP)) until [`doorbell_disarm`]: if it dies meanwhile,
+/// asleep or woken, the kernel wakes another sleeper of `word` in its place.
+pub fn doorbell_arm(word: &AtomicU32) {
+    crate::robust::arm_doorbell(word);
+}
+
+/// Ends [`doorbell_arm`]'s announcement.
+pub fn doorbell_disarm() {
+    crate::robust::disarm_doorbell();
+}
+
 /// Wakes at most `n` waiters sleeping on `word` in any process; returns how many it woke.
 pub fn futex_wake(word: &AtomicU32, n: u32) -> u32 {
     // Errors are impossible for a valid aligned address (EFAULT cannot happen for a
