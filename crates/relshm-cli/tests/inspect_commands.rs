@@ -131,9 +131,21 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
         index["message"].as_str().unwrap().contains("2 entr"),
         "{index:#}"
     );
+    // Every named object gets a verdict, the plain ones included.
+    for plain in ["counter", "hits", "table"] {
+        assert_eq!(check(&format!("object {plain}"))["status"], "ok", "{v:#}");
+    }
+    assert_eq!(
+        (v["damaged"].clone(), v["unchecked"].clone()),
+        (0.into(), 0.into())
+    );
     let plain = relshm(&["verify", &name]);
     assert_eq!(plain.status.code(), Some(0));
-    assert!(stdout(&plain).ends_with(&format!("{name}: clean\n")));
+    assert!(
+        stdout(&plain).ends_with(&format!("{name}: clean (8 part(s) verified)\n")),
+        "{}",
+        stdout(&plain)
+    );
 
     // rm: gone from /dev/shm and from ls; a second rm is a usage error.
     let rm = json(&["rm", &name], 0);

@@ -24,6 +24,7 @@ pub mod procstat;
 mod readonly;
 mod segment;
 mod unnamed;
+pub mod verify;
 mod view;
 
 pub use region::{Region, RegionError};
