@@ -26,7 +26,7 @@
 //! assert!(verify_segment(&seg).is_clean());
 //!
 //! // A value shape the checker does not know: reported, and the segment is not clean.
-//! Map::<u64, [u8; 40], Offset>::create_named(&arena, "unknown")?;
+//! Map::<u64, [u8; 48], Offset>::create_named(&arena, "unknown")?;
 //! let report = verify_segment(&seg);
 //! assert!(!report.is_clean());
 //! assert_eq!(report.unchecked().count(), 1);
