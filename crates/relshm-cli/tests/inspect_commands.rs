@@ -107,15 +107,7 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
     // verify: clean, every collection checked through its own verify().
     let v = json(&["verify", &name], 0);
     assert_eq!(v["clean"], true, "{v:#}");
-    let check = |what: &str| {
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["what"] == what)
-            .unwrap_or_else(|| panic!("no check {what:?}: {v:#}"))
-            .clone()
-    };
+    let check = |what: &str| check(&v, what).clone();
     assert_eq!(check("heap")["status"], "ok");
     assert_eq!(check("directory")["status"], "ok");
     let jobs = check("object jobs");

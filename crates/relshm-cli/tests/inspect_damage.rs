@@ -106,15 +106,7 @@ fn a_damaged_list_fails_verify_through_the_lists_own_check() {
     );
     // The heap and directory are still fine, and say so.
     let v = json(&["verify", &name], 1);
-    let status = |what: &str| {
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["what"] == what)
-            .unwrap()["status"]
-            .clone()
-    };
+    let status = |what: &str| check(&v, what)["status"].clone();
     assert_eq!(status("heap"), "ok");
     assert_eq!(status("directory"), "ok");
     assert_eq!(status("object jobs"), "damaged");

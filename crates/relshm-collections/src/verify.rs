@@ -245,46 +245,66 @@ fn walked(what: &str, strategy: &str, r: Result<u64, CollectionError>, unit: &st
     }
 }
 
-/// One arena per pointer strategy.
-enum Strategy<'x> {
-    Offset(&'x Arena<'x, Offset>),
-    BaseRel(&'x Arena<'x, BaseRel>),
-    SegRel(&'x Arena<'x, SegRel>),
-    Swizzle(&'x Arena<'x, Swizzle>),
-    Raw(&'x Arena<'x, Raw>),
-}
-
 type Found = (Result<u64, CollectionError>, &'static str);
 
-/// Tries each strategy's arena in turn; `f` returns `None` when the collection's layout
-/// fingerprint matches no shape for that strategy.
-fn by_strategy(
-    seg: &Segment,
-    mut f: impl FnMut(Strategy<'_>) -> Option<Result<u64, CollectionError>>,
-) -> Option<Found> {
+/// A check of the list or map at an offset under one strategy: `None` when its layout
+/// fingerprint matches no shape this build knows for that strategy.
+trait Walk {
+    fn walk<'a, R: Repr>(
+        &self,
+        arena: &'a Arena<'a, R>,
+        off: u64,
+    ) -> Option<Result<u64, CollectionError>>;
+}
+
+struct ListWalk;
+struct MapWalk;
+
+impl Walk for ListWalk {
+    fn walk<'a, R: Repr>(
+        &self,
+        arena: &'a Arena<'a, R>,
+        off: u64,
+    ) -> Option<Result<u64, CollectionError>> {
+        list_in(arena, off)
+    }
+}
+
+impl Walk for MapWalk {
+    fn walk<'a, R: Repr>(
+        &self,
+        arena: &'a Arena<'a, R>,
+        off: u64,
+    ) -> Option<Result<u64, CollectionError>> {
+        map_in(arena, off)
+    }
+}
+
+/// Runs `w` at `off` under each strategy's arena in turn, until one matches.
+fn by_strategy(seg: &Segment, w: &impl Walk, off: u64) -> Option<Found> {
     if let Ok(a) = Arena::<Offset>::new(seg)
-        && let Some(r) = f(Strategy::Offset(&a))
+        && let Some(r) = w.walk(&a, off)
     {
         return Some((r, "offset"));
     }
     if let Ok(a) = Arena::<BaseRel>::new(seg)
-        && let Some(r) = f(Strategy::BaseRel(&a))
+        && let Some(r) = w.walk(&a, off)
     {
         return Some((r, "baserel"));
     }
     if let Ok(a) = Arena::<SegRel>::new(seg)
-        && let Some(r) = f(Strategy::SegRel(&a))
+        && let Some(r) = w.walk(&a, off)
     {
         return Some((r, "segrel"));
     }
     if let Ok(a) = Arena::<Swizzle>::private(seg)
-        && let Some(r) = f(Strategy::Swizzle(&a))
+        && let Some(r) = w.walk(&a, off)
     {
         return Some((r, "swizzle"));
     }
     if seg.fixed_base().is_some()
         && let Ok(a) = Arena::<Raw>::fixed(seg)
-        && let Some(r) = f(Strategy::Raw(&a))
+        && let Some(r) = w.walk(&a, off)
     {
         return Some((r, "raw"));
     }
@@ -357,14 +377,7 @@ fn verify_list(site: &ObjectSite<'_>, off: u64) -> Verdict {
     if let Err(v) = wait_unlocked(site.segment, &[off + LIST_LOCK], site.options.lock_wait) {
         return v;
     }
-    let found = by_strategy(site.segment, |s| match s {
-        Strategy::Offset(a) => list_in(a, off),
-        Strategy::BaseRel(a) => list_in(a, off),
-        Strategy::SegRel(a) => list_in(a, off),
-        Strategy::Swizzle(a) => list_in(a, off),
-        Strategy::Raw(a) => list_in(a, off),
-    });
-    match found {
+    match by_strategy(site.segment, &ListWalk, off) {
         Some((r, strategy)) => walked(&what, strategy, r, "element(s)"),
         None => Verdict::Unchecked(format!(
             "{what}: its element shape or pointer strategy is not one this build knows, or its \
@@ -382,14 +395,7 @@ fn verify_map(site: &ObjectSite<'_>, off: u64) -> Verdict {
     if let Err(v) = wait_unlocked(site.segment, &locks, site.options.lock_wait) {
         return v;
     }
-    let found = by_strategy(site.segment, |s| match s {
-        Strategy::Offset(a) => map_in(a, off),
-        Strategy::BaseRel(a) => map_in(a, off),
-        Strategy::SegRel(a) => map_in(a, off),
-        Strategy::Swizzle(a) => map_in(a, off),
-        Strategy::Raw(a) => map_in(a, off),
-    });
-    match found {
+    match by_strategy(site.segment, &MapWalk, off) {
         Some((r, strategy)) => walked(&what, strategy, r, "entr(y/ies)"),
         None => Verdict::Unchecked(format!(
             "{what}: its key/value shapes or pointer strategy are not ones this build knows, or \
