@@ -109,4 +109,20 @@ fn a_lock_held_by_a_thread_that_no_longer_exists_is_damage_not_a_hang() {
     }
     lock_word.store(0, Ordering::Release);
     assert!(verify_segment(&seg).is_clean());
+
+    // A user's mutex entry: its data is plain, but a stuck lock is reported.
+    let m = seg
+        .directory()
+        .unwrap()
+        .construct("m", relshm_sync::Mutex::new(3u64))
+        .unwrap()
+        .offset();
+    word(&seg, m).store(ghost, Ordering::Release);
+    let report = verify_segment(&seg);
+    assert!(
+        verdict(&report, "m").is_corrupt(),
+        "a mutex held by no thread: {report}"
+    );
+    word(&seg, m).store(0, Ordering::Release);
+    assert!(verify_segment(&seg).is_clean());
 }

@@ -307,6 +307,31 @@ impl ObjectChecker for PlainObjects {
             }
             return Verdict::Verified(format!("u64 value {value}"));
         }
+        // A robust lock heads these (any data it guards is itself plain): it must not be
+        // stuck. It is not taken: a live holder is normal and says nothing about the bytes.
+        let lock_types = [
+            <relshm_sync::Mutex<u8> as SegmentObject>::TYPE_NAME,
+            <relshm_sync::RwLock<u8> as SegmentObject>::TYPE_NAME,
+        ];
+        if lock_types.contains(&t.name.as_str()) {
+            let offset = site.entry.offset;
+            let Ok(p) = site.segment.region().resolve_as::<RawMutex>(offset) else {
+                return Verdict::corrupt(Damage::Inconsistent(format!(
+                    "lock at {offset:#x} lies outside the segment"
+                )));
+            };
+            // SAFETY: in bounds and aligned (resolve_as); a RawMutex is atomics only, valid
+            // for any bits; the mapping outlives this call.
+            match lock_health(unsafe { p.as_ref() }) {
+                LockHealth::DeadOwner { tid } => {
+                    return Verdict::corrupt(Damage::DeadOwner { offset, tid });
+                }
+                LockHealth::NotRecoverable => {
+                    return Verdict::corrupt(Damage::NotRecoverable { offset });
+                }
+                _ => {}
+            }
+        }
         Verdict::Verified(format!(
             "plain data of type `{}` ({} bytes): any bytes are valid, entry and allocation \
              checked",
