@@ -103,9 +103,9 @@ impl Verdict {
         Self::Corrupt(Box::new(e))
     }
 
-    /// The verdict on a check that returned `r`: a lock that could not be taken in time
-    /// leaves the part unchecked (`busy` is given the lock error), any other error is
-    /// damage, success is summarised by `ok`.
+    /// The verdict on a check that returned `r`: an error whose lock error (as
+    /// `lock_error` finds it) says the lock could not be taken in time leaves the part
+    /// unchecked, any other error is damage, success is summarised by `ok`.
     pub fn of<T, E>(
         r: Result<T, E>,
         lock_error: impl FnOnce(&E) -> Option<&LockError>,
@@ -279,7 +279,9 @@ impl ObjectSite<'_> {
 /// Checks the object of one directory entry: the extension point of [`Segment::verify_with`].
 ///
 /// A checker returns [`Verdict::Unchecked`] for what it cannot check, never
-/// [`Verdict::Verified`].
+/// [`Verdict::Verified`]. It sees the directory entry as recorded ([`EntryInfo`]); once
+/// directory records say what kind of object they hold, checkers dispatch on that record
+/// instead of recognising headers and guessing element shapes.
 pub trait ObjectChecker {
     /// The verdict on the object of `site.entry`.
     fn check(&self, site: &ObjectSite<'_>) -> Verdict;
