@@ -37,7 +37,8 @@ enum Command {
     Ls(ls::LsArgs),
     /// Show a segment's header, attached processes, heap, named objects and lock states.
     Inspect(inspect::InspectArgs),
-    /// Check a segment's heap, directory and collections; exit status 1 on damage.
+    /// Check a segment's header, heap, directory and every named object; exit status 0
+    /// when all were verified, 1 on damage, 3 when some part could not be checked.
     Verify(verify::VerifyArgs),
     /// Remove a relshm segment's name (refuses objects relshm did not create).
     Rm(rm::RmArgs),

@@ -107,15 +107,7 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
     // verify: clean, every collection checked through its own verify().
     let v = json(&["verify", &name], 0);
     assert_eq!(v["clean"], true, "{v:#}");
-    let check = |what: &str| {
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["what"] == what)
-            .unwrap_or_else(|| panic!("no check {what:?}: {v:#}"))
-            .clone()
-    };
+    let check = |what: &str| check(&v, what).clone();
     assert_eq!(check("heap")["status"], "ok");
     assert_eq!(check("directory")["status"], "ok");
     let jobs = check("object jobs");
@@ -131,9 +123,21 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
         index["message"].as_str().unwrap().contains("2 entr"),
         "{index:#}"
     );
+    // Every named object gets a verdict, the plain ones included.
+    for plain in ["counter", "hits", "table"] {
+        assert_eq!(check(&format!("object {plain}"))["status"], "ok", "{v:#}");
+    }
+    assert_eq!(
+        (v["damaged"].clone(), v["unchecked"].clone()),
+        (0.into(), 0.into())
+    );
     let plain = relshm(&["verify", &name]);
     assert_eq!(plain.status.code(), Some(0));
-    assert!(stdout(&plain).ends_with(&format!("{name}: clean\n")));
+    assert!(
+        stdout(&plain).ends_with(&format!("{name}: clean (8 part(s) verified)\n")),
+        "{}",
+        stdout(&plain)
+    );
 
     // rm: gone from /dev/shm and from ls; a second rm is a usage error.
     let rm = json(&["rm", &name], 0);

@@ -13,6 +13,8 @@
 //!   the pointer strategy of `relshm-ptr` (one type parameter: `Offset`, `BaseRel`,
 //!   `SegRel`, `Raw`, `Swizzle`), kill-safe and verifiable, over an [`arena`] that says
 //!   where the objects live in this process.
+//! - [`verify`]: a whole-segment check that walks every collection it can and reports,
+//!   for each named object, verified, corrupt, or unchecked and why.
 
 // The loom build keeps only the queue algorithm; helpers of the real queue go unused.
 #![cfg_attr(loom, allow(dead_code))]
@@ -28,3 +30,5 @@ pub mod port;
 pub mod queue;
 #[cfg(not(loom))]
 pub mod stream;
+#[cfg(not(loom))]
+pub mod verify;

@@ -1,7 +1,8 @@
 //! Shared-memory segments for relshm: named (POSIX shm), unnamed (fork-inherited),
 //! file-backed persistent; views; read-only attach; placement at a chosen or fixed
 //! address; a validated header with an attach table; online growth inside a reserved
-//! address range; an in-segment allocator ([`heap`]) and a named-object [`directory`].
+//! address range; an in-segment allocator ([`heap`]) and a named-object [`directory`];
+//! a whole-segment check that gives every part a verdict ([`verify`]).
 //!
 //! Everything that lives in a segment is `#[repr(C)]`, fixed-width and validated when
 //! read: a segment's bytes are untrusted input.
@@ -24,6 +25,7 @@ pub mod procstat;
 mod readonly;
 mod segment;
 mod unnamed;
+pub mod verify;
 mod view;
 
 pub use region::{Region, RegionError};

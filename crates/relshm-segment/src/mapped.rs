@@ -118,6 +118,13 @@ fn read_header_bytes(fd: &OwnedFd, timeout: Duration) -> Result<(Vec<u8>, u64)> 
     }
 }
 
+/// Reads the header through `fd` once published and validates it against the object's
+/// length (what opening checks, and what `verify` checks again later).
+pub(crate) fn read_header(fd: &OwnedFd, timeout: Duration) -> Result<Header> {
+    let (bytes, len) = read_header_bytes(fd, timeout)?;
+    Header::validate(&bytes, len, page_size())
+}
+
 fn random_id() -> u64 {
     loop {
         let mut id = 0u64;
@@ -141,8 +148,7 @@ impl Mapped {
         opts: &OpenOptions,
     ) -> Result<Self> {
         check_object(&fd, name, opts)?;
-        let (bytes, len) = read_header_bytes(&fd, opts.init_timeout)?;
-        let info = Header::validate(&bytes, len, page_size())?;
+        let info = read_header(&fd, opts.init_timeout)?;
         if let Some(min) = opts.min_size
             && info.size < min
         {

@@ -12,7 +12,9 @@
 //!   `Swizzle`), copy-time translation, and validation walks;
 //! - [`collections`]: `List`, `Map`, `Queue`, ports and byte streams built on them.
 //!
-//! [`prelude`] brings the names most programs use into scope.
+//! [`prelude`] brings the names most programs use into scope. [`verify_segment`] checks a
+//! whole segment (header, heap, directory and every named object it can walk) and says,
+//! for each part, verified, corrupt, or unchecked and why.
 //!
 //! ```
 //! use relshm::prelude::*;
@@ -34,6 +36,9 @@ pub use relshm_collections as collections;
 pub use relshm_ptr as ptr;
 pub use relshm_segment as segment;
 pub use relshm_sync as sync;
+
+pub use relshm_collections::verify::verify_segment;
+pub use relshm_segment::verify::{SegmentReport, Verdict};
 
 /// The names most relshm programs use.
 pub mod prelude {

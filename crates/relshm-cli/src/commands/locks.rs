@@ -7,7 +7,7 @@
 //! longer exists stays in the word. Both are reported as a dead owner.
 
 use relshm::segment::Region;
-use relshm::segment::procstat;
+use relshm::segment::verify::{LockHealth, lock_health, tid_alive};
 use relshm::sync::{RawMutex, RawRwLock};
 use serde::Serialize;
 
@@ -59,32 +59,21 @@ impl LockState {
     }
 }
 
-/// Whether thread `tid` exists (and is not a zombie) in our PID namespace.
-pub fn tid_alive(tid: u32) -> bool {
-    procstat::start_time(tid).is_some()
-}
-
 /// The state of `m`, found at `offset`.
 pub fn mutex_state(lock: String, offset: u64, m: &RawMutex) -> LockState {
-    let owner = m.owner();
-    let alive = owner.map(tid_alive);
-    let state = if m.is_not_recoverable() {
-        "not-recoverable"
-    } else if alive == Some(false) {
-        "dead-owner"
-    } else if owner.is_some() {
-        "held"
-    } else if m.is_owner_died() {
-        "owner-died"
-    } else {
-        "free"
+    let (state, owner_tid, owner_alive) = match lock_health(m) {
+        LockHealth::NotRecoverable => ("not-recoverable", m.owner(), None),
+        LockHealth::DeadOwner { tid } => ("dead-owner", Some(tid), Some(false)),
+        LockHealth::Held { tid } => ("held", Some(tid), Some(true)),
+        LockHealth::OwnerDied => ("owner-died", None, None),
+        LockHealth::Free => ("free", None, None),
     };
     LockState {
         lock,
         offset,
         state,
-        owner_tid: owner,
-        owner_alive: alive,
+        owner_tid,
+        owner_alive: owner_alive.or_else(|| owner_tid.map(tid_alive)),
         dead_owner: matches!(state, "owner-died" | "dead-owner"),
         waiters: m.has_waiters(),
         readers: None,

@@ -2,7 +2,8 @@
 //!
 //! Each command returns the process exit code, or a [`CliError`] that `main` prints as one
 //! line: 0 success, 1 damage found (`verify`) or an operation failed, 2 usage errors
-//! (no such segment, not a relshm segment, bad name).
+//! (no such segment, not a relshm segment, bad name), 3 (`verify` only) nothing found
+//! damaged but some part could not be checked.
 
 pub mod collections;
 pub mod inspect;

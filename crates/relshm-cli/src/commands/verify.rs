@@ -1,19 +1,39 @@
-//! `relshm verify NAME`: checks the heap, the directory and every collection reachable
-//! from the directory. Exit status 0 when clean, 1 with one line per problem.
+//! `relshm verify NAME`: checks the header, heap, directory and every named object of a
+//! segment through the library's whole-segment check
+//! ([`relshm::verify_segment`](relshm_collections::verify::verify_segment)) and prints
+//! one line per part: `ok`, `DAMAGED` or `unchecked`.
+//!
+//! Exit status: 0 when every part was verified ([`EXIT_CLEAN`]), 1 when something is
+//! damaged ([`EXIT_FAILURE`]), 2 for usage errors ([`EXIT_USAGE`]: no such segment, not a
+//! relshm segment), 3 when nothing was found damaged but something could not be checked
+//! ([`EXIT_UNCHECKED`]: an object of a shape this build does not know, a lock held too
+//! long). A non-zero status is never "clean".
 //!
 //! Verifying takes each structure's lock, as any user would; a lock whose owner died is
 //! repaired by that (the documented recovery), so the verdict is on the repaired state.
 
-use relshm::segment::directory::Directory;
+use relshm::segment::verify::{SegmentReport, Verdict as PartVerdict};
+use relshm_collections::verify::verify_segment;
 use serde::Serialize;
 
-use super::collections::{self, Ctx, Outcome};
-use super::inspect::LOCK_TIMEOUT;
+#[cfg(doc)]
+use super::output::EXIT_USAGE;
 use super::output::{self, CliError, EXIT_FAILURE};
 use super::target;
 
+/// Exit code when every part was verified.
+pub const EXIT_CLEAN: u8 = 0;
+/// Exit code when nothing was found damaged but some part could not be checked.
+pub const EXIT_UNCHECKED: u8 = 3;
+
 /// Options of `relshm verify`.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Exit status: 0 every part verified clean; 1 damage found; 2 usage \
+                        error (no such segment, not a relshm segment); 3 nothing found damaged \
+                        but some part could not be checked (an object of a type this build \
+                        does not know, a lock held too long): not clean."
+)]
 pub struct VerifyArgs {
     /// The segment's name (as `relshm ls` shows it).
     pub name: String,
@@ -29,7 +49,7 @@ pub struct Check {
     pub what: String,
     /// `ok`, `damaged` or `unchecked`.
     pub status: &'static str,
-    /// Details or the problem.
+    /// What was checked, the problem, or why it was not checked.
     pub message: String,
 }
 
@@ -38,90 +58,81 @@ pub struct Check {
 pub struct Verdict {
     /// Segment name.
     pub name: String,
-    /// Whether every check passed (unchecked objects do not count as damage).
+    /// Whether every part was verified (an unchecked part is not clean).
     pub clean: bool,
+    /// Parts found damaged.
+    pub damaged: usize,
+    /// Parts that could not be checked.
+    pub unchecked: usize,
     /// Every check, in order.
     pub checks: Vec<Check>,
 }
 
 impl Verdict {
-    fn add(&mut self, what: impl Into<String>, status: &'static str, message: impl Into<String>) {
-        if status == "damaged" {
-            self.clean = false;
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            clean: true,
+            damaged: 0,
+            unchecked: 0,
+            checks: Vec::new(),
         }
+    }
+
+    fn add(&mut self, what: impl Into<String>, status: &'static str, message: impl Into<String>) {
+        match status {
+            "ok" => {}
+            "damaged" => self.damaged += 1,
+            _ => self.unchecked += 1,
+        }
+        self.clean = self.damaged == 0 && self.unchecked == 0;
         self.checks.push(Check {
             what: what.into(),
             status,
             message: output::one_line(&message.into()),
         });
     }
+
+    fn add_report(&mut self, report: &SegmentReport) {
+        for c in &report.checks {
+            let (status, message) = match &c.verdict {
+                PartVerdict::Verified(m) => ("ok", m.clone()),
+                PartVerdict::Corrupt(e) => ("damaged", e.to_string()),
+                PartVerdict::Unchecked(m) => ("unchecked", m.clone()),
+            };
+            self.add(c.part.to_string(), status, message);
+        }
+    }
+
+    /// The exit code this verdict stands for.
+    pub fn exit_code(&self) -> u8 {
+        if self.damaged > 0 {
+            EXIT_FAILURE
+        } else if self.unchecked > 0 {
+            EXIT_UNCHECKED
+        } else {
+            EXIT_CLEAN
+        }
+    }
 }
 
 /// Runs every check on the segment `name`.
 pub fn verdict(name: &str) -> Result<Verdict, CliError> {
     let t = target::resolve(name)?;
-    let mut v = Verdict {
-        name: t.name.clone(),
-        clean: true,
-        checks: Vec::new(),
-    };
+    let mut v = Verdict::new(t.name.clone());
     let seg = match target::open_rw(&t) {
         Ok(seg) => seg,
         // The magic is right (resolve checked it), so a refused header is damage.
         Err(e) if e.code == EXIT_FAILURE => {
             v.add("header", "damaged", e.message);
+            for part in ["heap", "directory"] {
+                v.add(part, "unchecked", "the segment cannot be mapped");
+            }
             return Ok(v);
         }
         Err(e) => return Err(e),
     };
-    v.add("header", "ok", "magic, version, layout and checksum valid");
-    let heap = match seg.heap() {
-        Ok(h) => h.with_lock_timeout(Some(LOCK_TIMEOUT)),
-        Err(e) => {
-            v.add("heap", "damaged", e.to_string());
-            return Ok(v);
-        }
-    };
-    match heap.verify() {
-        Ok(s) => v.add(
-            "heap",
-            "ok",
-            format!(
-                "{} live allocation(s), {} free block(s), counters consistent",
-                s.used_blocks, s.free_blocks
-            ),
-        ),
-        Err(e) => v.add("heap", "damaged", e.to_string()),
-    }
-    let dir = match Directory::open(&heap) {
-        Ok(d) => d,
-        Err(e) => {
-            v.add("directory", "damaged", e.to_string());
-            return Ok(v);
-        }
-    };
-    match dir.verify() {
-        Ok(n) => v.add(
-            "directory",
-            "ok",
-            format!("{n} named object(s), all reachable"),
-        ),
-        Err(e) => v.add("directory", "damaged", e.to_string()),
-    }
-    // A table whose entries cannot be listed has been reported above.
-    let Ok(entries) = dir.entries() else {
-        return Ok(v);
-    };
-    let ctx = Ctx { seg: &seg, heap };
-    for e in &entries {
-        let what = format!("object {}", collections::entry_name(e));
-        match collections::verify(&ctx, e) {
-            Outcome::Clean(m) => v.add(what, "ok", m),
-            Outcome::Damaged(m) => v.add(what, "damaged", m),
-            Outcome::Unchecked(m) => v.add(what, "unchecked", m),
-            Outcome::Plain => {}
-        }
-    }
+    v.add_report(&verify_segment(&seg));
     Ok(v)
 }
 
@@ -135,24 +146,35 @@ fn human(v: &Verdict) -> String {
         };
         out.push_str(&format!("{tag:9} {}: {}\n", c.what, c.message));
     }
-    let damaged = v.checks.iter().filter(|c| c.status == "damaged").count();
-    if v.clean {
-        out.push_str(&format!("{}: clean\n", v.name));
-    } else {
-        out.push_str(&format!("{}: {damaged} problem(s) found\n", v.name));
-    }
+    let verified = v.checks.len() - v.damaged - v.unchecked;
+    let line = match (v.damaged, v.unchecked) {
+        (0, 0) => format!("{}: clean ({verified} part(s) verified)", v.name),
+        (0, u) => format!(
+            "{}: NOT CLEAN: {u} part(s) unchecked, nothing found damaged ({verified} verified)",
+            v.name
+        ),
+        (d, u) => format!(
+            "{}: {d} problem(s) found, {u} part(s) unchecked ({verified} verified)",
+            v.name
+        ),
+    };
+    out.push_str(&line);
+    out.push('\n');
     out
 }
 
-/// Runs `relshm verify`: exit 0 when clean, 1 on damage (one stderr line per problem).
+/// Runs `relshm verify`: exit 0 when every part was verified, 1 on damage, 3 when
+/// something could not be checked (one stderr line per such part).
 pub fn run(args: &VerifyArgs) -> Result<u8, CliError> {
     let v = verdict(&args.name)?;
     output::emit(args.json, &v, human);
-    if v.clean {
-        return Ok(0);
+    for c in v.checks.iter().filter(|c| c.status != "ok") {
+        let how = if c.status == "damaged" {
+            ""
+        } else {
+            "not checked: "
+        };
+        eprintln!("relshm: {}: {}: {how}{}", v.name, c.what, c.message);
     }
-    for c in v.checks.iter().filter(|c| c.status == "damaged") {
-        eprintln!("relshm: {}: {}: {}", v.name, c.what, c.message);
-    }
-    Ok(EXIT_FAILURE)
+    Ok(v.exit_code())
 }

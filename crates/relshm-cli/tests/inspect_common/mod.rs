@@ -58,24 +58,34 @@ pub fn json(args: &[&str], code: i32) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("relshm {all:?} printed invalid JSON ({e}):\n{}", stdout(&o)))
 }
 
+/// The element of the array `report[list]` whose `key` is `value`.
+fn item<'a>(
+    report: &'a serde_json::Value,
+    list: &str,
+    key: &str,
+    value: &str,
+) -> &'a serde_json::Value {
+    report[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no array {list:?} in {report:#}"))
+        .iter()
+        .find(|x| x[key] == value)
+        .unwrap_or_else(|| panic!("no {list} with {key} {value:?} in {report:#}"))
+}
+
 /// The lock named `lock` in an inspect report.
 pub fn lock<'a>(report: &'a serde_json::Value, lock: &str) -> &'a serde_json::Value {
-    report["locks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["lock"] == lock)
-        .unwrap_or_else(|| panic!("no lock {lock:?} in {report:#}"))
+    item(report, "locks", "lock", lock)
 }
 
 /// The object named `name` in an inspect report.
 pub fn object<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["name"] == name)
-        .unwrap_or_else(|| panic!("no object {name:?} in {report:#}"))
+    item(report, "objects", "name", name)
+}
+
+/// The check of `what` (`heap`, `object NAME`, ...) in a `verify --json` report.
+pub fn check<'a>(report: &'a serde_json::Value, what: &str) -> &'a serde_json::Value {
+    item(report, "checks", "what", what)
 }
 
 /// Asserts an error message is one line on stderr with the `relshm: error:` prefix.
