@@ -62,15 +62,16 @@ struct Case {
 /// Runs `script` in a child that dies before its n-th fault point, for n = 1, 2, ...
 /// until it completes; `check(n)` runs in the parent after each death and returns the
 /// bytes leaked. Returns how many points were swept; panics listing every leak.
-fn sweep(
-    name: &str,
-    setup: impl Fn() -> Case,
-    script: impl Fn(&Queue),
-) -> u64 {
+fn sweep(name: &str, setup: impl Fn() -> Case, script: impl Fn(&Queue)) -> u64 {
     let mut leaks = Vec::new();
     let mut n = 1;
     loop {
-        let Case { keep, q, seg, before } = setup();
+        let Case {
+            keep,
+            q,
+            seg,
+            before,
+        } = setup();
         let qoff = q.offset();
         let exit = fork_child(|| {
             let (_mine, q) = remap(&seg, qoff);
@@ -115,7 +116,12 @@ fn a_sender_dying_at_any_point_of_large_sends_leaks_nothing() {
             let q = queue(&seg, config());
             let keep = Some(q.receiver::<u8>().unwrap());
             let before = used(&seg);
-            Case { keep, q, seg, before }
+            Case {
+                keep,
+                q,
+                seg,
+                before,
+            }
         },
         |q| {
             let tx = q.sender::<u8>().unwrap();
@@ -159,7 +165,8 @@ fn a_receiver_dying_at_any_point_of_large_receives_leaks_nothing() {
             let b = rx.recv_bytes(Some(LIMIT)).unwrap();
             assert_eq!((a[0], b[0]), (0, 1));
             drop(a);
-            rx.recv_with(Some(LIMIT), 0, |m| assert_eq!(m[0], 2)).unwrap();
+            rx.recv_with(Some(LIMIT), 0, |m| assert_eq!(m[0], 2))
+                .unwrap();
             drop(b);
         },
     );
@@ -172,10 +179,13 @@ fn stream_sender(seg: &Segment, qoff: u64, scratch: &Scratch, slot: usize) -> i3
     let tx = q.sender::<u8>().unwrap();
     let mut i = 0u64;
     loop {
-        let len = 100 + (i as usize * 977) % 8000;
+        // Large enough that filling one takes a while: kills land inside sends.
+        let len = 50_000 + (i as usize * 7919) % 400_000;
         match tx.send_bytes(&vec![i as u8; len], Some(LIMIT)) {
             Ok(()) => {
-                scratch.slot(slot).fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                scratch
+                    .slot(slot)
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
             Err(QueueError::Disconnected { .. }) => return 0,
             Err(e) => panic!("send: {e}"),
@@ -193,9 +203,9 @@ fn senders_sigkilled_mid_stream_leak_nothing() {
         .unwrap_or_else(|| rand::thread_rng().r#gen::<u64>());
     eprintln!("seed {seed} (set RELSHM_KILL_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
-    let seg = segment(8 << 20);
+    let seg = segment(32 << 20);
     let heap = seg.heap().unwrap();
-    let q = queue(&seg, QueueConfig::with_capacity(8));
+    let q = queue(&seg, QueueConfig::with_capacity(4));
     let before = heap.stats().unwrap().used_bytes;
     let scratch = Scratch::new();
     let qoff = q.offset();
@@ -213,7 +223,7 @@ fn senders_sigkilled_mid_stream_leak_nothing() {
             for _ in 0..rng.gen_range(0..3) {
                 let _ = rx.try_recv_bytes();
             }
-            std::thread::sleep(Duration::from_micros(rng.gen_range(0..500)));
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..2000)));
             let exit = child.kill_and_wait();
             assert!(
                 matches!(exit, Exit::Signal(libc::SIGKILL)),
@@ -237,5 +247,10 @@ fn senders_sigkilled_mid_stream_leak_nothing() {
          {after} after; kills after which bytes stayed in use: {leaky}",
         scratch.slot(0).load(std::sync::atomic::Ordering::Acquire)
     );
-    assert_eq!(after, before, "bytes leaked: {}", after as i64 - before as i64);
+    assert_eq!(
+        after,
+        before,
+        "bytes leaked: {}",
+        after as i64 - before as i64
+    );
 }

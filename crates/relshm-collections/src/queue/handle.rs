@@ -446,8 +446,7 @@ impl Queue {
             };
             // A slot that no longer refers to the message never will again (positions
             // only grow), and free_owned re-checks the record under the heap lock.
-            if (retiring || !self.ring_refers_to(off, pos)) && self.heap.free_owned(off, record)?
-            {
+            if (retiring || !self.ring_refers_to(off, pos)) && self.heap.free_owned(off, record)? {
                 freed += 1;
             }
         }
@@ -607,16 +606,20 @@ impl<T> Sender<T> {
         }
         // Owned by this process from the instant it exists: a sender killed from here
         // until the message is queued leaves a block that reclaim frees.
-        let off = q
-            .heap
-            .alloc_owned(LARGE_HEADER + len, 64, [own_process_owner(), ident(q.offset)])?;
+        let off = q.heap.alloc_owned(
+            LARGE_HEADER + len,
+            64,
+            [own_process_owner(), ident(q.offset)],
+        )?;
         kill_point();
         let base = q.heap.region().resolve(off, LARGE_HEADER + len, 64)?;
         // SAFETY: a fresh allocation of LARGE_HEADER + len bytes that only this process
         // owns; the owner record (first 16 bytes) is left alone, the rest of the header is
         // atomics (zeroed), the payload plain bytes.
         let h = unsafe {
-            base.as_ptr().add(16).write_bytes(0, LARGE_HEADER as usize - 16);
+            base.as_ptr()
+                .add(16)
+                .write_bytes(0, LARGE_HEADER as usize - 16);
             core::ptr::copy_nonoverlapping(
                 msg.as_ptr(),
                 base.as_ptr().add(LARGE_HEADER as usize),

@@ -195,7 +195,10 @@ mod tests {
         let h = encode_owned(64, 48);
         assert_eq!(decode_owned(64, h), Some((48, true, true)));
         assert_eq!(decode(64, h), Some((48, true)));
-        assert_eq!(decode_owned(64, encode(64, 48, true)), Some((48, true, false)));
+        assert_eq!(
+            decode_owned(64, encode(64, 48, true)),
+            Some((48, true, false))
+        );
         // A free block or the end marker never carries an owner.
         assert_eq!(decode(64, encode_flags(64, 48, OWNED)), None);
         assert_eq!(decode(64, encode_owned(64, 0)), None);

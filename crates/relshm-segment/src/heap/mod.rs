@@ -501,7 +501,12 @@ impl Heap {
         Self::swap_owner(&core, offset, expected, owner)
     }
 
-    fn swap_owner(core: &Core<'_>, offset: u64, expected: [u64; 2], owner: u64) -> Result<bool, HeapError> {
+    fn swap_owner(
+        core: &Core<'_>,
+        offset: u64,
+        expected: [u64; 2],
+        owner: u64,
+    ) -> Result<bool, HeapError> {
         let Some([who, ident]) = core.owner_words(offset)? else {
             return Ok(false);
         };
