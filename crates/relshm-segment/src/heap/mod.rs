@@ -9,7 +9,7 @@
 //!
 //! | offset in block | word | meaning |
 //! |---|---|---|
-//! | 0 | size word | bits 0..4 flags (bit 0 = allocated), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
+//! | 0 | size word | bits 0..4 flags (bit 0 = allocated, bit 1 = owned: the payload starts with an owner record, see below), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
 //! | 8 | previous size | the size of the block before it (0 for the first): the boundary tag used to coalesce backwards |
 //! | 16, 24 | next, prev | free blocks only: offsets of the neighbours in their bin's list (0 = none) |
 //!
@@ -131,12 +131,10 @@ pub fn own_process_owner() -> u64 {
 
 /// The `(pid, start time low bits)` of a process owner word; `None` for other kinds.
 pub fn owner_process(word: u64) -> Option<(u32, u64)> {
-    (word >> OWNER_KIND_SHIFT == OWNER_PROCESS).then(|| {
-        (
-            (word & ((1 << PID_BITS) - 1)) as u32,
-            (word >> PID_BITS) & ((1 << START_BITS) - 1),
-        )
-    })
+    (word >> OWNER_KIND_SHIFT == OWNER_PROCESS).then_some((
+        (word & ((1 << PID_BITS) - 1)) as u32,
+        (word >> PID_BITS) & ((1 << START_BITS) - 1),
+    ))
 }
 
 /// Whether the process of a process owner word still runs (the caller's own always does).

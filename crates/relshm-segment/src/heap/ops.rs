@@ -801,7 +801,8 @@ pub mod fault {
     static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
 
     /// The calling process `_exit(77)`s right before the `n`-th store the allocator makes
-    /// from now on (0 disables). For tests in forked children only.
+    /// from now on, counting the kill points the layers above mark with [`point`] as
+    /// stores too (0 disables). For tests in forked children only.
     pub fn exit_before_store(n: u64) {
         COUNTDOWN.store(n, Relaxed);
     }
