@@ -164,13 +164,38 @@ impl Queue {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(heap: &Heap, config: QueueConfig) -> Result<Queue, QueueError> {
+        let offset = heap.alloc(Self::footprint(config)?, 64)?;
+        // SAFETY: a fresh allocation of the footprint, 64-aligned, not yet shared.
+        unsafe { Self::format_at(heap, offset, config) }.inspect_err(|_| {
+            let _ = heap.free(offset);
+        })
+    }
+
+    /// Bytes a queue laid out as `config` takes (control block and ring).
+    pub(crate) fn footprint(config: QueueConfig) -> Result<u64, QueueError> {
         config.check()?;
+        Ok(RING_OFFSET + u64::from(config.capacity) * stride_for(config.slot_size))
+    }
+
+    /// Formats a queue laid out as `config` at `offset` (a part of a larger allocation,
+    /// such as a port connection's block); freed with the block, after [`retire`].
+    ///
+    /// # Safety
+    ///
+    /// `[offset, offset + footprint)` must be heap bytes the caller allocated and that no
+    /// other thread or process reads or writes yet (they are overwritten).
+    ///
+    /// [`retire`]: Self::retire
+    pub(crate) unsafe fn format_at(
+        heap: &Heap,
+        offset: u64,
+        config: QueueConfig,
+    ) -> Result<Queue, QueueError> {
+        let total = Self::footprint(config)?;
         let stride = stride_for(config.slot_size);
-        let total = RING_OFFSET + u64::from(config.capacity) * stride;
-        let offset = heap.alloc(total, 64)?;
         let base = heap.region().resolve(offset, total, 64)?;
-        // SAFETY: a fresh allocation of `total` bytes that no other process knows yet;
-        // all-zero bytes are a valid Control (unlocked lock, free endpoints, empty masks).
+        // SAFETY: the caller's bytes that nobody else uses yet (the contract), resolved in
+        // bounds; all-zero bytes are a valid Control (unlocked lock, free endpoints, empty masks).
         unsafe { base.as_ptr().write_bytes(0, total as usize) };
         // SAFETY: resolved, aligned, zeroed Control as above.
         let ctl = unsafe { base.cast::<Control>().as_ref() };
@@ -414,6 +439,17 @@ impl Queue {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn destroy(&self) -> Result<bool, QueueError> {
+        if !self.retire()? {
+            return Ok(false);
+        }
+        self.heap.free(self.offset)?;
+        Ok(true)
+    }
+
+    /// [`destroy`](Self::destroy) but for freeing the queue's own bytes: for a queue made
+    /// with [`format_at`](Self::format_at), whose bytes are freed with the block that
+    /// holds them. `Ok(true)` if this call retired it (the caller may free the block).
+    pub(crate) fn retire(&self) -> Result<bool, QueueError> {
         self.reap_dead()?;
         let ctl = self.ctl();
         // One destroyer: the call whose swap retires the queue.
@@ -430,7 +466,6 @@ impl Queue {
         }
         self.free_large(true)?;
         ctl.magic.store(0, SeqCst);
-        self.heap.free(self.offset)?;
         Ok(true)
     }
 

@@ -137,8 +137,9 @@ pub fn owner_process(word: u64) -> Option<(u32, u64)> {
     ))
 }
 
-/// Whether the process of a process owner word still runs (the caller's own always does).
-fn process_alive(pid: u32, start: u64) -> bool {
+/// Whether the process `(pid, start time low bits)` of a process owner word (see
+/// [`owner_process`]) still runs; the caller's own always does.
+pub fn process_alive(pid: u32, start: u64) -> bool {
     if pid == std::process::id() {
         return true;
     }
