@@ -13,7 +13,7 @@ mod queue_support;
 
 use std::time::Duration;
 
-use queue_support::{queue, remap, segment};
+use queue_support::{queue, remap, segment, sweep_kill_points};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use relshm_collections::queue::{Queue, QueueConfig, QueueError};
 use relshm_segment::Segment;
@@ -60,12 +60,10 @@ struct Case {
 }
 
 /// Runs `script` in a child that dies before its n-th fault point, for n = 1, 2, ...
-/// until it completes; `check(n)` runs in the parent after each death and returns the
-/// bytes leaked. Returns how many points were swept; panics listing every leak.
+/// until it completes (see `sweep_kill_points`); after each death the parent drains and
+/// reclaims. Returns how many points were swept; panics listing every leak.
 fn sweep(name: &str, setup: impl Fn() -> Case, script: impl Fn(&Queue)) -> u64 {
-    let mut leaks = Vec::new();
-    let mut n = 1;
-    loop {
+    sweep_kill_points(name, |n| {
         let Case {
             keep,
             q,
@@ -84,26 +82,8 @@ fn sweep(name: &str, setup: impl Fn() -> Case, script: impl Fn(&Queue)) -> u64 {
         drop(keep);
         drain_and_reclaim(&q);
         seg.heap().unwrap().verify().unwrap();
-        let leaked = used(&seg) as i64 - before as i64;
-        if leaked != 0 {
-            leaks.push((n, leaked));
-        }
-        match exit {
-            Exit::Code(0) => break,
-            Exit::Code(77) => n += 1,
-            other => panic!("{name}: child died before point {n}: {other:?}"),
-        }
-    }
-    eprintln!(
-        "{name}: {} kill points swept, leaks (point, bytes): {leaks:?}",
-        n - 1
-    );
-    assert!(
-        leaks.is_empty(),
-        "{name}: bytes leaked at kill points (point, bytes): {leaks:?}, total {}",
-        leaks.iter().map(|l| l.1).sum::<i64>()
-    );
-    n - 1
+        (exit, used(&seg) as i64 - before as i64)
+    })
 }
 
 #[test]
