@@ -5,7 +5,9 @@
 //! Each round runs one side in a forked child (mapping the segment at another address)
 //! that `_exit`s before its n-th fault point (every allocator store, plus the kill
 //! points of the port and the queues), for every n until the script completes; the
-//! survivor then reclaims and the heap's used bytes are compared with the start.
+//! survivor then reclaims and the heap's used bytes are compared with the start. Who
+//! reclaims: after a client's death, the server ([`PortServer::reclaim`], or its `recv`
+//! once idle); after a server's death, the client when it drops its connection.
 #![cfg(debug_assertions)]
 
 mod queue_support;
@@ -36,9 +38,11 @@ fn used(seg: &Segment) -> u64 {
     seg.heap().unwrap().stats().unwrap().used_bytes
 }
 
-#[test]
-fn a_client_dying_at_any_point_of_connect_leaks_nothing() {
-    let points = sweep_kill_points("client connect", |n| {
+/// Sweeps a client that dies at every fault point of its connect and of a large and a
+/// small request queued before the server accepts; `survive` is the server's part after
+/// each death. Returns how many points were swept.
+fn connect_sweep(name: &str, survive: impl Fn(&mut PortServer)) -> u64 {
+    sweep_kill_points(name, |n| {
         let seg = segment(1 << 20);
         let heap = seg.heap().unwrap();
         let mut server =
@@ -57,19 +61,42 @@ fn a_client_dying_at_any_point_of_connect_leaks_nothing() {
             0
         })
         .wait_timeout(LIMIT);
-        // The survivor: the server's reclaim frees what the dead client left, posted or
-        // not; a connection it posted is then refused when the server takes it.
+        survive(&mut server);
+        assert_eq!(server.clients(), 0);
+        heap.verify().unwrap();
+        (exit, used(&seg) as i64 - before as i64)
+    })
+}
+
+#[test]
+fn a_client_dying_at_any_point_of_connect_leaks_nothing_after_the_servers_reclaim() {
+    let points = connect_sweep("client connect, PortServer::reclaim", |server| {
+        // Frees what the dead client left, posted or not; a connection it posted is then
+        // refused when the server takes it.
         server.reclaim().unwrap();
         assert!(
             matches!(
                 server.recv(Some(Duration::from_millis(20))),
                 Err(PortError::Queue(QueueError::Timeout))
             ),
-            "a dead client's connection was served"
+            "a reclaimed connection was served"
         );
-        assert_eq!(server.clients(), 0);
-        heap.verify().unwrap();
-        (exit, used(&seg) as i64 - before as i64)
+    });
+    assert!(points > 10, "only {points} kill points");
+}
+
+#[test]
+fn a_client_dying_at_any_point_of_connect_leaks_nothing_once_the_server_idles_in_recv() {
+    let points = connect_sweep("client connect, PortServer::recv", |server| {
+        // recv accepts what was posted (serving the requests sent before the death, then
+        // dropping the disconnected client) and reclaims the rest after an idle sleep.
+        loop {
+            match server.recv(Some(Duration::from_millis(200))) {
+                Ok(_) => {}
+                Err(PortError::Queue(QueueError::Timeout)) => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
     });
     assert!(points > 10, "only {points} kill points");
 }
