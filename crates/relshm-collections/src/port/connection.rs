@@ -233,6 +233,9 @@ impl Leave {
         record: u64,
         owner: u64,
     ) -> Result<Option<Leave>, QueueError> {
+        // The request is consumed and the block still the client's: a server killed here
+        // leaves it to the client, which frees it when it leaves (its server is dead).
+        kill_point();
         if owner >> OWNER_KIND_SHIFT != KIND_PENDING
             || !heap.transfer(record, [owner, ident(port)], 0)?
         {
