@@ -121,3 +121,50 @@ fn a_process_that_cannot_repair_does_not_brick_the_lock() {
     full.free(a).unwrap();
     assert!(matches!(stale.alloc(8, 8), Err(HeapError::Unmapped { .. })));
 }
+
+#[test]
+fn an_owned_allocation_is_never_lost_by_a_dying_allocator() {
+    use relshm_segment::heap::{own_process_owner, owner_process};
+    let mem = Mem::shared(MAPPED);
+    let mut n = 1;
+    loop {
+        // SAFETY: no child is alive; the memory is used only through heap handles.
+        let heap = unsafe { Heap::init(mem.region(), 0, START, END) }.unwrap();
+        let keep = heap.alloc(64, 16).unwrap();
+        let exit = run_child(&mem, |heap| {
+            exit_before_store(n);
+            let a = heap
+                .alloc_owned(3000, 64, [own_process_owner(), 7])
+                .unwrap();
+            let b = heap.alloc_owned(100, 16, [own_process_owner(), 8]).unwrap();
+            heap.free(a).unwrap();
+            // Hand b to "the application" (owner kind 0): it must survive the reclaim.
+            heap.transfer(b, [own_process_owner(), 8], 0).unwrap();
+            exit_before_store(0);
+        });
+        // Every block the child holds names it as its owner, so the reclaim frees them all.
+        let owned = heap.owned_allocations().unwrap();
+        for (_, [owner, _]) in &owned {
+            assert!(*owner == 0 || owner_process(*owner).is_some(), "store {n}");
+        }
+        heap.reclaim_dead_owners().unwrap();
+        let left = heap.owned_allocations().unwrap();
+        let mut all = heap.allocations().unwrap();
+        all.retain(|&a| a != keep);
+        assert_eq!(
+            all.len(),
+            left.len(),
+            "store {n}: a block without an owner record"
+        );
+        if exit == Exit::Code(0) {
+            assert_eq!(left.len(), 1, "the handed-on block survives");
+            assert_eq!(left[0].1, [0, 8]);
+            break;
+        }
+        assert_eq!(exit, Exit::Code(77), "child at store {n}");
+        assert!(left.iter().all(|(_, r)| r[0] == 0), "store {n}: {left:?}");
+        heap.verify().unwrap();
+        n += 1;
+    }
+    assert!(n > 20, "only {n} stores");
+}

@@ -3,8 +3,9 @@
 //! gets a private pair of queues (requests to the server, replies back); one server
 //! serves many clients; [`PortClient::request`] sends and waits for the reply in one call.
 //!
-//! A connecting client allocates its two queues and a connection record naming them,
-//! registers its own endpoints, and posts the record's offset on the port's *connection
+//! A connecting client allocates one block for the connection (a record, then its two
+//! queues), owned by the client process until the server takes it over, registers its
+//! own endpoints, and posts the block's offset and owner on the port's *connection
 //! queue*. The server takes connections and
 //! requests in [`PortServer::recv`], sleeping on the port's doorbell futex (clients ring it
 //! after each post, through the same waiter-counted protocol as the queues, so nothing is
@@ -25,10 +26,13 @@
 //! | 40 | `server_start` | its start time (`/proc/<pid>/stat` field 22) |
 //! | 48..64 | reserved | zero |
 //!
-//! A connection's two queues (each `2368 + capacity × stride` bytes of the heap) and its
-//! 64-byte [`ConnectionRecord`] are freed by whichever side leaves last (see
+//! A connection's block (its 64-byte [`ConnectionRecord`], then two queues of
+//! `2368 + capacity × stride` bytes each) is freed by whichever side leaves last (see
 //! `port::connection`): a client dropped or killed is noticed by the server, which drops
-//! the connection; a client that outlives its server frees them on drop.
+//! the connection; a client that outlives its server frees it on drop. A client killed
+//! before the server accepted its connection (before or after posting it) leaves a block
+//! that [`PortServer::reclaim`] frees, with the requests queued in it; [`PortServer::recv`]
+//! runs that after each idle sleep.
 //!
 //! ```
 //! use relshm_collections::port::{PortClient, PortServer};
@@ -63,7 +67,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use relshm_segment::directory::{Directory, SegmentObject};
-use relshm_segment::heap::Heap;
+use relshm_segment::heap::{Heap, kill_point};
 use relshm_segment::procstat;
 use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
 
@@ -94,7 +98,7 @@ const _: () = assert!(core::mem::size_of::<PortRecord>() == 64);
 // through atomics), no pointers, no drop glue.
 unsafe impl SegmentObject for PortRecord {
     const TYPE_NAME: &'static str = "relshm_collections::port::PortRecord";
-    const TYPE_VERSION: u32 = 2;
+    const TYPE_VERSION: u32 = 3;
 }
 
 /// What a client posts on the connection queue: its connection record.
@@ -105,6 +109,9 @@ pub struct ConnectRequest {
     pub connection: u64,
     /// The client's process id (for diagnostics).
     pub pid: u64,
+    /// The connection block's owner word as the client allocated it: the server takes the
+    /// block over only while it still reads this (see `port::connection`).
+    pub owner: u64,
 }
 
 /// Identifies a connected client at its server.
@@ -131,6 +138,15 @@ pub enum PortError {
     /// `reply` to a client that is not connected (any more).
     #[error("client {0} is not connected (it disconnected, or the id is wrong)")]
     NoSuchClient(ClientId),
+}
+
+/// The per-client queues' layout recorded in the port.
+fn client_config(rec: &PortRecord) -> QueueConfig {
+    QueueConfig {
+        capacity: rec.capacity.load(Relaxed),
+        slot_size: rec.slot_size.load(Relaxed),
+        large_messages: true,
+    }
 }
 
 fn doorbell(rec: &PortRecord) -> Event<'_> {
@@ -210,6 +226,18 @@ impl PortServer {
         })
     }
 
+    /// Frees the connections of clients that died before this server accepted them
+    /// (whether or not they had posted them, with the requests they had queued), and the
+    /// heap blocks dead processes held; returns how many connections were freed. [`recv`]
+    /// runs it after each idle sleep; safe to call at any time.
+    ///
+    /// [`recv`]: Self::recv
+    pub fn reclaim(&self) -> Result<u64, PortError> {
+        // SAFETY: as in `recv`.
+        let config = client_config(unsafe { self.rec.as_ref() });
+        Ok(Leave::reclaim(&self.heap, self.record, config)?)
+    }
+
     /// Connected clients.
     pub fn clients(&self) -> usize {
         self.clients.len()
@@ -239,9 +267,10 @@ impl PortServer {
             for conn in self.clients.values() {
                 let _ = conn.requests.queue().reap_dead();
             }
+            let _ = self.reclaim();
         }
         while let Ok(req) = self.incoming.try_recv() {
-            if let Ok(conn) = self.accept(req) {
+            if let Ok(Some(conn)) = self.accept(req) {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.clients.insert(id, conn);
@@ -271,13 +300,20 @@ impl PortServer {
         Ok(None)
     }
 
-    fn accept(&self, req: ConnectRequest) -> Result<Connection, QueueError> {
-        let leave = Leave::accept(&self.heap, req.connection)?;
-        Ok(Connection {
+    /// The connection `req` posted, taken over; `None` if it is gone (its client died and
+    /// a reclaim freed it).
+    fn accept(&self, req: ConnectRequest) -> Result<Option<Connection>, PortError> {
+        // SAFETY: as in `recv`.
+        let config = client_config(unsafe { self.rec.as_ref() });
+        let Some(leave) = Leave::take(&self.heap, self.record, config, req.connection, req.owner)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Connection {
             requests: leave.requests().receiver::<u8>()?,
             replies: leave.replies().sender::<u8>()?,
             _leave: leave,
-        })
+        }))
     }
 
     /// Sends `reply` to `client` (waits while its reply queue is full, at most 10 s: a
@@ -329,33 +365,23 @@ impl PortClient {
                 "wrong magic (the server has not finished creating it?)",
             ));
         }
-        let config = QueueConfig {
-            capacity: rec.capacity.load(Relaxed),
-            slot_size: rec.slot_size.load(Relaxed),
-            large_messages: true,
-        };
         let connect = Queue::attach(heap, rec.connect_queue.load(Relaxed))?;
-        let req_q = Queue::create(heap, config)?;
-        let rep_q = Queue::create(heap, config).inspect_err(|_| {
-            let _ = req_q.destroy();
-        })?;
         let server = (rec.server_pid.load(Relaxed), rec.server_start.load(Relaxed));
         // Before the endpoints: on an early return they are dropped first, then this frees
-        // both queues and the record (the server never heard of them).
-        let mut leave = Leave::create(heap, &req_q, &rep_q, server).inspect_err(|_| {
-            let _ = req_q.destroy();
-            let _ = rep_q.destroy();
-        })?;
-        let requests = req_q.sender::<u8>()?;
-        let replies = rep_q.receiver::<u8>()?;
+        // the connection (the server never heard of it).
+        let mut leave = Leave::create(heap, named.offset(), client_config(rec), server)?;
+        let requests = leave.requests().sender::<u8>()?;
+        let replies = leave.replies().receiver::<u8>()?;
         connect.sender::<ConnectRequest>()?.send_timeout(
             &ConnectRequest {
                 connection: leave.record(),
                 pid: u64::from(std::process::id()),
+                owner: leave.owner(),
             },
             Duration::from_secs(10),
         )?;
         leave.share();
+        kill_point();
         doorbell(rec).notify(false);
         Ok(PortClient {
             requests,

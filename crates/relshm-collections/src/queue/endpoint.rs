@@ -148,8 +148,3 @@ fn alive(ep: &EndpointSlot, pid: u32) -> bool {
         Some(t) => recorded == 0 || t == recorded,
     }
 }
-
-/// Whether the process `(pid, start)` still runs (for heap payload ownership).
-pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
-    pid == std::process::id() || procstat::start_time(pid) == Some(start)
-}

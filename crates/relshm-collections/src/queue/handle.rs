@@ -5,15 +5,11 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use std::time::Duration;
 
-use relshm_segment::heap::Heap;
+use relshm_segment::heap::{Heap, kill_point, own_process_owner};
 use relshm_sync::facade::Ordering::*;
 
-use super::endpoint::process_alive;
 use super::error::QueueError;
-use super::large::{
-    LARGE_HEADER, LARGE_MAGIC, LargeHeader, ST_FREEING, ST_QUEUED, ST_RECEIVER, ST_SENDER,
-    split_state, state_word,
-};
+use super::large::{LARGE_HEADER, LARGE_MAGIC, LargeHeader, ident, queued, queued_pos};
 use super::layout::{
     Control, EP_RECEIVER, EP_SENDER, KIND_HEAP, KIND_INLINE, MAX_CAPACITY, MAX_SLOT_SIZE,
     QUEUE_MAGIC, QUEUE_VERSION, RETIRED, RING_OFFSET, SLOT_HEADER, SlotHeader, split_seq,
@@ -168,13 +164,38 @@ impl Queue {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(heap: &Heap, config: QueueConfig) -> Result<Queue, QueueError> {
+        let offset = heap.alloc(Self::footprint(config)?, 64)?;
+        // SAFETY: a fresh allocation of the footprint, 64-aligned, not yet shared.
+        unsafe { Self::format_at(heap, offset, config) }.inspect_err(|_| {
+            let _ = heap.free(offset);
+        })
+    }
+
+    /// Bytes a queue laid out as `config` takes (control block and ring).
+    pub(crate) fn footprint(config: QueueConfig) -> Result<u64, QueueError> {
         config.check()?;
+        Ok(RING_OFFSET + u64::from(config.capacity) * stride_for(config.slot_size))
+    }
+
+    /// Formats a queue laid out as `config` at `offset` (a part of a larger allocation,
+    /// such as a port connection's block); freed with the block, after [`retire`].
+    ///
+    /// # Safety
+    ///
+    /// `[offset, offset + footprint)` must be heap bytes the caller allocated and that no
+    /// other thread or process reads or writes yet (they are overwritten).
+    ///
+    /// [`retire`]: Self::retire
+    pub(crate) unsafe fn format_at(
+        heap: &Heap,
+        offset: u64,
+        config: QueueConfig,
+    ) -> Result<Queue, QueueError> {
+        let total = Self::footprint(config)?;
         let stride = stride_for(config.slot_size);
-        let total = RING_OFFSET + u64::from(config.capacity) * stride;
-        let offset = heap.alloc(total, 64)?;
         let base = heap.region().resolve(offset, total, 64)?;
-        // SAFETY: a fresh allocation of `total` bytes that no other process knows yet;
-        // all-zero bytes are a valid Control (unlocked lock, free endpoints, empty masks).
+        // SAFETY: the caller's bytes that nobody else uses yet (the contract), resolved in
+        // bounds; all-zero bytes are a valid Control (unlocked lock, free endpoints, empty masks).
         unsafe { base.as_ptr().write_bytes(0, total as usize) };
         // SAFETY: resolved, aligned, zeroed Control as above.
         let ctl = unsafe { base.cast::<Control>().as_ref() };
@@ -373,13 +394,17 @@ impl Queue {
         self.ctl().reap(&self.ring())
     }
 
-    /// Frees the large-message allocations of this queue that dead processes leaked (a
-    /// sender killed before sending, a receiver killed holding a [`Message`], a message
-    /// whose receiver died mid-receive); returns how many were freed. Reaps dead endpoints
-    /// first. Safe to run while the queue is in use.
+    /// Frees the large-message allocations that dead processes leaked (a sender killed
+    /// at any point before its message was queued, a receiver killed holding a
+    /// [`Message`], a message whose receiver died mid-receive or whose sender died before
+    /// publishing it); returns how many were freed. Reaps dead endpoints first. Safe to
+    /// run while the queue is in use.
+    ///
+    /// Blocks owned by a dead process are freed whatever they are (see
+    /// [`Heap::reclaim_dead_owners`]); queued messages only for this queue.
     pub fn reclaim(&self) -> Result<u64, QueueError> {
         self.reap_dead()?;
-        self.free_large(false)
+        Ok(self.heap.reclaim_dead_owners()? + self.free_large(false)?)
     }
 
     /// Frees the queue's memory: its control block and slots, and the large messages still
@@ -412,6 +437,17 @@ impl Queue {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn destroy(&self) -> Result<bool, QueueError> {
+        if !self.retire()? {
+            return Ok(false);
+        }
+        self.heap.free(self.offset)?;
+        Ok(true)
+    }
+
+    /// [`destroy`](Self::destroy) but for freeing the queue's own bytes: for a queue made
+    /// with [`format_at`](Self::format_at), whose bytes are freed with the block that
+    /// holds them. `Ok(true)` if this call retired it (the caller may free the block).
+    pub(crate) fn retire(&self) -> Result<bool, QueueError> {
         self.reap_dead()?;
         let ctl = self.ctl();
         // One destroyer: the call whose swap retires the queue.
@@ -428,45 +464,22 @@ impl Queue {
         }
         self.free_large(true)?;
         ctl.magic.store(0, SeqCst);
-        self.heap.free(self.offset)?;
         Ok(true)
     }
 
-    /// Frees this queue's large messages that nobody owns: those of dead processes, those
-    /// queued in slots that no longer refer to them, and, when `retiring`, every queued one.
+    /// Frees this queue's queued large messages that no ring slot refers to any more
+    /// (their sender died before publishing, or their receiver before taking them), and,
+    /// when `retiring`, every queued one.
     fn free_large(&self, retiring: bool) -> Result<u64, QueueError> {
         let mut freed = 0;
-        for off in self.heap.allocations()? {
-            let Ok(p) = self.heap.region().resolve_as::<LargeHeader>(off) else {
+        let mine = ident(self.offset);
+        for (off, record) in self.heap.owned_allocations()? {
+            let Some(pos) = queued_pos(record[0]).filter(|_| record[1] == mine) else {
                 continue;
             };
-            if self.heap.usable_size(off).is_ok_and(|s| s < LARGE_HEADER) {
-                continue;
-            }
-            // SAFETY: resolved in bounds and aligned; only atomics are read; an allocation
-            // that is not a large message just fails the magic check.
-            let h = unsafe { p.as_ref() };
-            if h.magic.load(Acquire) != LARGE_MAGIC || h.queue.load(Acquire) != self.offset {
-                continue;
-            }
-            let w = h.state.load(Acquire);
-            let (state, pos) = split_state(w);
-            let orphan = match state {
-                ST_SENDER | ST_RECEIVER => {
-                    let pid = h.pid.load(Acquire);
-                    let start = h.start_time.load(Acquire);
-                    !process_alive(u32::try_from(pid).unwrap_or(0), start)
-                }
-                ST_QUEUED => retiring || !self.ring_refers_to(off, pos),
-                _ => false,
-            };
-            if orphan
-                && h.state
-                    .compare_exchange(w, state_word(ST_FREEING, 0), AcqRel, Relaxed)
-                    .is_ok()
-            {
-                h.magic.store(0, Release);
-                self.heap.free(off)?;
+            // A slot that no longer refers to the message never will again (positions
+            // only grow), and free_owned re-checks the record under the heap lock.
+            if (retiring || !self.ring_refers_to(off, pos)) && self.heap.free_owned(off, record)? {
                 freed += 1;
             }
         }
@@ -624,12 +637,22 @@ impl<T> Sender<T> {
                 why: "the queue was created without large messages",
             });
         }
-        let off = q.heap.alloc(LARGE_HEADER + len, 64)?;
+        // Owned by this process from the instant it exists: a sender killed from here
+        // until the message is queued leaves a block that reclaim frees.
+        let off = q.heap.alloc_owned(
+            LARGE_HEADER + len,
+            64,
+            [own_process_owner(), ident(q.offset)],
+        )?;
+        kill_point();
         let base = q.heap.region().resolve(off, LARGE_HEADER + len, 64)?;
-        // SAFETY: a fresh allocation of LARGE_HEADER + len bytes, only this thread knows
-        // it; the header is atomics (zeroed first), the payload plain bytes.
+        // SAFETY: a fresh allocation of LARGE_HEADER + len bytes that only this process
+        // owns; the owner record (first 16 bytes) is left alone, the rest of the header is
+        // atomics (zeroed), the payload plain bytes.
         let h = unsafe {
-            base.as_ptr().write_bytes(0, LARGE_HEADER as usize);
+            base.as_ptr()
+                .add(16)
+                .write_bytes(0, LARGE_HEADER as usize - 16);
             core::ptr::copy_nonoverlapping(
                 msg.as_ptr(),
                 base.as_ptr().add(LARGE_HEADER as usize),
@@ -637,13 +660,9 @@ impl<T> Sender<T> {
             );
             base.cast::<LargeHeader>().as_ref()
         };
-        h.queue.store(q.offset, Relaxed);
         h.len.store(len, Relaxed);
-        h.pid.store(u64::from(std::process::id()), Relaxed);
-        h.start_time
-            .store(relshm_segment::procstat::own_start_time(), Relaxed);
-        h.state.store(state_word(ST_SENDER, 0), Relaxed);
         h.magic.store(LARGE_MAGIC, Release);
+        kill_point();
         Ok(Some(Staged {
             off,
             len,
@@ -677,7 +696,10 @@ impl<T> Sender<T> {
                     slot.meta.store(s.len | (KIND_HEAP << 32), Relaxed);
                     // SAFETY: our own staged allocation, resolved and aligned in stage().
                     let h = unsafe { s.header.as_ref() };
-                    h.state.store(state_word(ST_QUEUED, pos), Release);
+                    // The slot is still claimed for writing: if we die before publishing,
+                    // the reaper skips it and reclaim frees the block (no slot refers to it).
+                    h.owner.store(queued(pos), Release);
+                    kill_point();
                 }
             }
         })
@@ -848,10 +870,17 @@ impl<T> Receiver<T> {
         let p = q.heap.region().resolve(off, total, 64)?;
         // SAFETY: resolved in bounds and aligned; header fields are atomics.
         let h = unsafe { p.cast::<LargeHeader>().as_ref() };
-        if h.magic.load(Acquire) != LARGE_MAGIC || h.len.load(Relaxed) != len {
+        if h.magic.load(Acquire) != LARGE_MAGIC
+            || h.len.load(Relaxed) != len
+            || h.ident.load(Relaxed) != ident(q.offset)
+        {
             return Err(bad("header does not match the slot"));
         }
-        if !h.take(state_word(ST_QUEUED, pos), ST_RECEIVER) {
+        kill_point();
+        if h.owner
+            .compare_exchange(queued(pos), own_process_owner(), AcqRel, Relaxed)
+            .is_err()
+        {
             return Err(bad("not queued at this position (reclaimed or corrupted)"));
         }
         Ok(Message::Large {
@@ -914,12 +943,8 @@ impl core::ops::Deref for Message {
 impl Drop for Message {
     fn drop(&mut self) {
         if let Message::Large { heap, off, .. } = self {
-            if let Ok(p) = heap.region().resolve_as::<LargeHeader>(*off) {
-                // SAFETY: our own allocation, resolved and aligned.
-                let h = unsafe { p.as_ref() };
-                h.magic.store(0, Release);
-                h.state.store(state_word(ST_FREEING, 0), Release);
-            }
+            // Owned by this process: the free drops the owner record with the block, and a
+            // death before it leaves a dead owner that reclaim frees.
             let _ = heap.free(*off);
         }
     }

@@ -1,76 +1,76 @@
 //! Large messages: written once into a heap allocation; only its offset travels through
 //! the ring, and the receiver owns (and on drop frees) the allocation.
 //!
-//! Each allocation starts with a [`LargeHeader`] whose `state` word says who owns it, so
-//! [`Queue::reclaim`](super::Queue::reclaim) can free what dead processes leaked:
+//! Each allocation is an *owned* heap block ([`Heap::alloc_owned`]): its first word, the
+//! owner record the allocator publishes together with the block, says who may free it,
+//! so no process death at any instant leaves a block nobody can find:
 //!
-//! | state | owner | reclaimed when |
+//! | owner word | owner | freed by |
 //! |---|---|---|
-//! | `SENDER` | the sending process (`pid`, `start_time`) | that process is dead |
-//! | `QUEUED(pos)` | the ring slot of position `pos` | no ring slot refers to it any more |
-//! | `RECEIVER` | the receiving process (`pid`, `start_time`) | that process is dead |
+//! | process (sender) | the sending process, from the allocation on | the sender (send failed), or any reclaim once it is dead |
+//! | `QUEUED(pos)` | the ring slot of position `pos` (stored while the slot is still claimed for writing) | the receiver that takes it; [`Queue::reclaim`](super::Queue::reclaim) once no slot refers to it (its sender died before publishing, its receiver died before taking it) |
+//! | process (receiver) | the receiving process, from the take on ([`Message`](super::Message)) | the receiver on drop, or any reclaim once it is dead |
 //!
-//! Every transition is a compare-and-swap of `state`, and reclamation frees only after its
-//! own compare-and-swap to `FREEING` succeeded, so it never frees what a live process
-//! still takes over concurrently.
+//! A take is a compare-and-swap of the owner word; reclamation frees only through
+//! [`Heap::free_owned`], which compares the record under the heap lock, so it never frees
+//! a block that a live process took over, or that was freed and reused meanwhile.
+//!
+//! [`Heap::alloc_owned`]: relshm_segment::heap::Heap::alloc_owned
+//! [`Heap::free_owned`]: relshm_segment::heap::Heap::free_owned
 
-use relshm_sync::facade::{AtomicU64, Ordering::*};
+use relshm_segment::heap::OWNER_KIND_SHIFT;
+use relshm_sync::facade::AtomicU64;
 
-/// `"RSHMQMSG"`: the first word of a large message allocation.
+/// `"RSHMQMSG"`: the header's magic word.
 pub const LARGE_MAGIC: u64 = u64::from_le_bytes(*b"RSHMQMSG");
 /// Bytes before the payload.
 pub const LARGE_HEADER: u64 = 64;
 
-pub(crate) const ST_SENDER: u64 = 1;
-pub(crate) const ST_QUEUED: u64 = 2;
-pub(crate) const ST_RECEIVER: u64 = 3;
-pub(crate) const ST_FREEING: u64 = 0;
-const POS_MASK: u64 = (1 << 62) - 1;
+/// Owner kind of a message queued in a ring slot (the position is in bits 0..62).
+const KIND_QUEUED: u64 = 2;
+const POS_MASK: u64 = (1 << OWNER_KIND_SHIFT) - 1;
+/// High bits of a large message's `ident`: "a large message of the queue at" the low bits.
+const IDENT_TAG: u64 = u64::from_le_bytes(*b"\0\0\0\0\0\0QM");
 
 /// The header of a large message allocation.
 ///
 /// | offset | field | meaning |
 /// |---|---|---|
-/// | 0 | `magic` | [`LARGE_MAGIC`] |
-/// | 8 | `queue` | offset of the owning queue's control block |
-/// | 16 | `state` | state (bits 62..64: 1 sender, 2 queued, 3 receiver, 0 being freed) \| position (0..62) |
-/// | 24 | `pid` | owning process (sender, then receiver) |
-/// | 32 | `start_time` | owning process's start time |
-/// | 40 | `len` | payload bytes |
-/// | 48..64 | reserved | zero |
+/// | 0 | `owner` | the heap owner word (see the module docs) |
+/// | 8 | `ident` | `"QM"` in the top 16 bits \| the owning queue's offset |
+/// | 16 | `magic` | [`LARGE_MAGIC`] |
+/// | 24 | `len` | payload bytes |
+/// | 32..64 | reserved | zero |
 #[repr(C)]
 pub struct LargeHeader {
+    pub(crate) owner: AtomicU64,
+    pub(crate) ident: AtomicU64,
     pub(crate) magic: AtomicU64,
-    pub(crate) queue: AtomicU64,
-    pub(crate) state: AtomicU64,
-    pub(crate) pid: AtomicU64,
-    pub(crate) start_time: AtomicU64,
     pub(crate) len: AtomicU64,
-    pub(crate) reserved: [u64; 2],
+    pub(crate) reserved: [u64; 4],
 }
 
 #[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<LargeHeader>() == LARGE_HEADER as usize);
 
+/// The owner word of a message queued at position `pos`.
 #[inline]
-pub(crate) const fn state_word(state: u64, pos: u64) -> u64 {
-    (state << 62) | (pos & POS_MASK)
+pub(crate) const fn queued(pos: u64) -> u64 {
+    (KIND_QUEUED << OWNER_KIND_SHIFT) | (pos & POS_MASK)
 }
 
+/// The position of a `queued` owner word; `None` for other owners.
 #[inline]
-pub(crate) const fn split_state(w: u64) -> (u64, u64) {
-    (w >> 62, w & POS_MASK)
-}
-
-impl LargeHeader {
-    /// Hands ownership to the calling process in state `state`; `false` if the state was
-    /// not `expected` (someone else owns it now).
-    pub(crate) fn take(&self, expected: u64, state: u64) -> bool {
-        self.pid.store(u64::from(std::process::id()), Relaxed);
-        self.start_time
-            .store(relshm_segment::procstat::own_start_time(), Relaxed);
-        self.state
-            .compare_exchange(expected, state_word(state, 0), AcqRel, Relaxed)
-            .is_ok()
+pub(crate) const fn queued_pos(owner: u64) -> Option<u64> {
+    if owner >> OWNER_KIND_SHIFT == KIND_QUEUED {
+        Some(owner & POS_MASK)
+    } else {
+        None
     }
+}
+
+/// The `ident` of the large messages of the queue at `queue`.
+#[inline]
+pub(crate) const fn ident(queue: u64) -> u64 {
+    IDENT_TAG | (queue & 0xffff_ffff_ffff)
 }

@@ -27,3 +27,38 @@ pub fn remap(seg: &Segment, offset: u64) -> (Segment, Queue) {
     let q = Queue::attach(&mine.heap().expect("heap"), offset).expect("attach queue");
     (mine, q)
 }
+
+/// Kill-point sweeps: `round(n)` runs one script in a child that dies before its n-th
+/// fault point (`relshm_segment::heap::exit_before_store`), lets the survivor reclaim,
+/// and returns how the child ended and the bytes left in use compared with the start.
+/// Runs n = 1, 2, ... until the child completes (exit 0); returns how many points were
+/// swept; panics listing every leak, or if a child ends any other way than exit 0 or 77.
+pub fn sweep_kill_points(
+    name: &str,
+    mut round: impl FnMut(u64) -> (relshm_testkit::Exit, i64),
+) -> u64 {
+    use relshm_testkit::Exit;
+    let mut leaks = Vec::new();
+    let mut n = 1;
+    loop {
+        let (exit, leaked) = round(n);
+        if leaked != 0 {
+            leaks.push((n, leaked));
+        }
+        match exit {
+            Exit::Code(0) => break,
+            Exit::Code(77) => n += 1,
+            other => panic!("{name}: child died before point {n}: {other:?}"),
+        }
+    }
+    eprintln!(
+        "{name}: {} kill points swept, leaks (point, bytes): {leaks:?}",
+        n - 1
+    );
+    assert!(
+        leaks.is_empty(),
+        "{name}: bytes leaked at kill points (point, bytes): {leaks:?}, total {}",
+        leaks.iter().map(|l| l.1).sum::<i64>()
+    );
+    n - 1
+}

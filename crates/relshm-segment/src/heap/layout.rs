@@ -7,7 +7,7 @@ use core::sync::atomic::AtomicU64;
 /// `"RSHMHEAP"` in little-endian: the first word of a [`HeapControl`].
 pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"RSHMHEAP");
 /// Layout version of the control block and block headers; bump on any change.
-pub const HEAP_VERSION: u64 = 1;
+pub const HEAP_VERSION: u64 = 2;
 
 /// Bytes of a block header (size word + previous block's size). Payloads start right after
 /// it, so every payload is 16-aligned.
@@ -32,6 +32,10 @@ pub const MAX_ALIGN: u64 = 4096;
 
 /// Flag in a size word: the block is allocated.
 const USED: u64 = 1;
+/// Flag in a size word (with [`USED`]): the first 16 payload bytes are the block's owner
+/// record (see [`crate::heap`], "Owned allocations"). `free` drops it in its publishing
+/// store, so a freed or reused block never carries a stale owner.
+const OWNED: u64 = 2;
 const SIZE_MASK: u64 = (1 << 48) - 1;
 
 /// The allocator's control block, placed in the segment at the heap offset (64-aligned).
@@ -105,23 +109,41 @@ fn tag(offset: u64, size_word: u64) -> u64 {
 
 /// Encodes a block's size word: `size | used`, tagged in the top 16 bits.
 pub fn encode(offset: u64, size: u64, used: bool) -> u64 {
+    encode_flags(offset, size, if used { USED } else { 0 })
+}
+
+/// Encodes the size word of an allocated block that carries an owner record.
+pub fn encode_owned(offset: u64, size: u64) -> u64 {
+    encode_flags(offset, size, USED | OWNED)
+}
+
+fn encode_flags(offset: u64, size: u64, flags: u64) -> u64 {
     debug_assert!(size % GRAIN == 0 && size < MAX_BLOCK);
-    let word = size | if used { USED } else { 0 };
+    let word = size | flags;
     word | (tag(offset, word) << 48)
 }
 
 /// Decodes a size word read at `offset`: `(size, used)`, or `None` if the tag or flags are
 /// wrong. Size 0 with `used` marks the end sentinel.
 pub fn decode(offset: u64, head: u64) -> Option<(u64, bool)> {
+    decode_owned(offset, head).map(|(size, used, _)| (size, used))
+}
+
+/// Like [`decode`], and whether the block carries an owner record (only an allocated,
+/// non-sentinel block can).
+pub fn decode_owned(offset: u64, head: u64) -> Option<(u64, bool, bool)> {
     let word = head & SIZE_MASK;
     if head >> 48 != tag(offset, word) {
         return None;
     }
     let flags = word % GRAIN;
-    if flags & !USED != 0 {
-        return None;
+    let size = word - flags;
+    match flags {
+        0 => Some((size, false, false)),
+        USED => Some((size, true, false)),
+        f if f == USED | OWNED && size != 0 => Some((size, true, true)),
+        _ => None,
     }
-    Some((word - flags, flags == USED))
 }
 
 /// Where a free block of `size` bytes is binned.
@@ -170,6 +192,16 @@ mod tests {
             assert_eq!(decode(off + 16, h), None);
             assert_eq!(decode(off, h ^ 0x10), None);
         }
+        let h = encode_owned(64, 48);
+        assert_eq!(decode_owned(64, h), Some((48, true, true)));
+        assert_eq!(decode(64, h), Some((48, true)));
+        assert_eq!(
+            decode_owned(64, encode(64, 48, true)),
+            Some((48, true, false))
+        );
+        // A free block or the end marker never carries an owner.
+        assert_eq!(decode(64, encode_flags(64, 48, OWNED)), None);
+        assert_eq!(decode(64, encode_owned(64, 0)), None);
     }
 
     #[test]

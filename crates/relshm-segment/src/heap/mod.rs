@@ -9,7 +9,7 @@
 //!
 //! | offset in block | word | meaning |
 //! |---|---|---|
-//! | 0 | size word | bits 0..4 flags (bit 0 = allocated), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
+//! | 0 | size word | bits 0..4 flags (bit 0 = allocated, bit 1 = owned: the payload starts with an owner record, see below), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
 //! | 8 | previous size | the size of the block before it (0 for the first): the boundary tag used to coalesce backwards |
 //! | 16, 24 | next, prev | free blocks only: offsets of the neighbours in their bin's list (0 = none) |
 //!
@@ -47,12 +47,44 @@
 //! A process killed between any two stores leaves a walkable chain; the worst outcome is a
 //! block that its dead allocator never received (a leak, visible in [`Heap::allocations`]),
 //! never a block that is both free and handed out.
+//!
+//! # Owned allocations: no leak when the allocating process dies
+//!
+//! A plain [`Heap::alloc`] hands its offset to the caller's process memory; a process
+//! killed before it stores that offset anywhere in the segment leaks the block for good.
+//! [`Heap::alloc_owned`] closes that window in the allocator itself: the block's first 16
+//! payload bytes are an **owner record** `[owner, ident]`, written into the block while it
+//! is still free on the chain, and published together with the block by the same single
+//! store that marks it allocated (size-word flag bit 1, "owned"). There is no instant at
+//! which the block is allocated without its record. `free` drops the flag in its own
+//! publishing store, so a freed or reused block never carries a stale record.
+//!
+//! - `owner` says who may free the block and changes as ownership moves. Bits 62..64 are
+//!   its kind: 0 = no automatic owner (the application keeps the offset somewhere),
+//!   [`OWNER_PROCESS`] = the process `(pid, start time)` packed by [`process_owner`]; kinds
+//!   2 and 3 belong to the layer above (a queue uses one for "queued at position p").
+//!   Whoever owns the block may rewrite `owner` with plain atomics to hand it on.
+//! - `ident` never changes while the block lives: what the block is (a queue's large
+//!   message, a port connection...), so a reclaimer knows what it looks at.
+//! - [`Heap::reclaim_dead_owners`] frees every block owned by a process that no longer
+//!   exists; [`Heap::free_owned`] and [`Heap::transfer`] compare the record under the heap
+//!   lock, so a reclaimer never frees or takes over a block that was freed and reused
+//!   since it looked (the heap lock orders it against every free and alloc).
+//!
+//! Why a record in the block rather than an intent word in the caller's record: the block
+//! is then self-describing (a reclaim pass needs no knowledge of where callers keep
+//! offsets), the record dies with the block, and the fast path costs two stores, made
+//! under the lock the allocation takes anyway, in place of the caller's own header
+//! stores. This is LMDB's reader-table idea (a slot names its `(pid, start)` owner and a
+//! stale-reader check frees what dead owners held) applied per block, and iceoryx2's
+//! "dead node cleanup" without a separate registry.
 
 mod layout;
 mod ops;
 
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering::{Relaxed, Release};
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::time::Duration;
 
 use relshm_sync::{Acquired, LockError};
@@ -61,13 +93,63 @@ use relshm_sync::{Acquired, LockError};
 pub(crate) use layout::HEADER as BLOCK_HEADER;
 use layout::{HEADER, encode, layout_word};
 pub use layout::{HEAP_CONTROL_SIZE, HEAP_MAGIC, HEAP_VERSION, HeapControl, MAX_ALIGN};
-/// Test hook (debug builds): the process `_exit(77)`s before the allocator's `n`-th store.
+/// Test hook (debug builds): the process `_exit(77)`s before the allocator's `n`-th store
+/// (kill points of the layers above, [`kill_point`], count as stores).
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub use ops::fault::exit_before_store;
+/// Test hook: a point where a test may make the process die (see `exit_before_store`);
+/// the layers above mark their kill points with it. A no-op in release builds.
+#[doc(hidden)]
+pub use ops::fault::point as kill_point;
 use ops::{Core, check_arena};
 
 use crate::{Region, RegionError};
+
+/// Bytes of an owned allocation's owner record `[owner, ident]` (the payload's start).
+pub const OWNER_RECORD: u64 = 16;
+/// Bits 62..64 of an owner word: its kind.
+pub const OWNER_KIND_SHIFT: u32 = 62;
+/// Owner kind: the process `(pid, start time)` packed by [`process_owner`].
+pub const OWNER_PROCESS: u64 = 1;
+/// Bits of the start time kept in a process owner word (2^40 clock ticks: 348 years at
+/// 100 Hz).
+const START_BITS: u32 = 40;
+const PID_BITS: u32 = 22;
+
+/// The owner word naming the process `pid` started at `start` (`/proc/<pid>/stat` field
+/// 22): pid in bits 0..22 (Linux pids stay below 2^22), the start time's low 40 bits in
+/// 22..62, kind [`OWNER_PROCESS`].
+pub fn process_owner(pid: u32, start: u64) -> u64 {
+    (OWNER_PROCESS << OWNER_KIND_SHIFT)
+        | ((start & ((1 << START_BITS) - 1)) << PID_BITS)
+        | (u64::from(pid) & ((1 << PID_BITS) - 1))
+}
+
+/// The owner word naming the calling process.
+pub fn own_process_owner() -> u64 {
+    process_owner(std::process::id(), crate::procstat::own_start_time())
+}
+
+/// The `(pid, start time low bits)` of a process owner word; `None` for other kinds.
+pub fn owner_process(word: u64) -> Option<(u32, u64)> {
+    (word >> OWNER_KIND_SHIFT == OWNER_PROCESS).then_some((
+        (word & ((1 << PID_BITS) - 1)) as u32,
+        (word >> PID_BITS) & ((1 << START_BITS) - 1),
+    ))
+}
+
+/// Whether the process `(pid, start time low bits)` of a process owner word (see
+/// [`owner_process`]) still runs; the caller's own always does.
+pub fn process_alive(pid: u32, start: u64) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    match crate::procstat::start_time(pid) {
+        Some(t) => t & ((1 << START_BITS) - 1) == start,
+        None => false,
+    }
+}
 
 /// What went wrong in the allocator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -370,7 +452,84 @@ impl Heap {
     /// returns the payload's offset from the segment start.
     pub fn alloc(&self, size: u64, align: u64) -> Result<u64, HeapError> {
         let (_g, core) = self.lock()?;
-        core.alloc(size, align)
+        core.alloc(size, align, None)
+    }
+
+    /// Allocates like [`alloc`](Self::alloc) a block whose first 16 payload bytes are the
+    /// owner record `[owner, ident]` (see the module docs), published with the block: a
+    /// process killed at any instant of the call either has no block or has one that
+    /// carries the record. `size` counts the record (at least 16 bytes are allocated).
+    pub fn alloc_owned(&self, size: u64, align: u64, owner: [u64; 2]) -> Result<u64, HeapError> {
+        let (_g, core) = self.lock()?;
+        core.alloc(size.max(OWNER_RECORD), align, Some(owner))
+    }
+
+    /// The owner word of the live owned allocation at `offset`, for its owner to read and
+    /// update with atomics (to hand the block on). `None` if `offset` is not a live
+    /// allocation with an owner record.
+    ///
+    /// The reference stays valid only while the caller owns the block (or otherwise knows
+    /// it stays allocated): once freed, the bytes belong to the heap again.
+    pub fn owner_word(&self, offset: u64) -> Result<Option<&AtomicU64>, HeapError> {
+        let (_g, core) = self.lock()?;
+        Ok(core.owner_words(offset)?.map(|[w, _]| w))
+    }
+
+    /// Every live owned allocation: `(offset, [owner, ident])` as they were at the call, in
+    /// address order.
+    pub fn owned_allocations(&self) -> Result<Vec<(u64, [u64; 2])>, HeapError> {
+        let (_g, core) = self.lock()?;
+        core.owned()
+    }
+
+    /// Frees the owned allocation at `offset` if its record still reads `expected`
+    /// (`[owner, ident]`), checked and freed under the heap lock; `Ok(false)` if it does
+    /// not (someone took it over or freed it meanwhile, or it is not an owned block).
+    pub fn free_owned(&self, offset: u64, expected: [u64; 2]) -> Result<bool, HeapError> {
+        let (_g, core) = self.lock()?;
+        if !Self::swap_owner(&core, offset, expected, 0)? {
+            return Ok(false);
+        }
+        core.free(offset)?;
+        Ok(true)
+    }
+
+    /// Hands the owned allocation at `offset` to `owner` if its record still reads
+    /// `expected`, under the heap lock (so a block freed and reused since the caller looked
+    /// is never taken); `Ok(false)` if it does not.
+    pub fn transfer(&self, offset: u64, expected: [u64; 2], owner: u64) -> Result<bool, HeapError> {
+        let (_g, core) = self.lock()?;
+        Self::swap_owner(&core, offset, expected, owner)
+    }
+
+    fn swap_owner(
+        core: &Core<'_>,
+        offset: u64,
+        expected: [u64; 2],
+        owner: u64,
+    ) -> Result<bool, HeapError> {
+        let Some([who, ident]) = core.owner_words(offset)? else {
+            return Ok(false);
+        };
+        Ok(ident.load(Acquire) == expected[1]
+            && who
+                .compare_exchange(expected[0], owner, AcqRel, Acquire)
+                .is_ok())
+    }
+
+    /// Frees every owned allocation whose owner is a process that no longer runs (killed
+    /// after allocating, or while holding the block); returns how many. Safe at any time:
+    /// each block is re-checked and freed under the heap lock.
+    pub fn reclaim_dead_owners(&self) -> Result<u64, HeapError> {
+        let mut freed = 0;
+        for (off, words) in self.owned_allocations()? {
+            if let Some((pid, start)) = owner_process(words[0]) {
+                if !process_alive(pid, start) && self.free_owned(off, words)? {
+                    freed += 1;
+                }
+            }
+        }
+        Ok(freed)
     }
 
     /// Frees the allocation at `offset` (as returned by [`alloc`](Self::alloc)). Offsets

@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 
 use super::layout::{
     Bin, GRAIN, HEADER, HeapControl, LARGE_BINS, MAX_ALIGN, MIN_BLOCK, SMALL_BINS, SMALL_LIMIT,
-    SUB_BINS, block_size_for, decode, encode,
+    SUB_BINS, block_size_for, decode, decode_owned, encode, encode_owned,
 };
 use super::{HeapError, HeapStats};
 use crate::Region;
@@ -281,8 +281,16 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// Allocates `size` bytes aligned to `align`; returns the payload offset.
-    pub(crate) fn alloc(&self, size: u64, align: u64) -> Result<u64, HeapError> {
+    /// Allocates `size` bytes aligned to `align`; returns the payload offset. With
+    /// `owner`, the block carries that owner record in its first 16 payload bytes, written
+    /// before the store that publishes the block (so no death leaves it allocated without
+    /// its record).
+    pub(crate) fn alloc(
+        &self,
+        size: u64,
+        align: u64,
+        owner: Option<[u64; 2]>,
+    ) -> Result<u64, HeapError> {
         if !align.is_power_of_two() || align > MAX_ALIGN {
             return Err(HeapError::BadRequest { size, align });
         }
@@ -321,18 +329,28 @@ impl<'a> Core<'a> {
                 (b, s) = (a, s - gap);
             }
         }
+        // The owner record goes into B's payload while B is still free on the chain
+        // (invisible to a walk); the publishing store below makes it the block's record.
+        let mark = |size| match owner {
+            Some(_) => encode_owned(b, size),
+            None => encode(b, size, true),
+        };
+        if let Some([who, ident]) = owner {
+            self.put(b + HEADER, who, Relaxed)?;
+            self.put(b + HEADER + 8, ident, Relaxed)?;
+        }
         if s - need >= MIN_BLOCK {
             let t = b + need;
             // 1. the tail's header inside B's payload; 2. publish by shrinking B and
             // marking it used in one store; 3. derived data.
             self.put(t, encode(t, s - need, false), Relaxed)?;
             self.put(t + PREV_SIZE, need, Relaxed)?;
-            self.put(b, encode(b, need, true), Release)?;
+            self.put(b, mark(need), Release)?;
             self.put(t + s - need + PREV_SIZE, s - need, Relaxed)?;
             self.insert(t, s - need)?;
             s = need;
         } else {
-            self.put(b, encode(b, s, true), Release)?;
+            self.put(b, mark(s), Release)?;
         }
         fault::point();
         add(&self.ctl.used_bytes, s);
@@ -373,6 +391,26 @@ impl<'a> Core<'a> {
             }
         }
         Ok((b, size))
+    }
+
+    /// The owner record of the live owned allocation at `payload`: its words, or `None`
+    /// if `payload` is not a live allocation with an owner record.
+    pub(crate) fn owner_words(
+        &self,
+        payload: u64,
+    ) -> Result<Option<[&'a AtomicU64; 2]>, HeapError> {
+        let Ok((b, _)) = self.allocated(payload) else {
+            return Ok(None);
+        };
+        if !self.is_owned(b)? {
+            return Ok(None);
+        }
+        Ok(Some([self.word(payload)?, self.word(payload + 8)?]))
+    }
+
+    fn is_owned(&self, b: u64) -> Result<bool, HeapError> {
+        let head = self.word(b)?.load(Acquire);
+        Ok(decode_owned(b, head).is_some_and(|(_, _, owned)| owned))
     }
 
     /// Frees the allocation whose payload starts at `payload`, coalescing with free
@@ -522,6 +560,21 @@ impl<'a> Core<'a> {
         self.walk(|b, _, used| {
             if used {
                 out.push(b + HEADER);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every live allocation with an owner record: `(payload, [owner, ident])`, in
+    /// address order.
+    pub(crate) fn owned(&self) -> Result<Vec<(u64, [u64; 2])>, HeapError> {
+        let mut out = Vec::new();
+        self.walk(|b, _, used| {
+            if used && self.is_owned(b)? {
+                let p = b + HEADER;
+                let words = [self.word(p)?.load(Acquire), self.word(p + 8)?.load(Acquire)];
+                out.push((p, words));
             }
             Ok(())
         })?;
@@ -748,12 +801,14 @@ pub mod fault {
     static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
 
     /// The calling process `_exit(77)`s right before the `n`-th store the allocator makes
-    /// from now on (0 disables). For tests in forked children only.
+    /// from now on, counting the kill points the layers above mark with [`point`] as
+    /// stores too (0 disables). For tests in forked children only.
     pub fn exit_before_store(n: u64) {
         COUNTDOWN.store(n, Relaxed);
     }
 
-    pub(crate) fn point() {
+    /// A kill point (see [`exit_before_store`]).
+    pub fn point() {
         match COUNTDOWN.load(Relaxed) {
             0 => {}
             // SAFETY: _exit has no preconditions; dying here, mid-operation and holding
@@ -765,7 +820,8 @@ pub mod fault {
 }
 
 #[cfg(not(debug_assertions))]
-mod fault {
+pub mod fault {
+    /// A kill point: nothing in release builds.
     #[inline(always)]
-    pub(crate) fn point() {}
+    pub fn point() {}
 }
