@@ -6,7 +6,7 @@
 //! soak, `RELSHM_STALL_CONTROL=1` for the control run).
 #![cfg(not(loom))]
 
-use relshm_sync::{MutexError, Mutex, RwLock};
+use relshm_sync::{Mutex, MutexError, RwLock};
 use relshm_testkit::Shm;
 use relshm_testkit::stall::{self, Config, Role, Worker, spin_us};
 

@@ -25,8 +25,8 @@
 //! wake-up** when, continuously for [`CONFIRM`] past the 100 ms mark,
 //!
 //! 1. the stalled user is asleep (`S`) inside its blocking call ([`Worker::waiting`]),
-//! 2. some other process made progress in the last 100 ms (the primitive is moving, so no
-//!    holder is stuck off-CPU), or none is even runnable (all asleep), and
+//! 2. some other process made progress in the last [`MOVING`] (20 ms: the primitive is
+//!    moving, so no holder is stuck off-CPU), or none is even runnable (all asleep), and
 //! 3. no live process is runnable inside a blocking call (nobody was woken who could still
 //!    hand the primitive on).
 //!
@@ -58,6 +58,8 @@ use std::time::{Duration, Instant};
 pub const STALL: Duration = Duration::from_millis(100);
 /// How long past [`STALL`] a stall must look like a lost wake-up to count as one.
 pub const CONFIRM: Duration = Duration::from_millis(10);
+/// Another process that beat this recently shows that the primitive is moving.
+pub const MOVING: Duration = Duration::from_millis(20);
 /// A user stalled this long is killed and respawned, so the test ends.
 pub const RESCUE: Duration = Duration::from_secs(2);
 /// How long the harness watches the users after each kill before it respawns the victim
@@ -233,7 +235,8 @@ pub fn run<K>(cfg: &Config, setup: impl FnOnce() -> (K, String), work: impl FnOn
         println!("  {line}");
     }
     assert_eq!(
-        report.lost, 0,
+        report.lost,
+        0,
         "{}: users stalled > {STALL:?} asleep in the primitive while it moved on (lost \
          wake-ups); see the lines above",
         report.title()
@@ -505,13 +508,19 @@ impl<'c> Harness<'c> {
         let nice = if role == "hog" { self.hog_nice } else { 0 };
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", self.cfg.test, "--nocapture", "--test-threads=1", "-q"])
-            .env(ENV_ROLE, role)
-            .env(ENV_CTL, self.ctl_shm.path())
-            .env(ENV_SLOT, slot.to_string())
-            .env(ENV_ARG, &self.arg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        cmd.args([
+            "--exact",
+            self.cfg.test,
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(ENV_ROLE, role)
+        .env(ENV_CTL, self.ctl_shm.path())
+        .env(ENV_SLOT, slot.to_string())
+        .env(ENV_ARG, &self.arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
         // SAFETY: prctl and setpriority are async-signal-safe system calls; the closure
         // only copies an integer.
         unsafe {
@@ -537,7 +546,9 @@ impl<'c> Harness<'c> {
 
     fn run(mut self) -> Report {
         let t0 = Instant::now();
-        self.hog_procs = (0..self.hogs).map(|_| self.spawn("hog", HOG_SLOT)).collect();
+        self.hog_procs = (0..self.hogs)
+            .map(|_| self.spawn("hog", HOG_SLOT))
+            .collect();
         self.users = (0..self.cfg.users).map(|i| self.spawn_user(i)).collect();
         self.victims = (0..self.victims_n).map(|i| self.spawn_victim(i)).collect();
         for slot in 0..self.cfg.users {
@@ -743,7 +754,7 @@ impl<'c> Harness<'c> {
         let others = || slots.clone().filter(|&s| s != u && self.proc(s).is_some());
         let moved = others().any(|s| {
             let beat = self.w(s, BEAT_NS).load(Ordering::Acquire);
-            beat != 0 && now.saturating_sub(beat) < nanos(STALL)
+            beat != 0 && now.saturating_sub(beat) < nanos(MOVING)
         });
         // Nobody moved: a holder off the CPU explains it, unless no one is even runnable
         // (all asleep: nothing will ever wake them).
