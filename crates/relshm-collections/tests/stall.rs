@@ -9,7 +9,7 @@ use relshm_collections::list::List;
 use relshm_collections::queue::{Queue, QueueConfig, QueueError};
 use relshm_ptr::Offset;
 use relshm_segment::{CreateOptions, OpenOptions, Segment};
-use relshm_testkit::stall::{self, Config, Role, Worker, spin_us};
+use relshm_testkit::stall::{self, Config, Role};
 use relshm_testkit::{fd_path, open_fd_path};
 
 /// Kills per test in CI (4 stall tests, >= 300 kills in all).
@@ -34,15 +34,6 @@ fn open_segment(arg: &str) -> (Segment, u64) {
     (seg, off.parse().expect("an offset"))
 }
 
-/// Runs `round`, then a little work outside, until the harness says stop (users:
-/// forever). Victims run the same loop, so they mostly sleep in the contended primitive.
-fn rounds(w: &Worker, mut round: impl FnMut()) {
-    while w.beat() {
-        round();
-        spin_us(OUTSIDE_US);
-    }
-}
-
 #[test]
 fn stall_list_waiters_killed() {
     let cfg = Config::new("list", "stall_list_waiters_killed", KILLS);
@@ -57,7 +48,7 @@ fn stall_list_waiters_killed() {
         let arena = Arena::<Offset>::new(&seg).expect("arena");
         let list = List::<u64, Offset>::open(&arena, off).expect("open list");
         let mut n = 0u64;
-        rounds(w, || {
+        w.rounds(OUTSIDE_US, || {
             n += 1;
             // The lock `List::push_back` and `pop_front` take, taken once for both so that
             // the marked call is the wait alone (a holder is then outside it).
@@ -93,7 +84,7 @@ fn stall_queue_receivers_killed() {
                 let mut n = 0u64;
                 // Not a marked wait: with receivers draining, sending does not block, and
                 // the harness must not take a busy sender for a woken waiter.
-                rounds(w, || {
+                w.rounds(OUTSIDE_US, || {
                     n += 1;
                     tx.send(&n).expect("send");
                 });

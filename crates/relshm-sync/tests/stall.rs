@@ -8,7 +8,7 @@
 
 use relshm_sync::{Mutex, MutexError, RwLock};
 use relshm_testkit::Shm;
-use relshm_testkit::stall::{self, Config, Role, Worker, spin_us};
+use relshm_testkit::stall::{self, Config, Role, spin_us};
 
 /// Kills per test in CI (4 stall tests, >= 300 kills in all).
 const KILLS: usize = 80;
@@ -26,15 +26,6 @@ fn shared_page() -> (Shm, String) {
     (shm, path)
 }
 
-/// Runs `round`, then a little work outside, until the harness says stop (users:
-/// forever). Victims run the same loop, so they mostly sleep in the contended primitive.
-fn rounds(w: &Worker, mut round: impl FnMut()) {
-    while w.beat() {
-        round();
-        spin_us(OUTSIDE_US);
-    }
-}
-
 #[test]
 fn stall_mutex_waiters_killed() {
     let cfg = Config::new("mutex", "stall_mutex_waiters_killed", KILLS);
@@ -42,7 +33,7 @@ fn stall_mutex_waiters_killed() {
         let shm = Shm::open(w.arg());
         let map = shm.map();
         let m: &Mutex<u64> = map.at(0);
-        rounds(w, || {
+        w.rounds(OUTSIDE_US, || {
             let mut g = match w.waiting(|| m.lock()) {
                 Ok(g) => g,
                 Err(MutexError::OwnerDied(mut g)) => {
@@ -78,9 +69,9 @@ fn stall_rwlock_waiters_killed() {
         };
         match w.role() {
             // Users write; odd victims read (they wait on the writers), even ones write.
-            Role::User(_) => rounds(w, write),
-            Role::Victim(v) if v % 2 == 0 => rounds(w, write),
-            Role::Victim(_) => rounds(w, || match w.waiting(|| l.read()) {
+            Role::User(_) => w.rounds(OUTSIDE_US, write),
+            Role::Victim(v) if v % 2 == 0 => w.rounds(OUTSIDE_US, write),
+            Role::Victim(_) => w.rounds(OUTSIDE_US, || match w.waiting(|| l.read()) {
                 Ok(g) => {
                     std::hint::black_box(*g);
                     spin_us(CS_US);

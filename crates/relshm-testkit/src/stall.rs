@@ -62,6 +62,9 @@ pub const CONFIRM: Duration = Duration::from_millis(10);
 pub const MOVING: Duration = Duration::from_millis(20);
 /// A user stalled this long is killed and respawned, so the test ends.
 pub const RESCUE: Duration = Duration::from_secs(2);
+/// After this many rescued users the verdict is clear: the test stops early (each rescue
+/// costs [`RESCUE`]).
+const MAX_RESCUES: u64 = 10;
 /// How long the harness watches the users after each kill before it respawns the victim
 /// (a fresh contender would wake a forgotten sleeper and hide the stall).
 pub const WINDOW: Duration = Duration::from_millis(150);
@@ -181,6 +184,16 @@ impl Worker {
         let r = f();
         self.w(WAITING).store(0, Ordering::Relaxed);
         r
+    }
+
+    /// The usual loop: beat, run `round` (one use of the primitive), spin `outside_us`
+    /// microseconds of work outside it; until [`beat`](Self::beat) says leave (users:
+    /// forever).
+    pub fn rounds(&self, outside_us: u64, mut round: impl FnMut()) {
+        while self.beat() {
+            round();
+            spin_us(outside_us);
+        }
     }
 
     /// Records one round of progress. Returns `false` when the harness asks this process
@@ -570,6 +583,13 @@ impl<'c> Harness<'c> {
         self.causes.clear();
         self.log.clear();
         for k in 0..self.kills {
+            if self.rescued >= MAX_RESCUES {
+                self.log.push(format!(
+                    "stopped after {k} rounds: {MAX_RESCUES} users had to be rescued"
+                ));
+                self.kills = k;
+                break;
+            }
             self.round = k;
             let delay = self.random(MAX_DELAY_US);
             self.watch(Duration::from_micros(delay));
@@ -799,5 +819,25 @@ impl<'c> Harness<'c> {
         self.users[u] = self.spawn_user(u);
         self.episodes[u] = Episode::default();
         self.await_first_beat(u);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_thread_reads_as_runnable() {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u64;
+        assert_eq!(thread_state(std::process::id(), tid), 'R');
+        assert_eq!(thread_state(std::process::id(), u64::MAX), '?');
+    }
+
+    #[test]
+    fn spin_us_spins_at_least_that_long() {
+        let t = Instant::now();
+        spin_us(200);
+        assert!(t.elapsed() >= Duration::from_micros(200));
     }
 }
