@@ -3,6 +3,7 @@
 //! while other processes waiting beside them are SIGKILLed at random moments; no user may
 //! stall for more than 100 ms. See `relshm_testkit::stall` for the harness and its knobs
 //! (`RELSHM_STALL_KILLS=3000` for a soak, `RELSHM_STALL_CONTROL=1` for the control run).
+#![cfg(not(loom))]
 
 use relshm_collections::arena::Arena;
 use relshm_collections::list::List;
@@ -60,6 +61,10 @@ fn stall_list_waiters_killed() {
     });
 }
 
+/// A receiver woken for a message and killed before taking it swallows that wake-up; the
+/// other receivers must still get the message. (Today a queue sleeper re-checks at least
+/// every `LIVENESS_INTERVAL`, 20 ms, so this guards the property rather than reproducing
+/// a failure: it found no lost wake-up before the lock fix of issue 12.)
 #[test]
 fn stall_queue_receivers_killed() {
     let cfg = Config::new("queue", "stall_queue_receivers_killed", KILLS);
