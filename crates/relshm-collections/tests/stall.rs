@@ -17,22 +17,28 @@ use relshm_testkit::{fd_path, open_fd_path};
 const KILLS: usize = 80;
 /// Work between two rounds (microseconds).
 const OUTSIDE_US: u64 = 3;
+/// How long the queue client waits for an acknowledgement before it looks whether its
+/// request was taken (and lost with a killed receiver).
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_millis(40);
 
-/// A fresh segment, and the argument that tells the children where it and the object at
-/// `offset(seg)` are: `"<fd path> <offset>"`.
-fn shared_segment(offset: impl FnOnce(&Segment) -> u64) -> (Segment, String) {
+/// A fresh segment, and the argument that tells the children where it and the objects at
+/// `offsets(seg)` are: `"<fd path> <offset>..."`.
+fn shared_segment(offsets: impl FnOnce(&Segment) -> Vec<u64>) -> (Segment, String) {
     let seg = Segment::create_unnamed(&CreateOptions::new(4 << 20)).expect("create segment");
-    let off = offset(&seg);
-    let arg = format!("{} {off}", fd_path(seg.fd()));
+    let mut arg = fd_path(seg.fd());
+    for off in offsets(&seg) {
+        arg += &format!(" {off}");
+    }
     (seg, arg)
 }
 
 /// In a child: maps the segment named by `arg` (at its own address) and returns it with
-/// the object's offset.
-fn open_segment(arg: &str) -> (Segment, u64) {
-    let (path, off) = arg.split_once(' ').expect("\"<fd path> <offset>\"");
+/// the objects' offsets.
+fn open_segment(arg: &str) -> (Segment, Vec<u64>) {
+    let mut words = arg.split(' ');
+    let path = words.next().expect("\"<fd path> <offset>...\"");
     let seg = Segment::open_fd(open_fd_path(path), &OpenOptions::new()).expect("open segment");
-    (seg, off.parse().expect("an offset"))
+    (seg, words.map(|o| o.parse().expect("an offset")).collect())
 }
 
 #[test]
@@ -41,13 +47,13 @@ fn stall_list_waiters_killed() {
     let setup = || {
         shared_segment(|seg| {
             let arena = Arena::<Offset>::new(seg).expect("arena");
-            List::<u64, Offset>::create(&arena).expect("list").offset()
+            vec![List::<u64, Offset>::create(&arena).expect("list").offset()]
         })
     };
     stall::run(&cfg, setup, |w| {
-        let (seg, off) = open_segment(w.arg());
+        let (seg, offs) = open_segment(w.arg());
         let arena = Arena::<Offset>::new(&seg).expect("arena");
-        let list = List::<u64, Offset>::open(&arena, off).expect("open list");
+        let list = List::<u64, Offset>::open(&arena, offs[0]).expect("open list");
         let mut n = 0u64;
         w.rounds(OUTSIDE_US, || {
             n += 1;
@@ -61,47 +67,73 @@ fn stall_list_waiters_killed() {
     });
 }
 
-/// A receiver woken for a message and killed before taking it swallows that wake-up; the
-/// other receivers must still get the message. (Today a queue sleeper re-checks at least
-/// every `LIVENESS_INTERVAL`, 20 ms, so this guards the property rather than reproducing
-/// a failure: it found no lost wake-up before the lock fix of issue 12.)
+/// Request/acknowledge over two queues: the client (the only user) sends one request on
+/// `requests` and sleeps in `recv` on `acks` until a receiver acknowledges it; the
+/// receivers (the victims) sleep in `recv` on `requests`. A receiver woken for the request
+/// and killed before taking it swallows that wake-up: the request then waits in the queue
+/// while everyone sleeps, and the client stalls. (A receiver killed after taking it loses
+/// the request itself: the client sees its request gone without an acknowledgement and
+/// sends it again.) Every receiver shares the request queue's event word, so a user that
+/// only received would compete with the victims for requests; the flow is measured at the
+/// client, one heartbeat per acknowledged request.
 #[test]
 fn stall_queue_receivers_killed() {
-    let cfg = Config::new("queue", "stall_queue_receivers_killed", KILLS);
+    let cfg = Config {
+        users: 1,
+        ..Config::new("queue", "stall_queue_receivers_killed", KILLS)
+    };
     let setup = || {
         shared_segment(|seg| {
             let heap = seg.heap().expect("heap");
-            Queue::create(&heap, QueueConfig::with_capacity(16))
-                .expect("queue")
-                .offset()
+            let requests = Queue::create(&heap, QueueConfig::with_capacity(4)).expect("queue");
+            let acks = Queue::create(&heap, QueueConfig::with_capacity(64)).expect("queue");
+            vec![requests.offset(), acks.offset()]
         })
     };
     stall::run(&cfg, setup, |w| {
-        let (seg, off) = open_segment(w.arg());
-        let q = Queue::attach(&seg.heap().expect("heap"), off).expect("attach queue");
+        let (seg, offs) = open_segment(w.arg());
+        let heap = seg.heap().expect("heap");
+        let requests = Queue::attach(&heap, offs[0]).expect("attach requests");
+        let acks = Queue::attach(&heap, offs[1]).expect("attach acks");
         // Registrations of killed victims are reaped here (and by blocked calls).
-        q.reap_dead().expect("reap");
+        requests.reap_dead().expect("reap");
+        acks.reap_dead().expect("reap");
         match w.role() {
-            // User 0 sends; user 1 and the victims receive from the same queue, so they
-            // sleep on the same event word.
-            Role::User(0) => {
-                let tx = q.sender::<u64>().expect("sender");
+            Role::User(_) => {
+                let (tx, rx) = (
+                    requests.sender::<u64>().expect("sender"),
+                    acks.receiver::<u64>().expect("receiver"),
+                );
                 let mut n = 0u64;
-                // Not a marked wait: with receivers draining, sending does not block, and
-                // the harness must not take a busy sender for a woken waiter.
                 w.rounds(OUTSIDE_US, || {
                     n += 1;
-                    tx.send(&n).expect("send");
+                    tx.send(&n).expect("send request");
+                    loop {
+                        match w.waiting(|| rx.recv_timeout(ACK_WAIT)) {
+                            Ok(k) if k == n => break,
+                            Ok(_) => {} // a late acknowledgement of a request sent twice
+                            // Taken, but its receiver died before acknowledging: again.
+                            Err(QueueError::Timeout) if requests.is_empty() => {
+                                tx.send(&n).expect("send request again");
+                            }
+                            // Still queued: wait on (a lost wake-up, if it lasts).
+                            Err(QueueError::Timeout) => {}
+                            Err(e) => panic!("recv ack: {e}"),
+                        }
+                    }
                 });
             }
-            _ => {
-                let rx = q.receiver::<u64>().expect("receiver");
+            Role::Victim(_) => {
+                let (rx, tx) = (
+                    requests.receiver::<u64>().expect("receiver"),
+                    acks.sender::<u64>().expect("sender"),
+                );
                 while w.beat() {
                     match w.waiting(|| rx.recv()) {
-                        Ok(_) => {}
-                        // The sender is gone: the harness is tearing the test down.
+                        Ok(n) => tx.send(&n).expect("send ack"),
+                        // The client is gone: the harness is tearing the test down.
                         Err(QueueError::Disconnected { .. }) => return,
-                        Err(e) => panic!("recv: {e}"),
+                        Err(e) => panic!("recv request: {e}"),
                     }
                 }
             }
