@@ -32,9 +32,11 @@
 //!
 //! That is the state a wake-up swallowed by a dead process leaves behind. The test asserts
 //! zero lost wake-ups; it prints every stall > 100 ms with its cause and the longest gap:
-//! `stall-test NAME: K kills, L lost wake-ups (stalls > 100ms while asleep and forgotten),
-//! S stalls > 100ms in all, max gap G`. A user that does not beat for [`RESCUE`] is killed
-//! and respawned, so a lost wake-up never hangs the test.
+//! `stall-test NAME: K kills, L lost wake-ups (stalls > 100ms asleep and forgotten),
+//! S stalls > 100ms in all, max gap G`, then the causes it saw and, for each lost wake-up,
+//! a snapshot of every process. A forgotten user normally resumes when the respawned victim
+//! contends (so its gap is about [`WINDOW`] plus a start-up); one that does not beat for
+//! [`RESCUE`] is killed and respawned, so a lost wake-up never hangs the test.
 //!
 //! # Environment
 //!
