@@ -6,11 +6,15 @@
 //! - [`Scratch`] is a page of shared anonymous memory, inherited across `fork`, for
 //!   parent/child hand-shakes ("I hold the lock now") outside the code under test.
 //! - [`Shm`] is a memfd that each process maps on its own ([`Shm::map`]), so the same
-//!   object lives at different addresses in different processes (or twice in one).
+//!   object lives at different addresses in different processes (or twice in one);
+//!   [`Shm::path`] / [`fd_path`] name it for exec'ed children.
+//! - [`stall`] runs the lost-wake-up scenario: lock users, victims SIGKILLed while they
+//!   wait beside them, CPU hogs, and a heartbeat check that no user stalls.
 
 mod shm;
+pub mod stall;
 
-pub use shm::{Mapping, Shm};
+pub use shm::{Mapping, Shm, fd_path, open_fd_path};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

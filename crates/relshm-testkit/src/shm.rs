@@ -1,7 +1,28 @@
 //! Shared memory that every process maps on its own: one memfd, and a fresh mapping (at a
 //! new address) per [`Shm::map`], as a second process would map it.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// A path by which another process, exec'ed or not, opens the file behind `fd` of this
+/// process: `/proc/<pid>/fd/<fd>` (it works for memfds, which have no name).
+pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd())
+}
+
+/// Opens (read-write, close-on-exec) a path made by [`fd_path`] in another process.
+/// Panics if it cannot: the test set-up is broken.
+pub fn open_fd_path(path: &str) -> OwnedFd {
+    let c = std::ffi::CString::new(path).expect("a path without NUL bytes");
+    // SAFETY: a NUL-terminated path and valid flags.
+    let raw = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    assert!(
+        raw >= 0,
+        "opening {path}: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
 
 /// A zero-filled memfd of a fixed length.
 pub struct Shm {
@@ -25,6 +46,28 @@ impl Shm {
         let r = unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) };
         assert_eq!(r, 0, "ftruncate: {}", std::io::Error::last_os_error());
         Self { fd, len }
+    }
+
+    /// Opens the memfd another process published with [`Shm::path`] (for exec'ed
+    /// children, which inherit no descriptor).
+    pub fn open(path: &str) -> Self {
+        let fd = open_fd_path(path);
+        // SAFETY: all-zero bytes are a valid `stat`; fstat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: our own descriptor and a valid out-pointer.
+        let r = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
+        assert_eq!(r, 0, "fstat {path}: {}", std::io::Error::last_os_error());
+        Self {
+            fd,
+            len: st.st_size as usize,
+        }
+    }
+
+    /// A path by which another process opens this memfd with [`Shm::open`] while this
+    /// `Shm` lives.
+    pub fn path(&self) -> String {
+        use std::os::fd::AsFd;
+        fd_path(self.fd.as_fd())
     }
 
     /// The memfd's length.
@@ -126,5 +169,14 @@ mod tests {
         assert_ne!(a.addr(), b.addr());
         a.at::<AtomicU64>(8).store(42, Ordering::Release);
         assert_eq!(b.at::<AtomicU64>(8).load(Ordering::Acquire), 42);
+    }
+
+    #[test]
+    fn open_by_path_shares_bytes() {
+        let shm = Shm::new(8192);
+        let other = Shm::open(&shm.path());
+        assert_eq!(other.len(), 8192);
+        shm.map().at::<AtomicU64>(16).store(9, Ordering::Release);
+        assert_eq!(other.map().at::<AtomicU64>(16).load(Ordering::Acquire), 9);
     }
 }
