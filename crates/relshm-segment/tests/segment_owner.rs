@@ -12,6 +12,14 @@ use relshm_segment::{
 use relshm_testkit::{CANNOT_BECOME_USER, Exit, NOBODY, fork_child_as, is_root};
 use segment_support::{LIMIT, ShmName, TempPath};
 
+/// Held by every test of this file: a child forked while another test thread is inside
+/// a lock (a `OnceLock` being initialised, say) would wait for it forever.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `f` in a forked child as uid/gid [`NOBODY`].
 fn as_nobody(f: impl FnOnce() -> i32) -> Exit {
     fork_child_as(NOBODY, f).wait_timeout(LIMIT)
@@ -49,6 +57,7 @@ fn assert_foreign(err: SegmentError, name: &str) {
 
 #[test]
 fn segment_squatted_by_another_uid_is_refused_unless_allowed() {
+    let _serial = one_at_a_time();
     if !is_root() {
         // Without root no process here can own an object as another user: only the
         // default (own uid) path can be checked.
@@ -148,6 +157,7 @@ fn segment_squatted_by_another_uid_is_refused_unless_allowed() {
 
 #[test]
 fn too_small_for_the_header_says_so() {
+    let _serial = one_at_a_time();
     for size in [0, 1, 4096, MIN_SEGMENT_SIZE / 2] {
         let err = Segment::create_unnamed(&CreateOptions::new(size)).unwrap_err();
         assert_eq!(
