@@ -15,28 +15,13 @@ mod queue_support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use queue_support::{segment, sweep_kill_points};
+use queue_support::{LARGE, LIMIT, kill_point_config, segment, sweep_kill_points, used};
 use relshm_collections::port::{PortClient, PortError, PortServer};
-use relshm_collections::queue::{QueueConfig, QueueError};
+use relshm_collections::queue::QueueError;
 use relshm_segment::heap::exit_before_store;
-use relshm_segment::{Placement, Segment};
+use relshm_segment::Placement;
 use relshm_testkit::{Scratch, fork_child};
 
-const LIMIT: Duration = Duration::from_secs(60);
-/// Larger than a slot: these go through the heap.
-const LARGE: usize = 3000;
-
-fn config() -> QueueConfig {
-    QueueConfig {
-        capacity: 4,
-        slot_size: 64,
-        large_messages: true,
-    }
-}
-
-fn used(seg: &Segment) -> u64 {
-    seg.heap().unwrap().stats().unwrap().used_bytes
-}
 
 /// Sweeps a client that dies at every fault point of its connect and of a large and a
 /// small request queued before the server accepts; `survive` is the server's part after
@@ -46,7 +31,7 @@ fn connect_sweep(name: &str, survive: impl Fn(&mut PortServer)) -> u64 {
         let seg = segment(1 << 20);
         let heap = seg.heap().unwrap();
         let mut server =
-            PortServer::create(&heap, &seg.directory().unwrap(), "svc", config()).unwrap();
+            PortServer::create(&heap, &seg.directory().unwrap(), "svc", kill_point_config()).unwrap();
         let before = used(&seg);
         let exit = fork_child(|| {
             let mine = seg.reopen(Placement::Anywhere).unwrap();
@@ -114,7 +99,7 @@ fn a_server_dying_at_any_point_of_accept_leaks_nothing() {
                 &mine.heap().unwrap(),
                 &mine.directory().unwrap(),
                 "svc",
-                config(),
+                kill_point_config(),
             )
             .unwrap();
             scratch.slot(0).store(1, Ordering::Release);

@@ -13,28 +13,15 @@ mod queue_support;
 
 use std::time::Duration;
 
-use queue_support::{queue, remap, segment, sweep_kill_points};
+use queue_support::{
+    LARGE, LIMIT, kill_point_config, queue, remap, segment, sweep_kill_points, used,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use relshm_collections::queue::{Queue, QueueConfig, QueueError};
 use relshm_segment::Segment;
 use relshm_segment::heap::exit_before_store;
 use relshm_testkit::{Exit, Scratch, fork_child};
 
-const LIMIT: Duration = Duration::from_secs(60);
-/// Larger than a slot: these go through the heap.
-const LARGE: usize = 3000;
-
-fn config() -> QueueConfig {
-    QueueConfig {
-        capacity: 4,
-        slot_size: 64,
-        large_messages: true,
-    }
-}
-
-fn used(seg: &Segment) -> u64 {
-    seg.heap().unwrap().stats().unwrap().used_bytes
-}
 
 /// Receives everything queued (dropping it) and reclaims what the dead left.
 fn drain_and_reclaim(q: &Queue) {
@@ -93,7 +80,7 @@ fn a_sender_dying_at_any_point_of_large_sends_leaks_nothing() {
         "sender",
         || {
             let seg = segment(1 << 20);
-            let q = queue(&seg, config());
+            let q = queue(&seg, kill_point_config());
             let keep = Some(q.receiver::<u8>().unwrap());
             let before = used(&seg);
             Case {
@@ -124,7 +111,7 @@ fn a_receiver_dying_at_any_point_of_large_receives_leaks_nothing() {
         "receiver",
         || {
             let seg = segment(1 << 20);
-            let q = queue(&seg, config());
+            let q = queue(&seg, kill_point_config());
             let before = used(&seg);
             let tx = q.sender::<u8>().unwrap();
             for i in 0..3 {

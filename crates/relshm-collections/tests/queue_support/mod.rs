@@ -5,6 +5,25 @@
 use relshm_collections::queue::{Queue, QueueConfig};
 use relshm_segment::{CreateOptions, Placement, Segment};
 
+/// How long a kill-point test waits for a child.
+pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A message larger than a [`kill_point_config`] slot: it goes through the heap.
+pub const LARGE: usize = 3000;
+
+/// The small queue the kill-point sweeps use: 4 slots of 64 bytes, large messages on.
+pub fn kill_point_config() -> QueueConfig {
+    QueueConfig {
+        capacity: 4,
+        slot_size: 64,
+        large_messages: true,
+    }
+}
+
+/// The heap's used bytes: what a kill-point test compares with the start.
+pub fn used(seg: &Segment) -> u64 {
+    seg.heap().unwrap().stats().unwrap().used_bytes
+}
+
 /// A fresh unnamed segment of `size` bytes (its heap and directory formatted).
 pub fn segment(size: u64) -> Segment {
     Segment::create_unnamed(&CreateOptions::new(size)).expect("create segment")
