@@ -100,8 +100,15 @@
 //!   its robust list's `list_op_pending` for its whole acquisition, and the kernel's exit
 //!   path (`handle_futex_death`, Linux 5.10 and later) wakes one waiter of a pending lock
 //!   whose owner part is zero. The bit is cleared by an unlock whose wake found nobody
-//!   asleep, which proves nobody is: a sleeper only sleeps on a held word. Cost: one futile
-//!   wake syscall at the end of each contended episode, as before.
+//!   asleep, which proves nobody is: a sleeper only sleeps on a held word. Cost: every
+//!   contended unlock wakes a sleeper, also when a barger took the word from a woken one
+//!   (which the old protocol skipped, and which is exactly the case a death makes fatal).
+//!   Measured on a 16-core x86 VM, N forked processes locking one `Mutex<u64>` in a loop,
+//!   old and new binaries alternated, two rounds: 1 process unchanged (18.8 vs 18.5 and
+//!   16.1 vs 16.1 M lock/unlock per s); empty critical section, new/old throughput 0.92-0.99
+//!   at N=2, 0.87-0.91 at 4, 0.73-0.81 at 8, 0.83-0.87 at 16; a 200 ns critical section,
+//!   0.86-1.03 at every N. The contended lock's throughput is its own open issue (a
+//!   hand-off lock); this protocol is what any such lock must keep.
 //! - **Counting waits** ([`Semaphore`](crate::Semaphore),
 //!   [`AutoResetEvent`](crate::AutoResetEvent)): the word they sleep on has no owner for
 //!   the kernel to act on, so they borrow one. Waiters queue on a *turnstile*, a robust
