@@ -18,10 +18,9 @@ use std::time::Duration;
 use queue_support::{LARGE, LIMIT, kill_point_config, segment, sweep_kill_points, used};
 use relshm_collections::port::{PortClient, PortError, PortServer};
 use relshm_collections::queue::QueueError;
-use relshm_segment::heap::exit_before_store;
 use relshm_segment::Placement;
+use relshm_segment::heap::exit_before_store;
 use relshm_testkit::{Scratch, fork_child};
-
 
 /// Sweeps a client that dies at every fault point of its connect and of a large and a
 /// small request queued before the server accepts; `survive` is the server's part after
@@ -31,7 +30,8 @@ fn connect_sweep(name: &str, survive: impl Fn(&mut PortServer)) -> u64 {
         let seg = segment(1 << 20);
         let heap = seg.heap().unwrap();
         let mut server =
-            PortServer::create(&heap, &seg.directory().unwrap(), "svc", kill_point_config()).unwrap();
+            PortServer::create(&heap, &seg.directory().unwrap(), "svc", kill_point_config())
+                .unwrap();
         let before = used(&seg);
         let exit = fork_child(|| {
             let mine = seg.reopen(Placement::Anywhere).unwrap();

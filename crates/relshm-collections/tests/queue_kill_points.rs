@@ -22,7 +22,6 @@ use relshm_segment::Segment;
 use relshm_segment::heap::exit_before_store;
 use relshm_testkit::{Exit, Scratch, fork_child};
 
-
 /// Receives everything queued (dropping it) and reclaims what the dead left.
 fn drain_and_reclaim(q: &Queue) {
     q.reap_dead().unwrap();

@@ -8,8 +8,10 @@
 use relshm_collections::arena::Arena;
 use relshm_collections::list::List;
 use relshm_collections::queue::{Queue, QueueConfig, QueueError};
+use relshm_collections::verify::offsets;
 use relshm_ptr::Offset;
 use relshm_segment::{CreateOptions, OpenOptions, Segment};
+use relshm_sync::RawMutex;
 use relshm_testkit::stall::{self, Config, Role};
 use relshm_testkit::{fd_path, open_fd_path};
 
@@ -43,7 +45,19 @@ fn open_segment(arg: &str) -> (Segment, Vec<u64>) {
 
 #[test]
 fn stall_list_waiters_killed() {
-    let cfg = Config::new("list", "stall_list_waiters_killed", KILLS);
+    let cfg = Config {
+        wake_owed: Some(|arg| {
+            let (seg, offs) = open_segment(arg);
+            let lock = seg
+                .region()
+                .resolve_as::<RawMutex>(offs[0] + offsets::LIST_LOCK)
+                .expect("the list's lock");
+            // SAFETY: the list's header holds a RawMutex at LIST_LOCK, inside the mapping
+            // `seg` keeps alive for this borrow; only its word is read.
+            unsafe { lock.as_ref() }.has_waiters()
+        }),
+        ..Config::new("list", "stall_list_waiters_killed", KILLS)
+    };
     let setup = || {
         shared_segment(|seg| {
             let arena = Arena::<Offset>::new(seg).expect("arena");

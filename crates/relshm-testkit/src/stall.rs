@@ -30,6 +30,11 @@
 //! 3. no live process is runnable inside a blocking call (nobody was woken who could still
 //!    hand the primitive on).
 //!
+//! 4. the primitive's own word does not say that a wake-up is owed (the test's
+//!    [`Config::wake_owed`] probe, where it has one: a lock word with `WAITERS` set is
+//!    bound to wake a sleeper at its next unlock, so a user asleep beside it is being
+//!    out-raced by bargers, unfair but not forgotten).
+//!
 //! That is the state a wake-up swallowed by a dead process leaves behind. The test asserts
 //! zero lost wake-ups; it prints every stall > 100 ms with its cause and the longest gap:
 //! `stall-test NAME: K kills, L lost wake-ups (stalls > 100ms asleep and forgotten),
@@ -139,6 +144,10 @@ pub struct Config {
     pub hogs: usize,
     /// Kills to run (overridden by `RELSHM_STALL_KILLS`).
     pub kills: usize,
+    /// Whether the primitive's shared state says that a wake-up is owed to its sleepers
+    /// (for a lock: `WAITERS` is set in its word), given the test's argument string; `None`
+    /// when the primitive has no such word. See the module docs, condition 4.
+    pub wake_owed: Option<fn(&str) -> bool>,
 }
 
 impl Config {
@@ -151,6 +160,7 @@ impl Config {
             victims: 3,
             hogs: 2,
             kills,
+            wake_owed: None,
         }
     }
 }
@@ -341,6 +351,9 @@ enum Cause {
     WokenWaiting,
     /// Nothing moved: the holder (or everyone) was off the CPU.
     NothingMoved,
+    /// Asleep while the primitive moved on, but its word said a wake-up was owed: bargers
+    /// kept winning the lock from the woken (unfair, not lost).
+    OutRaced,
     /// Something else (the user was in neither state, or gone).
     Other,
 }
@@ -781,7 +794,11 @@ impl<'c> Harness<'c> {
         // Nobody moved: a holder off the CPU explains it, unless no one is even runnable
         // (all asleep: nothing will ever wake them).
         if moved || others().all(|s| self.state(s) != 'R') {
-            Cause::Lost
+            if self.cfg.wake_owed.is_some_and(|owed| owed(&self.arg)) {
+                Cause::OutRaced
+            } else {
+                Cause::Lost
+            }
         } else {
             Cause::NothingMoved
         }
