@@ -50,10 +50,11 @@ pub(crate) fn my_owner_word() -> u64 {
     owner_word(std::process::id(), procstat::own_start_time())
 }
 
-/// Whether the process named by an owner word (busy bit ignored) still runs.
+/// Whether the process named by an owner word (busy bit ignored) may still run (`false`
+/// only when `/proc` proves it gone).
 pub(crate) fn owner_alive(word: u64) -> bool {
     let pid = (word >> 32) as u32;
-    procstat::start_time(pid).is_some_and(|t| t & START_MASK == word & START_MASK)
+    !procstat::is_gone(pid, |t| t & START_MASK == word & START_MASK)
 }
 
 /// Claims an entry for a mapping at `base`; returns its index.

@@ -13,6 +13,27 @@ pub fn start_time(pid: u32) -> Option<u64> {
     (stat.state != 'Z' && stat.state != 'X').then_some(stat.start_time)
 }
 
+/// Whether `/proc` proves that the process `pid` whose start time satisfies `same` is gone:
+/// there is no such pid, it is a zombie, or the pid now belongs to a process started at
+/// another time (`same` false). `false` when `/proc` cannot tell (not mounted, the entry
+/// hidden by `hidepid`, unreadable or unparsable): a process is never declared dead on
+/// doubt, since what callers do with a dead process's records (free its blocks, take its
+/// claims over) would corrupt a live one's.
+pub fn is_gone(pid: u32, same: impl FnOnce(u64) -> bool) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => parse_stat(&text)
+            .is_some_and(|st| st.state == 'Z' || st.state == 'X' || !same(st.start_time)),
+        // No entry means no such process, provided /proc shows us ourselves.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            start_time(std::process::id()).is_some()
+        }
+        Err(_) => false,
+    }
+}
+
 /// This process's start time.
 pub fn own_start_time() -> u64 {
     use std::sync::atomic::{
@@ -72,6 +93,21 @@ mod tests {
         let t = own_start_time();
         assert!(t > 0);
         assert_eq!(start_time(std::process::id()), Some(t));
+    }
+
+    #[test]
+    fn gone_only_when_proc_proves_it() {
+        let me = std::process::id();
+        let t = own_start_time();
+        assert!(!is_gone(me, |s| s == t));
+        assert!(is_gone(me, |s| s != t), "another start time: pid reused");
+        assert!(!is_gone(0, |_| true), "pid 0 is no process to judge");
+        assert!(is_gone(u32::MAX, |_| true), "no such pid");
+        // A reaped child is gone.
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        assert!(child.wait_with_output().unwrap().status.success());
+        assert!(is_gone(pid, |_| true));
     }
 
     #[test]

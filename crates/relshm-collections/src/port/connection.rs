@@ -139,7 +139,7 @@ impl ConnectionRecord {
             return false; // unknown: never declare it dead
         }
         let pid = u32::try_from(pid).unwrap_or(0);
-        pid != std::process::id() && procstat::start_time(pid) != Some(start)
+        pid != std::process::id() && procstat::is_gone(pid, |t| t == start)
     }
 }
 

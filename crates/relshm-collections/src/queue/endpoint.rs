@@ -139,12 +139,10 @@ impl Control {
     }
 }
 
-/// Whether the process registered in `ep` still runs.
+/// Whether the process registered in `ep` may still run (`false` only when `/proc`
+/// proves it gone).
 fn alive(ep: &EndpointSlot, pid: u32) -> bool {
     let recorded = ep.start_time.load(Acquire);
-    match procstat::start_time(pid) {
-        None => false,
-        // 0: registration in progress (the start time is written right after the claim).
-        Some(t) => recorded == 0 || t == recorded,
-    }
+    // 0: registration in progress (the start time is written right after the claim).
+    !procstat::is_gone(pid, |t| recorded == 0 || t == recorded)
 }

@@ -214,7 +214,7 @@ impl End {
         }
         let start = who[1].load(Acquire);
         let pid = u32::try_from(who[0].load(Acquire)).unwrap_or(0);
-        start != 0 && pid != self.pid && procstat::start_time(pid) != Some(start)
+        start != 0 && pid != self.pid && procstat::is_gone(pid, |t| t == start)
     }
 
     fn closed_peer(&self) -> bool {

@@ -140,15 +140,13 @@ pub fn owner_process(word: u64) -> Option<(u32, u64)> {
 }
 
 /// Whether the process `(pid, start time low bits)` of a process owner word (see
-/// [`owner_process`]) still runs; the caller's own always does.
+/// [`owner_process`]) may still run: `false` only when `/proc` proves it gone (see
+/// [`procstat::is_gone`](crate::procstat::is_gone)); the caller's own always runs.
 pub fn process_alive(pid: u32, start: u64) -> bool {
     if pid == std::process::id() {
         return true;
     }
-    match crate::procstat::start_time(pid) {
-        Some(t) => t & ((1 << START_BITS) - 1) == start,
-        None => false,
-    }
+    !crate::procstat::is_gone(pid, |t| t & ((1 << START_BITS) - 1) == start)
 }
 
 /// What went wrong in the allocator.
