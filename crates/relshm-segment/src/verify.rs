@@ -363,9 +363,10 @@ pub enum LockHealth {
     NotRecoverable,
 }
 
-/// Whether thread `tid` exists (and is not a zombie) in our PID namespace.
+/// Whether thread `tid` may exist in our PID namespace: `false` only when `/proc` proves
+/// it gone (see [`procstat::is_gone`]), so a holder hidden from us is not called dead.
 pub fn tid_alive(tid: u32) -> bool {
-    procstat::start_time(tid).is_some()
+    !procstat::is_gone(tid, |_| true)
 }
 
 /// The health of `m` at this instant (locks move on while one looks).
