@@ -143,11 +143,17 @@ impl Links<'_> {
 /// that a death in between is still seen by the kernel. Returns the head for later calls.
 #[inline]
 pub(crate) fn op_begin(l: &Links<'_>) -> usize {
+    set_pending(l.node())
+}
+
+/// Stores `node` in this thread's `list_op_pending` (if a list is registered); returns
+/// the head.
+#[inline]
+fn set_pending(node: usize) -> usize {
     let h = head();
     if h != 0 {
         // SAFETY: h is this thread's registered head; list_op_pending is its third word.
-        unsafe { word_at(h + 2 * core::mem::size_of::<usize>()) }
-            .store(l.node(), Ordering::Relaxed);
+        unsafe { word_at(h + 2 * core::mem::size_of::<usize>()) }.store(node, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
     }
     h
@@ -159,13 +165,7 @@ pub(crate) fn op_begin(l: &Links<'_>) -> usize {
 /// operation of this thread in between takes the slot over (and clears it at its end).
 #[inline]
 pub(crate) fn arm_doorbell(word: &core::sync::atomic::AtomicU32) {
-    let h = head();
-    if h != 0 {
-        let node = (word as *const _ as usize).wrapping_add_signed(-FUTEX_OFFSET);
-        // SAFETY: h is this thread's registered head; list_op_pending is its third word.
-        unsafe { word_at(h + 2 * core::mem::size_of::<usize>()) }.store(node, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
-    }
+    set_pending((word as *const _ as usize).wrapping_add_signed(-FUTEX_OFFSET));
 }
 
 /// Ends [`arm_doorbell`]'s announcement.

@@ -50,24 +50,25 @@ fn wait_on(
     deadline: Option<Instant>,
     try_take: impl Fn() -> Result<(), LockError>,
 ) -> Result<(), LockError> {
+    let Some(t) = turnstile else {
+        return sleep_until_taken(word, waiters, deadline, try_take);
+    };
+    // Taking a permit that is there costs no turnstile.
     if try_take().is_ok() {
         return Ok(());
     }
-    let head = match turnstile.map(|t| enter_turnstile(t, deadline)) {
-        Some(Err(LockError::TimedOut)) => {
-            // One last attempt: a permit may have come just as the deadline passed.
-            return try_take().map_err(|_| LockError::TimedOut);
+    match enter_turnstile(t, deadline) {
+        Ok(()) => {
+            let r = sleep_until_taken(word, waiters, deadline, try_take);
+            // SAFETY: this thread took the turnstile in enter_turnstile.
+            unsafe { t.unlock() };
+            r
         }
-        Some(Ok(())) => turnstile,
-        // No turnstile, or one beyond recovery: sleep on the word like everyone.
-        _ => None,
-    };
-    let r = sleep_until_taken(word, waiters, deadline, try_take);
-    if let Some(t) = head {
-        // SAFETY: this thread took the turnstile in enter_turnstile.
-        unsafe { t.unlock() };
+        // One last attempt: a permit may have come just as the deadline passed.
+        Err(LockError::TimedOut) => try_take().map_err(|_| LockError::TimedOut),
+        // A turnstile beyond recovery (garbage bytes): sleep on the word like everyone.
+        Err(_) => sleep_until_taken(word, waiters, deadline, try_take),
     }
-    r
 }
 
 /// Takes the turnstile (it guards no data: a dead head's mark is cleared at once).

@@ -6,7 +6,7 @@
 //! soak, `RELSHM_STALL_CONTROL=1` for the control run).
 #![cfg(not(loom))]
 
-use relshm_sync::{Mutex, MutexError, RwLock};
+use relshm_sync::{Mutex, MutexError, MutexGuard, RwLock, RwLockWriteGuard};
 use relshm_testkit::Shm;
 use relshm_testkit::stall::{self, Config, Role, spin_us};
 
@@ -18,6 +18,19 @@ const CS_US: u64 = 2;
 /// lock back on its fast path before a woken sleeper ever runs, and starve the other
 /// (barging: unfair, but not a lost wake-up).
 const OUTSIDE_US: u64 = 3;
+
+/// The guard of a lock result; after an owner death (nothing to repair here) made
+/// consistent with `consistent`.
+fn repaired<G>(r: Result<G, MutexError<G>>, consistent: fn(&mut G)) -> G {
+    match r {
+        Ok(g) => g,
+        Err(MutexError::OwnerDied(mut g)) => {
+            consistent(&mut g);
+            g
+        }
+        Err(e) => panic!("lock: {e}"),
+    }
+}
 
 /// A memfd for the lock, published to the children by path.
 fn shared_page() -> (Shm, String) {
@@ -40,14 +53,7 @@ fn stall_mutex_waiters_killed() {
         let map = shm.map();
         let m: &Mutex<u64> = map.at(0);
         w.rounds(OUTSIDE_US, || {
-            let mut g = match w.waiting(|| m.lock()) {
-                Ok(g) => g,
-                Err(MutexError::OwnerDied(mut g)) => {
-                    g.make_consistent();
-                    g
-                }
-                Err(e) => panic!("lock: {e}"),
-            };
+            let mut g = repaired(w.waiting(|| m.lock()), MutexGuard::make_consistent);
             *g += 1;
             spin_us(CS_US);
         });
@@ -70,14 +76,7 @@ fn stall_rwlock_waiters_killed() {
         let map = shm.map();
         let l: &RwLock<u64> = map.at(0);
         let write = || {
-            let mut g = match w.waiting(|| l.write()) {
-                Ok(g) => g,
-                Err(MutexError::OwnerDied(mut g)) => {
-                    g.make_consistent();
-                    g
-                }
-                Err(e) => panic!("write: {e}"),
-            };
+            let mut g = repaired(w.waiting(|| l.write()), RwLockWriteGuard::make_consistent);
             *g += 1;
             spin_us(CS_US);
         };
