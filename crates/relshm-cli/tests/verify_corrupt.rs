@@ -20,9 +20,9 @@ use relshm_collections::verify::offsets::{MAP_RESIZE_LOCK, MAP_STRIPES, STRIPE_L
 use relshm_ptr::Offset;
 
 /// The reporter's value type, which this build's checker knows.
-type Known<'a> = Map<'a, u64, [u8; 24], Offset>;
+type Known<'a> = Map<u64, [u8; 24], Offset>;
 /// A value shape no table of this build holds.
-type Unknown<'a> = Map<'a, u64, [u8; 48], Offset>;
+type Unknown<'a> = Map<u64, [u8; 48], Offset>;
 
 const ENTRIES: u64 = 3000;
 /// Exit status of `relshm verify` for "nothing damaged, something unchecked".

@@ -17,7 +17,7 @@ fn segment(n: u64) -> Segment {
     Segment::create_unnamed(&CreateOptions::new(n * 64 + (1 << 20))).unwrap()
 }
 
-fn traverse<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
+fn traverse<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<R>) {
     let mut g = c.benchmark_group("list_traverse");
     for n in SIZES {
         let seg = segment(n);

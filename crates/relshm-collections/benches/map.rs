@@ -63,7 +63,7 @@ fn inserts(b: &mut Bencher<'_>, n: u64, mut insert_remove: impl FnMut(u64) -> Op
     })
 }
 
-fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
+fn strategy<R: Repr>(c: &mut Criterion, make: for<'s> fn(&'s Segment) -> Arena<R>) {
     for n in SIZES {
         let seg = segment(n);
         let arena = make(&seg);
@@ -394,8 +394,9 @@ fn each(keys: &[u64], get: impl Fn(&u64) -> Option<u64>) -> u64 {
 }
 
 /// A strategy's guard and unlocked gets on a map of `n` entries in `arena`.
-fn add_variants<'a, R: Repr>(v: &mut Vec<Variant<'a>>, arena: &'a Arena<'a, R>, n: u64) {
-    let map = Map::<u64, u64, R>::create(arena).unwrap();
+fn add_variants<'a, R: Repr>(v: &mut Vec<Variant<'a>>, arena: &'a Arena<R>, n: u64) {
+    // The variants borrow the map for as long as the bench runs.
+    let map: &'a Map<u64, u64, R> = Box::leak(Box::new(Map::create(arena).unwrap()));
     for i in 0..n {
         map.insert(key(i), i).unwrap();
     }

@@ -15,7 +15,7 @@ use relshm_segment::{CreateOptions, Segment};
 
 const BATCH: u64 = 64;
 
-fn linked<R: Repr>(c: &mut Criterion, arena: &Arena<'_, R>) {
+fn linked<R: Repr>(c: &mut Criterion, arena: &Arena<R>) {
     let q = LinkedQueue::<[u64; 2], R>::create(arena).unwrap();
     let mut g = c.benchmark_group("queue-push-pop");
     g.throughput(Throughput::Elements(BATCH));

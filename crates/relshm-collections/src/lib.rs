@@ -28,6 +28,7 @@ pub mod map;
 #[cfg(not(loom))]
 pub mod port;
 pub mod queue;
+mod root;
 #[cfg(not(loom))]
 pub mod stream;
 #[cfg(not(loom))]

@@ -250,32 +250,20 @@ type Found = (Result<u64, CollectionError>, &'static str);
 /// A check of the list or map at an offset under one strategy: `None` when its layout
 /// fingerprint matches no shape this build knows for that strategy.
 trait Walk {
-    fn walk<'a, R: Repr>(
-        &self,
-        arena: &'a Arena<'a, R>,
-        off: u64,
-    ) -> Option<Result<u64, CollectionError>>;
+    fn walk<R: Repr>(&self, arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>>;
 }
 
 struct ListWalk;
 struct MapWalk;
 
 impl Walk for ListWalk {
-    fn walk<'a, R: Repr>(
-        &self,
-        arena: &'a Arena<'a, R>,
-        off: u64,
-    ) -> Option<Result<u64, CollectionError>> {
+    fn walk<R: Repr>(&self, arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
         list_in(arena, off)
     }
 }
 
 impl Walk for MapWalk {
-    fn walk<'a, R: Repr>(
-        &self,
-        arena: &'a Arena<'a, R>,
-        off: u64,
-    ) -> Option<Result<u64, CollectionError>> {
+    fn walk<R: Repr>(&self, arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
         map_in(arena, off)
     }
 }
@@ -314,10 +302,7 @@ fn by_strategy(seg: &Segment, w: &impl Walk, off: u64) -> Option<Found> {
 /// Opens the list at `off` as each element shape this build knows and verifies the first
 /// whose layout fingerprint matches (a list's check depends on nothing but the element's
 /// size and alignment).
-pub fn list_in<'a, R: Repr>(
-    arena: &'a Arena<'a, R>,
-    off: u64,
-) -> Option<Result<u64, CollectionError>> {
+pub fn list_in<R: Repr>(arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
     macro_rules! try_elements {
         ($($t:ty),* $(,)?) => {$(
             if let Ok(l) = List::<$t, R>::open(arena, off) {
@@ -344,10 +329,7 @@ pub fn list_in<'a, R: Repr>(
 /// Opens the map at `off` as each key/value shape this build knows and verifies the first
 /// whose layout fingerprint matches (a map's check reads the hashes stored with the
 /// entries, so it depends on nothing but the key's and value's sizes and alignments).
-pub fn map_in<'a, R: Repr>(
-    arena: &'a Arena<'a, R>,
-    off: u64,
-) -> Option<Result<u64, CollectionError>> {
+pub fn map_in<R: Repr>(arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
     macro_rules! try_values {
         ($k:ty; $($v:ty),*) => {$(
             if let Ok(m) = Map::<$k, $v, R>::open(arena, off) {

@@ -49,7 +49,7 @@ fn ok<T>(r: Result<T, CollectionError>) -> Result<T, TestCaseError> {
 }
 
 /// Runs `ops` on a fresh list and the model; returns the list's offset.
-fn model<R: Repr>(arena: &Arena<'_, R>, ops: &[Op]) -> Result<(u64, Vec<u64>), TestCaseError> {
+fn model<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Vec<u64>), TestCaseError> {
     let list = ok(List::<u64, R>::create(arena))?;
     let mut m = VecDeque::new();
     for op in ops {
@@ -127,7 +127,7 @@ fn segment() -> Segment {
 /// through a second mapping at another address hold what the model holds.
 fn in_place<R: Repr>(
     ops: &[Op],
-    make: for<'s> fn(&'s Segment) -> Result<Arena<'s, R>, CollectionError>,
+    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
 ) -> Result<(), TestCaseError> {
     let seg = segment();
     let arena = ok(make(&seg))?;
@@ -149,17 +149,17 @@ proptest! {
 
     #[test]
     fn offset_agrees_with_vecdeque(ops in ops()) {
-        in_place(&ops, |s| Arena::<Offset>::new(s))?;
+        in_place(&ops, Arena::<Offset>::new)?;
     }
 
     #[test]
     fn baserel_agrees_with_vecdeque(ops in ops()) {
-        in_place(&ops, |s| Arena::<BaseRel>::new(s))?;
+        in_place(&ops, Arena::<BaseRel>::new)?;
     }
 
     #[test]
     fn segrel_agrees_with_vecdeque(ops in ops()) {
-        in_place(&ops, |s| Arena::<SegRel>::new(s))?;
+        in_place(&ops, Arena::<SegRel>::new)?;
     }
 
     #[test]

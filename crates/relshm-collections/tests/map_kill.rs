@@ -31,7 +31,7 @@ fn key(round: u64, j: u64) -> u64 {
 /// The writer: op j inserts key j; every 4th op removes key j - 3, every 4th + 1 updates
 /// key j - 1; pushes j to the list, and every 4th pushes and pops a temporary element.
 fn writer<R: Repr>(
-    make: for<'s> fn(&'s Segment) -> Arena<'s, R>,
+    make: for<'s> fn(&'s Segment) -> Arena<R>,
     seg: &Segment,
     round: u64,
     scratch: &Scratch,
@@ -69,7 +69,7 @@ fn writer<R: Repr>(
 }
 
 /// Checks what survived round `round` given the writer's progress counters.
-fn check<R: Repr>(map: &Map<'_, u64, u64, R>, round: u64, inserted: u64, removed: u64) {
+fn check<R: Repr>(map: &Map<u64, u64, R>, round: u64, inserted: u64, removed: u64) {
     for j in 0..inserted + 1 {
         let got = map.get(&key(round, j)).unwrap();
         // The remove of key j is op j + 3's; done for sure if that op reported it.
@@ -91,7 +91,7 @@ fn check<R: Repr>(map: &Map<'_, u64, u64, R>, round: u64, inserted: u64, removed
     }
 }
 
-fn kill_rounds<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
+fn kill_rounds<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<R>) {
     let seg = Segment::create_unnamed(&CreateOptions::new(256 << 20)).unwrap();
     let arena = make(&seg);
     let map = Map::<u64, u64, R>::create_named(&arena, "map").unwrap();

@@ -46,10 +46,7 @@ fn sorted(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 }
 
 /// Runs `ops` on a fresh map and the model; returns the map's offset and final entries.
-fn model<R: Repr>(
-    arena: &Arena<'_, R>,
-    ops: &[Op],
-) -> Result<(u64, Vec<(u64, u64)>), TestCaseError> {
+fn model<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Vec<(u64, u64)>), TestCaseError> {
     let map = ok(Map::<u64, u64, R>::create(arena))?;
     let mut m = HashMap::new();
     for op in ops {
@@ -103,7 +100,7 @@ fn segment() -> Segment {
 /// opened through a second mapping at another address hold what the model holds.
 fn in_place<R: Repr>(
     ops: &[Op],
-    make: for<'s> fn(&'s Segment) -> Result<Arena<'s, R>, CollectionError>,
+    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
 ) -> Result<(), TestCaseError> {
     let seg = segment();
     let arena = ok(make(&seg))?;
@@ -125,17 +122,17 @@ proptest! {
 
     #[test]
     fn offset_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, |s| Arena::<Offset>::new(s))?;
+        in_place(&ops, Arena::<Offset>::new)?;
     }
 
     #[test]
     fn baserel_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, |s| Arena::<BaseRel>::new(s))?;
+        in_place(&ops, Arena::<BaseRel>::new)?;
     }
 
     #[test]
     fn segrel_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, |s| Arena::<SegRel>::new(s))?;
+        in_place(&ops, Arena::<SegRel>::new)?;
     }
 
     #[test]
@@ -163,7 +160,7 @@ proptest! {
 }
 
 /// Enough entries to double the table several times; every entry survives each rehash.
-fn grows<R: Repr>(arena: &Arena<'_, R>) {
+fn grows<R: Repr>(arena: &Arena<R>) {
     let map = Map::<u64, u64, R>::create(arena).unwrap();
     let start = map.buckets().unwrap();
     for k in 0..20_000u64 {

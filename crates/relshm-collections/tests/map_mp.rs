@@ -56,9 +56,9 @@ fn expected() -> HashMap<u64, u64> {
 }
 
 fn worker<R: relshm_ptr::Repr>(
-    arena: &Arena<'_, R>,
+    arena: &Arena<R>,
     p: u64,
-    popped: &List<'_, u64, R>,
+    popped: &List<u64, R>,
 ) -> Result<(), String> {
     let map = Map::<u64, u64, R>::open_named(arena, "map").map_err(|e| e.to_string())?;
     let list = List::<u64, R>::open_named(arena, "list").map_err(|e| e.to_string())?;
@@ -125,7 +125,7 @@ fn pushed() -> Vec<u64> {
     all
 }
 
-fn run<R: relshm_ptr::Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
+fn run<R: relshm_ptr::Repr>(make: for<'s> fn(&'s Segment) -> Arena<R>) {
     let seg = Segment::create_unnamed(&CreateOptions::new(64 << 20)).unwrap();
     {
         let arena = make(&seg);

@@ -26,7 +26,7 @@ fn whole(k: u64, v: &[u64; 4]) -> bool {
     v[0] >> 32 == k && v[1] == v[0] ^ 1 && v[2] == v[0] ^ 2 && v[3] == v[0] ^ 3
 }
 
-fn run<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
+fn run<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<R>) {
     let seg = Segment::create_unnamed(&CreateOptions::new(32 << 20)).unwrap();
     let arena = make(&seg);
     let map = Map::<u64, [u64; 4], R>::create(&arena).unwrap();

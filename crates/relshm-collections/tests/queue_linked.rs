@@ -15,7 +15,7 @@ use relshm_testkit::{Exit, Scratch, fork_child};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn fifo<R: Repr>(arena: &Arena<'_, R>) {
+fn fifo<R: Repr>(arena: &Arena<R>) {
     let q = LinkedQueue::<[u64; 2], R>::create(arena).unwrap();
     assert_eq!(q.pop().unwrap(), None);
     for round in 0..3u64 {
@@ -39,7 +39,7 @@ fn fifo_over_every_in_place_strategy() {
     fifo(&Arena::<relshm_ptr::Raw>::local(&seg).unwrap());
 }
 
-fn two_processes<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
+fn two_processes<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<R>) {
     const N: u64 = 20_000;
     let seg = segment(16 << 20);
     let arena = make(&seg);
@@ -49,7 +49,7 @@ fn two_processes<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<'s, R>) {
         let mine = seg.reopen(Placement::Anywhere).unwrap();
         assert_ne!(mine.base(), seg.base());
         let arena = make(&mine);
-        let q = LinkedQueue::<u64, R>::attach(&arena, off).unwrap();
+        let q = LinkedQueue::<u64, R>::open(&arena, off).unwrap();
         for i in 0..N {
             q.push(&i).unwrap();
         }
@@ -94,7 +94,7 @@ fn a_producer_killed_mid_push_leaves_a_usable_queue() {
         let victim = fork_child(|| {
             let mine = seg.reopen(Placement::Anywhere).unwrap();
             let arena = Arena::<Offset>::new(&mine).unwrap();
-            let q = LinkedQueue::<u64, Offset>::attach(&arena, off).unwrap();
+            let q = LinkedQueue::<u64, Offset>::open(&arena, off).unwrap();
             let mut i = 0u64;
             loop {
                 q.push(&(round << 32 | i)).unwrap();

@@ -75,11 +75,11 @@ fn collections_opened_at_a_wrong_offset_blame_the_offset() {
         true,
     );
     assert_bad_offset(
-        LinkedQueue::<u64, Offset>::attach(&arena, lq.offset() + 4),
+        LinkedQueue::<u64, Offset>::open(&arena, lq.offset() + 4),
         lq.offset() + 4,
         true,
     );
-    assert_bad_offset(LinkedQueue::<u64, Offset>::attach(&arena, far), far, false);
+    assert_bad_offset(LinkedQueue::<u64, Offset>::open(&arena, far), far, false);
 
     // Aligned, inside, but another kind of object: each names itself as not found there.
     assert_no_such(
@@ -91,13 +91,13 @@ fn collections_opened_at_a_wrong_offset_blame_the_offset() {
         "relshm Map",
     );
     assert_no_such(
-        LinkedQueue::<u64, Offset>::attach(&arena, list.offset()),
+        LinkedQueue::<u64, Offset>::open(&arena, list.offset()),
         "relshm LinkedQueue",
     );
     // The right offsets still open.
     List::<u64, Offset>::open(&arena, list.offset()).unwrap();
     Map::<u64, u64, Offset>::open(&arena, map.offset()).unwrap();
-    LinkedQueue::<u64, Offset>::attach(&arena, lq.offset()).unwrap();
+    LinkedQueue::<u64, Offset>::open(&arena, lq.offset()).unwrap();
 }
 
 #[test]

@@ -34,6 +34,12 @@ unsafe impl Repr for BaseRel {
     type Ctx = OffsetCtx;
     const NAME: &'static str = "baserel";
 
+    unsafe fn extend(ctx: &OffsetCtx, len: u64) -> bool {
+        // SAFETY: forwarded: the caller guarantees the first `len` bytes stay mapped.
+        unsafe { ctx.extend_to(len) };
+        true
+    }
+
     fn null() -> AtomicU64 {
         AtomicU64::new(0)
     }

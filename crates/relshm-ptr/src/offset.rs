@@ -29,10 +29,23 @@ pub struct Offset;
 
 /// Per-process context for [`Offset`] and [`BaseRel`](crate::BaseRel) links: the region
 /// targets must lie in.
-#[derive(Debug, Clone, Copy)]
+///
+/// The region can [`extend`](Self::extend_to) in place while the context is in use (a
+/// segment that grew: its mapping never moves), so the length is an atomic; reading it
+/// costs what reading a plain field does.
+#[derive(Debug)]
 pub struct OffsetCtx {
     base: NonNull<u8>,
-    len: u64,
+    len: AtomicU64,
+}
+
+impl Clone for OffsetCtx {
+    fn clone(&self) -> Self {
+        Self {
+            base: self.base,
+            len: AtomicU64::new(self.len()),
+        }
+    }
 }
 
 // SAFETY: the context is an address range and its length, read-only after construction;
@@ -51,8 +64,17 @@ impl OffsetCtx {
     pub unsafe fn new(region: Region) -> Self {
         Self {
             base: region.base(),
-            len: region.len(),
+            len: AtomicU64::new(region.len()),
         }
+    }
+
+    /// Extends the region the context resolves into to `len` bytes (never shrinks it).
+    ///
+    /// # Safety
+    /// The first `len` bytes from the context's base must be mapped, and stay mapped for as
+    /// long as the context (or anything resolved through it) is used.
+    pub unsafe fn extend_to(&self, len: u64) {
+        self.len.fetch_max(len, Relaxed);
     }
 
     /// Base address of the region.
@@ -67,13 +89,14 @@ impl OffsetCtx {
     }
 
     /// Length of the region.
+    #[inline(always)]
     pub fn len(&self) -> u64 {
-        self.len
+        self.len.load(Relaxed)
     }
 
     /// Whether the region is empty.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
@@ -96,10 +119,10 @@ fn load_slow(
         _ => at.wrapping_add(s),
     };
     // SAFETY: the context's region is a live mapping (OffsetCtx::new's contract).
-    if let Some(p) = unsafe { resolve_in(target, ctx.base(), ctx.len, size, align) } {
+    if let Some(p) = unsafe { resolve_in(target, ctx.base(), ctx.len(), size, align) } {
         return Ok(Some(p));
     }
-    Err(misfit(target, ctx.base(), ctx.len, size, align))
+    Err(misfit(target, ctx.base(), ctx.len(), size, align))
 }
 
 // SAFETY: Word is one AtomicU64 (any bits valid, zero = null); load returns a pointer only
@@ -109,6 +132,12 @@ unsafe impl Repr for Offset {
     type Word = AtomicU64;
     type Ctx = OffsetCtx;
     const NAME: &'static str = "offset";
+
+    unsafe fn extend(ctx: &OffsetCtx, len: u64) -> bool {
+        // SAFETY: forwarded: the caller guarantees the first `len` bytes stay mapped.
+        unsafe { ctx.extend_to(len) };
+        true
+    }
 
     fn null() -> AtomicU64 {
         AtomicU64::new(0)
@@ -131,7 +160,7 @@ unsafe impl Repr for Offset {
         let target = at.wrapping_add(s);
         if s > 1 {
             // SAFETY: the context's region is a live mapping (OffsetCtx::new's contract).
-            if let Some(p) = unsafe { resolve_in(target, ctx.base(), ctx.len, size, align) } {
+            if let Some(p) = unsafe { resolve_in(target, ctx.base(), ctx.len(), size, align) } {
                 return Ok(Some(p));
             }
         }
@@ -144,7 +173,7 @@ unsafe impl Repr for Offset {
         target: Option<NonNull<u8>>,
     ) -> Result<(), PtrError> {
         let at = word.as_ptr() as u64;
-        if at.wrapping_sub(ctx.base()) >= ctx.len {
+        if at.wrapping_sub(ctx.base()) >= ctx.len() {
             return Err(PtrError::NotWritable {
                 addr: at,
                 why: "an Offset word outside the region could be moved, changing its meaning",
@@ -155,7 +184,7 @@ unsafe impl Repr for Offset {
             return Ok(());
         };
         let t = t.as_ptr() as u64;
-        if t.wrapping_sub(ctx.base()) >= ctx.len {
+        if t.wrapping_sub(ctx.base()) >= ctx.len() {
             return Err(PtrError::NotWritable {
                 addr: t,
                 why: "an Offset link's target must lie in the context's region",

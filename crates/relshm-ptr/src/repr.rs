@@ -57,6 +57,19 @@ pub unsafe trait Repr: Sized + 'static {
     fn forget(ctx: &Self::Ctx, offset: u64, len: u64) {
         let _ = (ctx, offset, len);
     }
+
+    /// The segment `ctx` resolves into grew in place: let the context cover its first
+    /// `len` bytes. Returns whether it does (representations whose context is a fixed view,
+    /// such as a private copy, do not follow growth and return `false`).
+    ///
+    /// # Safety
+    /// The first `len` bytes from the context's base must be mapped, and stay mapped for as
+    /// long as the context (or anything resolved through it) is used.
+    #[inline]
+    unsafe fn extend(ctx: &Self::Ctx, len: u64) -> bool {
+        let _ = (ctx, len);
+        false
+    }
 }
 
 /// Whether `[off, off + size)` fits in `len` bytes and `off` is a multiple of `align`.

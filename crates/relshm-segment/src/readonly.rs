@@ -122,7 +122,7 @@ impl Segment {
     /// Maps this segment again, read-only, through a new read-only descriptor of the same
     /// object (`/proc/self/fd/N` reopened `O_RDONLY`).
     pub fn read_only(&self, placement: Placement) -> Result<ReadOnlySegment> {
-        let path = format!("/proc/self/fd/{}", self.map.fd.as_raw_fd());
+        let path = format!("/proc/self/fd/{}", self.mapped().fd.as_raw_fd());
         let fd = rustix::fs::open(
             path.as_str(),
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,

@@ -4,6 +4,7 @@
 use core::ptr::NonNull;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::attach::{self, AttachInfo};
 use crate::error::{Result, SegmentError};
@@ -28,9 +29,12 @@ pub enum SegmentKind {
 
 /// A segment mapped read-write in this process.
 ///
-/// The mapping starts at [`Segment::base`] and never moves while the `Segment` lives, even
-/// when the segment grows; it is unmapped (and this mapping's attach-table entry freed) on
-/// drop. One process may map one segment several times ([`Segment::reopen`]); each mapping
+/// A `Segment` is a cheap handle to one mapping: cloning it shares the mapping (an atomic
+/// reference count, like `Arc`), so an application keeps it in its own structs, moves it
+/// into threads, and every collection handle made from it keeps a clone. The mapping
+/// starts at [`Segment::base`] and never moves while any clone lives, even when the
+/// segment grows; it is unmapped (and its attach-table entry freed) when the last clone
+/// goes. One process may map one segment several times ([`Segment::reopen`]); each mapping
 /// has its own address and its own attach-table entry.
 ///
 /// ```
@@ -54,9 +58,13 @@ pub enum SegmentKind {
 /// assert_eq!(second.attached().len(), 2);
 /// # Ok::<(), relshm_segment::SegmentError>(())
 /// ```
+#[derive(Debug, Clone)]
+pub struct Segment(Arc<Attached>);
+
+/// One attached mapping: what every clone of a [`Segment`] shares.
 #[derive(Debug)]
-pub struct Segment {
-    pub(crate) map: Mapped,
+struct Attached {
+    map: Mapped,
     kind: SegmentKind,
     slot: usize,
     /// The process that claimed `slot`: a forked child that inherits this value must not
@@ -66,19 +74,30 @@ pub struct Segment {
 
 // SAFETY: the mapping is shared memory reachable from any thread; the only in-process
 // mutable state (the mapped length) is an atomic updated under a mutex.
-unsafe impl Send for Segment {}
+unsafe impl Send for Attached {}
 // SAFETY: as above; every &self method is thread-safe.
-unsafe impl Sync for Segment {}
+unsafe impl Sync for Attached {}
 
 impl Segment {
     pub(crate) fn from_mapped(map: Mapped, kind: SegmentKind) -> Result<Self> {
         let slot = map.attach()?;
-        Ok(Self {
+        Ok(Self(Arc::new(Attached {
             map,
             kind,
             slot,
             attach_pid: std::process::id(),
-        })
+        })))
+    }
+
+    /// The mapping every clone shares.
+    pub(crate) fn mapped(&self) -> &Mapped {
+        &self.0.map
+    }
+
+    /// Whether `self` and `other` are clones of one mapping (not merely the same segment
+    /// mapped twice).
+    pub fn same_mapping(&self, other: &Segment) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Creates a segment in a fresh, empty, exclusively owned descriptor.
@@ -97,61 +116,62 @@ impl Segment {
     /// own attach-table entry. This is how a forked child maps a segment it inherited
     /// (unnamed segments have no name to open by), and how one process maps a segment twice.
     pub fn reopen(&self, placement: Placement) -> Result<Self> {
-        let fd = rustix::io::fcntl_dupfd_cloexec(&self.map.fd, 0)
+        let fd = rustix::io::fcntl_dupfd_cloexec(&self.0.map.fd, 0)
             .map_err(SegmentError::sys("duplicating segment descriptor (fcntl)"))?;
         let opts = OpenOptions::new().placement(placement);
-        Self::from_mapped(Mapped::open(fd, None, true, &opts)?, self.kind.clone())
+        Self::from_mapped(Mapped::open(fd, None, true, &opts)?, self.0.kind.clone())
     }
 
     /// The bytes mapped now, extended first if another process grew the segment.
     ///
     /// The region stays valid (mapped, writable) until this `Segment` is dropped.
     pub fn region(&self) -> Region {
-        self.map.region()
+        self.0.map.region()
     }
 
     /// Extends this process's mapping to the segment's current size; returns the mapped
     /// length. Errors if the header's size is implausible (corruption).
     pub fn refresh(&self) -> Result<u64> {
-        self.map.refresh()
+        self.0.map.refresh()
     }
 
     /// Grows the segment to at least `new_size` bytes (rounded up to pages) while other
     /// processes stay attached; returns the new mapped length. Other processes map the new
     /// part when they next call [`Segment::region`] or [`Segment::refresh`].
     pub fn grow(&self, new_size: u64) -> Result<u64> {
-        self.map.grow(new_size)
+        self.0.map.grow(new_size)
     }
 
     /// Where the segment starts in this process.
     pub fn base(&self) -> NonNull<u8> {
-        self.map.base()
+        self.0.map.base()
     }
 
     /// The segment's current size (from the header; may exceed what this process has
     /// mapped until it refreshes).
     pub fn size(&self) -> u64 {
-        self.map.size()
+        self.0.map.size()
     }
 
     /// How many bytes this process has mapped.
     pub fn mapped_len(&self) -> u64 {
-        self.map.mapped_len()
+        self.0.map.mapped_len()
     }
 
     /// The size the segment may grow to.
     pub fn max_size(&self) -> u64 {
-        self.map.info.max_size
+        self.0.map.info.max_size
     }
 
     /// The segment's random identity.
     pub fn segment_id(&self) -> u64 {
-        self.map.info.segment_id
+        self.0.map.info.segment_id
     }
 
     /// The number of growths so far.
     pub fn generation(&self) -> u64 {
-        self.map
+        self.0
+            .map
             .header
             .generation()
             .load(core::sync::atomic::Ordering::Acquire)
@@ -159,47 +179,48 @@ impl Segment {
 
     /// The recorded base if the segment is in fixed-address mode.
     pub fn fixed_base(&self) -> Option<u64> {
-        self.map
+        self.0
+            .map
             .info
             .is_fixed_address()
-            .then_some(self.map.info.fixed_base)
+            .then_some(self.0.map.info.fixed_base)
     }
 
     /// The validated header as read when this mapping was made (immutable fields are
     /// current; `size`, `generation` and the attach table are a snapshot).
     pub fn header(&self) -> &Header {
-        &self.map.info
+        &self.0.map.info
     }
 
     /// Offset of the heap control block (0 if none).
     pub fn heap_offset(&self) -> u64 {
-        self.map.info.heap_offset
+        self.0.map.info.heap_offset
     }
 
     /// Offset of the named-object directory (0 if none).
     pub fn directory_offset(&self) -> u64 {
-        self.map.info.directory_offset
+        self.0.map.info.directory_offset
     }
 
     /// What backs this segment.
     pub fn kind(&self) -> &SegmentKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// The descriptor of the backing object (to pass to another process).
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.map.fd.as_fd()
+        self.0.map.fd.as_fd()
     }
 
     /// This mapping's attach-table entry.
     pub fn attach_slot(&self) -> u32 {
-        self.slot as u32
+        self.0.slot as u32
     }
 
     /// The live mappings in the attach table (this one included); entries of processes
     /// that died are reclaimed on the way.
     pub fn attached(&self) -> Vec<AttachInfo> {
-        attach::list(self.map.header, true)
+        attach::list(self.0.map.header, true)
     }
 
     /// Where process `pid` maps the segment (its first mapping, if it has several).
@@ -211,7 +232,7 @@ impl Segment {
     }
 }
 
-impl Drop for Segment {
+impl Drop for Attached {
     fn drop(&mut self) {
         if std::process::id() == self.attach_pid {
             attach::detach(self.map.header, self.slot);

@@ -507,7 +507,7 @@ impl Segment {
     /// The header as it is in the segment now, validated again (another process may have
     /// written over it since this one opened the segment).
     fn verify_header(&self) -> Verdict {
-        match crate::mapped::read_header(&self.map.fd, Duration::ZERO) {
+        match crate::mapped::read_header(&self.mapped().fd, Duration::ZERO) {
             Ok(_) => Verdict::Verified("magic, version, layout, checksum and sizes valid".into()),
             Err(e) => Verdict::corrupt(e),
         }

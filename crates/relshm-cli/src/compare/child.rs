@@ -128,24 +128,24 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure<'s, R: Repr>(
+fn measure<R: Repr>(
     args: &ChildArgs,
     slots: &[AtomicU64; SLOTS],
     base: u64,
-    make: impl FnOnce() -> anyhow::Result<Arena<'s, R>>,
+    make: impl FnOnce() -> anyhow::Result<Arena<R>>,
 ) -> anyhow::Result<ChildReport> {
     measure_with(args, slots, base, ROOT, make, |_| {})
 }
 
 /// Opens the structure through the arena `make` returns, runs the read passes and, if
 /// asked, the contended mutations; `after` sees the arena once the reads are done.
-fn measure_with<'s, R: Repr>(
+fn measure_with<R: Repr>(
     args: &ChildArgs,
     slots: &[AtomicU64; SLOTS],
     base: u64,
     root_slot: usize,
-    make: impl FnOnce() -> anyhow::Result<Arena<'s, R>>,
-    after: impl FnOnce(&Arena<'s, R>),
+    make: impl FnOnce() -> anyhow::Result<Arena<R>>,
+    after: impl FnOnce(&Arena<R>),
 ) -> anyhow::Result<ChildReport> {
     let t = Instant::now();
     let arena = make()?;

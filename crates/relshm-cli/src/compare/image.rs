@@ -9,29 +9,29 @@ use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel};
 /// straight from the segment.
 pub trait SharedArena: Repr {
     /// This process's arena over `seg`.
-    fn arena(seg: &Segment) -> anyhow::Result<Arena<'_, Self>>;
+    fn arena(seg: &Segment) -> anyhow::Result<Arena<Self>>;
 }
 
 impl SharedArena for Raw {
-    fn arena(seg: &Segment) -> anyhow::Result<Arena<'_, Self>> {
+    fn arena(seg: &Segment) -> anyhow::Result<Arena<Self>> {
         Ok(Arena::<Raw>::fixed(seg)?)
     }
 }
 
 impl SharedArena for Offset {
-    fn arena(seg: &Segment) -> anyhow::Result<Arena<'_, Self>> {
+    fn arena(seg: &Segment) -> anyhow::Result<Arena<Self>> {
         Ok(Arena::<Offset>::new(seg)?)
     }
 }
 
 impl SharedArena for BaseRel {
-    fn arena(seg: &Segment) -> anyhow::Result<Arena<'_, Self>> {
+    fn arena(seg: &Segment) -> anyhow::Result<Arena<Self>> {
         Ok(Arena::<BaseRel>::new(seg)?)
     }
 }
 
 impl SharedArena for SegRel {
-    fn arena(seg: &Segment) -> anyhow::Result<Arena<'_, Self>> {
+    fn arena(seg: &Segment) -> anyhow::Result<Arena<Self>> {
         Ok(Arena::<SegRel>::new(seg)?)
     }
 }

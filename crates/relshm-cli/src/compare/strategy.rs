@@ -215,7 +215,7 @@ impl Job<'_> {
     /// report, the `before_go` time and the parent's mutation time.
     fn hand_over<R: Repr>(
         &self,
-        coll: Option<&Coll<'_, R>>,
+        coll: Option<&Coll<R>>,
         before_go: impl FnOnce(u64) -> anyhow::Result<()>,
     ) -> anyhow::Result<(ChildReport, Duration, Option<Vec<Duration>>)> {
         let mut child = self.spawn()?;
@@ -250,7 +250,7 @@ impl Job<'_> {
     fn talk<R: Repr>(
         &self,
         child: &mut Child,
-        coll: Option<&Coll<'_, R>>,
+        coll: Option<&Coll<R>>,
         before_go: impl FnOnce(u64) -> anyhow::Result<()>,
     ) -> anyhow::Result<(Duration, Option<Vec<Duration>>)> {
         // What the child printed is added by `hand_over`, which collects its output.
@@ -434,7 +434,7 @@ impl Job<'_> {
 
     /// Translates `coll` into the block at `start` for a process that maps the segment
     /// at `base`.
-    fn translate(&self, coll: &Coll<'_, Raw>, base: u64, start: u64) -> anyhow::Result<Translated> {
+    fn translate(&self, coll: &Coll<Raw>, base: u64, start: u64) -> anyhow::Result<Translated> {
         // SAFETY: the segment stays mapped while `self` lives; the block at `start` was
         // allocated for the copy and is read only by a child that waits for GO (or, for
         // the export, by nobody until this returns).

@@ -69,7 +69,7 @@ pub fn checksum(n: u64) -> u64 {
 }
 
 /// Fills a list with the data set; returns the time taken.
-pub fn build_list<R: Repr>(list: &List<'_, u64, R>, n: u64) -> anyhow::Result<Duration> {
+pub fn build_list<R: Repr>(list: &List<u64, R>, n: u64) -> anyhow::Result<Duration> {
     let t = Instant::now();
     let mut g = list.lock()?;
     for i in 0..n {
@@ -79,7 +79,7 @@ pub fn build_list<R: Repr>(list: &List<'_, u64, R>, n: u64) -> anyhow::Result<Du
 }
 
 /// Fills a map with the data set (key `element(i)`, value `i`); returns the time taken.
-pub fn build_map<R: Repr>(map: &Map<'_, u64, u64, R>, n: u64) -> anyhow::Result<Duration> {
+pub fn build_map<R: Repr>(map: &Map<u64, u64, R>, n: u64) -> anyhow::Result<Duration> {
     let t = Instant::now();
     for i in 0..n {
         map.insert(element(i), i)?;
@@ -88,7 +88,7 @@ pub fn build_map<R: Repr>(map: &Map<'_, u64, u64, R>, n: u64) -> anyhow::Result<
 }
 
 /// One traversal of the list: the sum of its elements.
-pub fn traverse_list<R: Repr>(list: &List<'_, u64, R>) -> anyhow::Result<u64> {
+pub fn traverse_list<R: Repr>(list: &List<u64, R>) -> anyhow::Result<u64> {
     let g = list.lock()?;
     let mut sum = 0u64;
     for v in g.iter() {
@@ -99,7 +99,7 @@ pub fn traverse_list<R: Repr>(list: &List<'_, u64, R>) -> anyhow::Result<u64> {
 
 /// One lookup pass over the map: every key of the data set, the sum of the keys found
 /// (equal to [`checksum`] when all are there).
-pub fn lookup_map<R: Repr>(map: &Map<'_, u64, u64, R>, n: u64) -> anyhow::Result<u64> {
+pub fn lookup_map<R: Repr>(map: &Map<u64, u64, R>, n: u64) -> anyhow::Result<u64> {
     let g = map.read()?;
     let mut sum = 0u64;
     for i in 0..n {
@@ -113,7 +113,7 @@ pub fn lookup_map<R: Repr>(map: &Map<'_, u64, u64, R>, n: u64) -> anyhow::Result
 
 /// `ops` list mutations (push one element to the back, pop one from the front), each under
 /// the list's lock, so the length is unchanged when both processes are done.
-pub fn mutate_list<R: Repr>(list: &List<'_, u64, R>, ops: u64) -> anyhow::Result<Duration> {
+pub fn mutate_list<R: Repr>(list: &List<u64, R>, ops: u64) -> anyhow::Result<Duration> {
     let t = Instant::now();
     for i in 0..ops {
         if i % 2 == 0 {
@@ -127,11 +127,7 @@ pub fn mutate_list<R: Repr>(list: &List<'_, u64, R>, ops: u64) -> anyhow::Result
 }
 
 /// `ops` map mutations: add one to the value of an existing key, keys spread over the map.
-pub fn mutate_map<R: Repr>(
-    map: &Map<'_, u64, u64, R>,
-    n: u64,
-    ops: u64,
-) -> anyhow::Result<Duration> {
+pub fn mutate_map<R: Repr>(map: &Map<u64, u64, R>, n: u64, ops: u64) -> anyhow::Result<Duration> {
     let t = Instant::now();
     for i in 0..ops {
         let found = map.update(&element(i % n), |v| *v = v.wrapping_add(1))?;
@@ -175,18 +171,18 @@ pub fn mutate_ops(quick: bool) -> u64 {
 
 /// A list or a map of the data set, over pointer representation `R`: the code every
 /// strategy shares, so a difference in time is the representation's.
-pub enum Coll<'a, R: Repr> {
+pub enum Coll<R: Repr> {
     /// A list of `u64`.
-    List(List<'a, u64, R>),
+    List(List<u64, R>),
     /// A map `u64 -> u64`.
-    Map(Map<'a, u64, u64, R>),
+    Map(Map<u64, u64, R>),
 }
 
-impl<'a, R: Repr> Coll<'a, R> {
+impl<R: Repr> Coll<R> {
     /// An empty collection in `arena`.
     pub fn create(
         s: Structure,
-        arena: &'a relshm_collections::arena::Arena<'a, R>,
+        arena: &relshm_collections::arena::Arena<R>,
     ) -> anyhow::Result<Self> {
         Ok(match s {
             Structure::List => Self::List(List::create(arena)?),
@@ -197,7 +193,7 @@ impl<'a, R: Repr> Coll<'a, R> {
     /// The collection whose header is at `offset` of `arena`.
     pub fn open(
         s: Structure,
-        arena: &'a relshm_collections::arena::Arena<'a, R>,
+        arena: &relshm_collections::arena::Arena<R>,
         offset: u64,
     ) -> anyhow::Result<Self> {
         Ok(match s {

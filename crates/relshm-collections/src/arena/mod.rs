@@ -1,137 +1,181 @@
 //! [`Arena`]: where a collection's objects live in this process, how its links resolve
 //! (the pointer strategy's context), and the in-segment allocator its nodes come from.
 //!
-//! One arena per process and strategy; a collection handle borrows it. The strategy is the
-//! type parameter `R`; the constructors say how each one shares memory:
+//! An arena is a cheap handle (cloning shares it) that keeps its segment mapped: every
+//! collection handle made from it holds a clone, so handles are `'static` and an
+//! application keeps them in its own structs. The strategy is the type parameter `R`
+//! ([`BaseRel`] when not named); the constructors say how each one shares memory:
 //!
-//! | strategy | constructor | shared how |
-//! |---|---|---|
-//! | [`Offset`] | [`Arena::<Offset>::new`](Arena::new) | in place, any address |
-//! | [`BaseRel`] | [`Arena::<BaseRel>::new`](Arena::new) | in place, any address |
-//! | [`SegRel`] | [`Arena::<SegRel>::new`](Arena::new) | in place, any address |
-//! | [`Raw`] | [`Arena::fixed`] / [`Arena::local`] | in place at one fixed address, or private then [`translate`](crate::list::List::translate_to) |
-//! | [`Swizzle`] | [`Arena::private`] | a private copy-on-write view, [`publish`](Arena::publish)ed back |
+//! | strategy | constructor | shared how | follows growth |
+//! |---|---|---|---|
+//! | [`BaseRel`] | [`Arena::new`] | in place, any address | yes |
+//! | [`Offset`] | [`Arena::<Offset>::new`](Arena::new) | in place, any address | yes |
+//! | [`SegRel`] | [`Arena::<SegRel>::new`](Arena::new) | in place, any address | no |
+//! | [`Raw`] | [`Arena::fixed`] / [`Arena::local`] | in place at one fixed address, or private then [`translate`](crate::list::List::translate_to) | no |
+//! | [`Swizzle`] | [`Arena::private`] | a private copy-on-write view, [`publish`](Arena::publish)ed back | no |
 //!
-//! An arena covers the bytes its segment had mapped when the arena was made, and allocates
-//! from the segment's heap without growing it: size the segment for the collections it
-//! holds (a full heap is `Err(Heap(OutOfMemory))`). After a [`Segment::grow`], make a new
-//! arena (and handles) to use the new bytes; an allocation beyond an old arena's view is
-//! refused with [`CollectionError::BeyondView`].
+//! **Growth.** An arena that follows growth allocates through [`Segment::alloc`]: when the
+//! heap is full and the segment was created with room to grow
+//! ([`CreateOptions::max_size`](relshm_segment::CreateOptions::max_size)), the segment grows
+//! in place and the allocation succeeds. Every arena on the segment, in every process,
+//! picks the new bytes up at its next operation (its mapping never moves, so nothing
+//! handed out is invalidated). Arenas that do not follow growth see the bytes mapped when
+//! they were made: a full heap is `Err(Heap(OutOfMemory))` there.
 
 mod error;
 
 pub use error::{CollectionError, Result};
 pub(crate) use error::{WRONG_MAGIC, corrupt};
 
-use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering::Acquire};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed},
+};
 use relshm_ptr::{
     BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
 };
 use relshm_segment::directory::Directory;
 use relshm_segment::heap::Heap;
 use relshm_segment::{Region, Segment};
+use std::sync::Arc;
 
 /// The memory a collection lives in, as this process sees it, for pointer strategy `R`.
-#[derive(Debug)]
-pub struct Arena<'s, R: Repr> {
-    ctx: R::Ctx,
-    region: Region,
-    base: u64,
-    len: u64,
-    heap: Option<Heap>,
-    _seg: PhantomData<&'s Segment>,
-}
+///
+/// Cloning is cheap (shared ownership); the segment stays mapped while any clone, or any
+/// handle made from one, lives.
+pub struct Arena<R: Repr = BaseRel>(Arc<Inner<R>>);
 
-impl<'s, R: Repr<Ctx = OffsetCtx>> Arena<'s, R> {
-    /// An arena whose links resolve through `seg`'s region ([`Offset`], [`BaseRel`]).
-    fn in_region(seg: &'s Segment) -> Result<Self> {
-        let region = seg.region();
-        // SAFETY: the segment keeps `region` mapped while it lives, and the arena borrows it.
-        let ctx = unsafe { OffsetCtx::new(region) };
-        Ok(Self::build(ctx, region, Some(seg.heap()?)))
+impl<R: Repr> core::fmt::Debug for Arena<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Arena")
+            .field("strategy", &R::NAME)
+            .field("base", &format_args!("{:#x}", self.base()))
+            .field("len", &self.len())
+            .field("memory", &self.0.memory)
+            .finish()
     }
 }
 
-impl<'s> Arena<'s, Offset> {
+impl<R: Repr> Clone for Arena<R> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+struct Inner<R: Repr> {
+    ctx: R::Ctx,
+    base: u64,
+    /// Bytes the context covers now (grows with the segment when `R` follows growth).
+    len: AtomicU64,
+    memory: Memory,
+}
+
+/// Where an arena's allocations come from, and what keeps its bytes mapped.
+#[derive(Debug)]
+enum Memory {
+    /// The segment itself, which allocations may grow when `grows`.
+    Segment { seg: Segment, grows: bool },
+    /// A private view of `seg` with the heap inside the view (a swizzled arena).
+    Private { heap: Heap, _seg: Segment },
+    /// A translated copy: no allocator, and the caller keeps the bytes mapped.
+    ReadOnly,
+}
+
+impl<R: Repr<Ctx = OffsetCtx>> Arena<R> {
+    /// An arena whose links resolve through `seg`'s region ([`Offset`], [`BaseRel`]).
+    fn in_region(seg: &Segment) -> Result<Self> {
+        let region = seg.region();
+        // SAFETY: the arena keeps a clone of the segment, which keeps `region` mapped (and
+        // mapped at the same address as it grows) while the arena lives.
+        let ctx = unsafe { OffsetCtx::new(region) };
+        Self::shared(ctx, region, seg)
+    }
+}
+
+impl Arena<Offset> {
     /// Self-relative links into `seg`, shared in place by every process whatever its address.
-    pub fn new(seg: &'s Segment) -> Result<Self> {
+    pub fn new(seg: &Segment) -> Result<Self> {
         Self::in_region(seg)
     }
 }
 
-impl<'s> Arena<'s, BaseRel> {
+impl Arena<BaseRel> {
     /// Offsets from the start of `seg`, shared in place by every process whatever its
     /// address (the segment is implied: links cannot point into another one).
-    pub fn new(seg: &'s Segment) -> Result<Self> {
+    pub fn new(seg: &Segment) -> Result<Self> {
         Self::in_region(seg)
     }
 }
 
-impl<'s> Arena<'s, SegRel> {
+impl Arena<SegRel> {
     /// `(segment id, offset)` links into `seg`, shared in place by every process.
-    pub fn new(seg: &'s Segment) -> Result<Self> {
+    pub fn new(seg: &Segment) -> Result<Self> {
         let region = seg.region();
         let mut table = SegTable::new();
-        // SAFETY: as for Offset: the borrowed segment keeps the region mapped.
+        // SAFETY: as for Offset: the arena's clone of the segment keeps the region mapped.
         unsafe { table.add(seg.segment_id(), region)? };
-        Ok(Self::build(table, region, Some(seg.heap()?)))
+        Self::shared(table, region, seg)
     }
 }
 
-impl<'s> Arena<'s, Raw> {
+impl Arena<Raw> {
     /// Absolute links into a fixed-address segment: every process maps it at the same
     /// address, so links need no translation. Fails if `seg` is not a fixed-address segment
     /// mapped at its fixed address.
-    pub fn fixed(seg: &'s Segment) -> Result<Self> {
+    pub fn fixed(seg: &Segment) -> Result<Self> {
         let region = seg.region();
         let want = seg.fixed_base().ok_or(PtrError::NotFixedAddress {
             written: 0,
             mapped: region.base().as_ptr() as u64,
         })?;
-        // SAFETY: the borrowed segment keeps the region mapped.
+        // SAFETY: the arena's clone of the segment keeps the region mapped.
         let ctx = unsafe { RawCtx::new(region, want)? };
-        Ok(Self::build(ctx, region, Some(seg.heap()?)))
+        Self::shared(ctx, region, seg)
     }
 
     /// Absolute links valid in this process only: build a collection here, then hand it to
     /// another process with a translated copy (`translate_to`).
-    pub fn local(seg: &'s Segment) -> Result<Self> {
+    pub fn local(seg: &Segment) -> Result<Self> {
         let region = seg.region();
-        // SAFETY: the borrowed segment keeps the region mapped.
+        // SAFETY: the arena's clone of the segment keeps the region mapped.
         let ctx = unsafe { RawCtx::local(region) };
-        Ok(Self::build(ctx, region, Some(seg.heap()?)))
+        Self::shared(ctx, region, seg)
     }
 
     /// A read-only arena over a translated copy in `region`, whose links were written for
     /// `written_base` (which must be where `region` is mapped here).
     ///
     /// # Safety
-    /// `region` must stay mapped and writable (the copy's locks are taken) for `'s`.
+    /// `region` must stay mapped and writable (the copy's locks are taken) for as long as
+    /// the arena, any clone of it, or any handle made from it lives.
     pub unsafe fn translated(region: Region, written_base: u64) -> Result<Self> {
         // SAFETY: forwarded to the caller.
         let ctx = unsafe { RawCtx::new(region, written_base)? };
-        Ok(Self::build(ctx, region, None))
+        Ok(Self::build(ctx, region, Memory::ReadOnly))
     }
 }
 
-impl<'s> Arena<'s, Swizzle> {
+impl Arena<Swizzle> {
     /// A process-private copy-on-write view of `seg` whose links are swizzled into raw
     /// pointers on first use. Changes stay private until [`publish`](Self::publish).
-    pub fn private(seg: &'s Segment) -> Result<Self> {
+    pub fn private(seg: &Segment) -> Result<Self> {
         let view = SwizzleView::open(seg.fd(), seg.region().len())?;
         let region = view.region();
         // SAFETY: the view is private memory owned by the arena (it lives as long as the
         // heap handle); nobody else sees its bytes.
         let heap = unsafe { Heap::attach(region, seg.heap_offset())? };
-        Ok(Self::build(view, region, Some(heap)))
+        let memory = Memory::Private {
+            heap,
+            _seg: seg.clone(),
+        };
+        Ok(Self::build(view, region, memory))
     }
 
     /// The view's bytes with every swizzled link back in shared (offset) form.
     pub fn export(&self) -> Result<Vec<u8>> {
-        let mut image = vec![0u8; self.len as usize];
-        self.ctx.export(&mut image)?;
+        let mut image = vec![0u8; self.len() as usize];
+        self.ctx().export(&mut image)?;
         Ok(image)
     }
 
@@ -147,51 +191,110 @@ impl<'s> Arena<'s, Swizzle> {
 
     /// Number of links this view swizzled or wrote so far.
     pub fn swizzled_words(&self) -> usize {
-        self.ctx.swizzled_words()
+        self.ctx().swizzled_words()
     }
 }
 
-impl<R: Repr> Arena<'_, R> {
-    fn build(ctx: R::Ctx, region: Region, heap: Option<Heap>) -> Self {
-        Self {
+impl<R: Repr> Arena<R> {
+    /// An arena on `seg` itself; it follows growth when `R`'s context does.
+    fn shared(ctx: R::Ctx, region: Region, seg: &Segment) -> Result<Self> {
+        seg.heap()?; // a segment without a heap cannot hold collections: say so now
+        // SAFETY: the region is mapped now, and the arena keeps the segment (so the mapping)
+        // alive; probing with the current length changes nothing.
+        let grows = unsafe { R::extend(&ctx, region.len()) };
+        let memory = Memory::Segment {
+            seg: seg.clone(),
+            grows,
+        };
+        Ok(Self::build(ctx, region, memory))
+    }
+
+    fn build(ctx: R::Ctx, region: Region, memory: Memory) -> Self {
+        Self(Arc::new(Inner {
             ctx,
-            region,
             base: region.base().as_ptr() as u64,
-            len: region.len(),
-            heap,
-            _seg: PhantomData,
-        }
+            len: AtomicU64::new(region.len()),
+            memory,
+        }))
     }
 
     /// The strategy's per-process context (what links resolve through).
+    #[inline]
     pub fn ctx(&self) -> &R::Ctx {
-        &self.ctx
+        &self.0.ctx
     }
 
-    /// The mapped bytes the arena covers, in this process.
+    /// The mapped bytes the arena covers now, in this process.
     pub fn region(&self) -> Region {
-        self.region
+        // SAFETY: the first `len` bytes from `base` are mapped while the arena lives (the
+        // constructors' guarantee, kept by `catch_up`).
+        unsafe { Region::new(NonNull::new_unchecked(self.0.base as *mut u8), self.len()) }
     }
 
     /// Address of offset 0 in this process.
+    #[inline]
     pub fn base(&self) -> u64 {
-        self.base
+        self.0.base
     }
 
-    /// Bytes this arena covers.
+    /// Bytes this arena covers now.
+    #[inline]
     pub fn len(&self) -> u64 {
-        self.len
+        self.0.len.load(Relaxed)
     }
 
     /// Whether the arena covers no bytes.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// The segment this arena allocates from (`None` for a translated copy).
+    pub fn segment(&self) -> Option<&Segment> {
+        match &self.0.memory {
+            Memory::Segment { seg, .. } => Some(seg),
+            Memory::Private { _seg, .. } => Some(_seg),
+            Memory::ReadOnly => None,
+        }
+    }
+
+    /// Picks up bytes the segment grew by (in this process or another) since the arena
+    /// last looked: one load of the segment's size when nothing changed. Every collection
+    /// operation calls it before resolving links.
+    #[inline]
+    pub fn sync(&self) {
+        if let Memory::Segment { seg, grows: true } = &self.0.memory
+            && seg.size() > self.len()
+        {
+            self.catch_up(seg);
+        }
+    }
+
+    #[cold]
+    fn catch_up(&self, seg: &Segment) {
+        // An error here (a corrupt size) leaves the arena as it was: links beyond it stay
+        // out of bounds, which the operations report.
+        if let Ok(mapped) = seg.refresh() {
+            // SAFETY: `refresh` mapped `mapped` bytes from the segment's base (the arena's
+            // base), and the arena's clone of the segment keeps them mapped.
+            if unsafe { R::extend(&self.0.ctx, mapped) } {
+                self.0.len.fetch_max(mapped, Relaxed);
+            }
+        }
+    }
+
+    /// The heap allocations come from (`Err(ReadOnly)` for a translated copy).
+    fn heap(&self) -> Result<Heap> {
+        match &self.0.memory {
+            Memory::Segment { seg, .. } => Ok(seg.heap()?),
+            Memory::Private { heap, .. } => Ok(heap.clone()),
+            Memory::ReadOnly => Err(CollectionError::ReadOnly),
+        }
     }
 
     /// The segment's named-object directory (through this arena's view).
     pub fn directory(&self) -> Result<Directory> {
-        let heap = self.heap.as_ref().ok_or(CollectionError::ReadOnly)?;
-        Ok(Directory::open(heap).map_err(relshm_segment::SegmentError::from)?)
+        let heap = self.heap()?;
+        Ok(Directory::open(&heap).map_err(relshm_segment::SegmentError::from)?)
     }
 
     /// Records `offset` under `name` in the segment's directory (how a collection made
@@ -215,15 +318,22 @@ impl<R: Repr> Arena<'_, R> {
 
     /// Uninitialised, checked memory for one `T` from the segment heap.
     pub(crate) fn alloc<T>(&self) -> Result<NonNull<T>> {
-        let heap = self.heap.as_ref().ok_or(CollectionError::ReadOnly)?;
-        let off = heap.alloc(size_of::<T>() as u64, align_of::<T>().max(16) as u64)?;
+        let (size, align) = (size_of::<T>() as u64, align_of::<T>().max(16) as u64);
+        let off = match &self.0.memory {
+            Memory::Segment { seg, grows: true } => {
+                let off = seg.alloc(size, align)?;
+                self.sync();
+                off
+            }
+            _ => self.heap()?.alloc(size, align)?,
+        };
         match self.at::<T>(off) {
             Ok(p) => Ok(p),
             Err(_) => {
-                let _ = heap.free(off);
+                let _ = self.heap().map(|h| h.free(off));
                 Err(CollectionError::BeyondView {
                     offset: off,
-                    len: self.len,
+                    len: self.len(),
                 })
             }
         }
@@ -232,18 +342,18 @@ impl<R: Repr> Arena<'_, R> {
     /// Returns `p` (from [`alloc`](Self::alloc), in any process) to the heap. An object that
     /// is not a live allocation is refused by the heap with an error.
     pub(crate) fn free<T>(&self, p: NonNull<T>) -> Result<()> {
-        let heap = self.heap.as_ref().ok_or(CollectionError::ReadOnly)?;
+        let heap = self.heap()?;
         let off = self.offset_of(p);
         // Before the heap may hand the bytes to someone else: a swizzled view must not
         // export its old links over whatever lives there next.
-        R::forget(&self.ctx, off, size_of::<T>() as u64);
+        R::forget(&self.0.ctx, off, size_of::<T>() as u64);
         heap.free(off)?;
         Ok(())
     }
 
     /// Offset of an address of this arena.
     pub(crate) fn offset_of<T>(&self, p: NonNull<T>) -> u64 {
-        (p.as_ptr() as u64).wrapping_sub(self.base)
+        (p.as_ptr() as u64).wrapping_sub(self.0.base)
     }
 
     /// The `T`-sized, `T`-aligned bytes at `off`, checked to lie in the arena.
@@ -265,13 +375,20 @@ impl<R: Repr> Arena<'_, R> {
 
     fn checked_at<T>(&self, off: u64) -> Result<NonNull<T>, PtrError> {
         let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
-        let addr = relshm_ptr::check_offset(self.base, self.len, off, size, align)?;
+        let addr = match relshm_ptr::check_offset(self.base(), self.len(), off, size, align) {
+            Ok(addr) => addr,
+            Err(e) => {
+                self.sync(); // perhaps the segment grew since
+                relshm_ptr::check_offset(self.base(), self.len(), off, size, align)
+                    .map_err(|_| e)?
+            }
+        };
         // SAFETY: addr lies inside the mapping, which starts above address 0.
         Ok(unsafe { NonNull::new_unchecked(addr as *mut T) })
     }
 
     /// The most `T`s the arena could hold: a bound for walks, so a cycle ends them.
     pub(crate) fn max_objects<T>(&self) -> u64 {
-        self.len / size_of::<T>().max(1) as u64 + 1
+        self.len() / size_of::<T>().max(1) as u64 + 1
     }
 }

@@ -28,7 +28,7 @@ impl<'g, 'a, T: Pod, R: Repr> Cursor<'g, 'a, T, R> {
     pub fn move_next(&mut self) -> Result<()> {
         self.cur = match self.cur {
             Some(n) => self.guard.get(&n.next)?,
-            None => self.guard.get(&self.guard.list.hdr.head)?,
+            None => self.guard.get(&self.guard.list.hdr().head)?,
         };
         Ok(())
     }
@@ -37,7 +37,7 @@ impl<'g, 'a, T: Pod, R: Repr> Cursor<'g, 'a, T, R> {
     pub fn move_prev(&mut self) -> Result<()> {
         self.cur = match self.cur {
             Some(n) => self.guard.get(&n.prev)?,
-            None => self.guard.get(&self.guard.list.hdr.tail)?,
+            None => self.guard.get(&self.guard.list.hdr().tail)?,
         };
         Ok(())
     }

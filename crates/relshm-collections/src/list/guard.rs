@@ -13,24 +13,24 @@ pub(crate) type Node<T, R> = ListNode<T, R>;
 
 /// The list's lock, held. Unlocks on drop.
 pub struct ListGuard<'a, T: Pod, R: Repr> {
-    pub(crate) list: List<'a, T, R>,
+    pub(crate) list: &'a List<T, R>,
 }
 
 impl<T: Pod, R: Repr> Drop for ListGuard<'_, T, R> {
     fn drop(&mut self) {
         // SAFETY: a guard exists only while this thread holds the lock (made by List::lock
         // right after acquiring it).
-        unsafe { self.list.hdr.lock.unlock() };
+        unsafe { self.list.hdr().lock.unlock() };
     }
 }
 
 impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
-    pub(crate) fn new(list: List<'a, T, R>) -> Self {
+    pub(crate) fn new(list: &'a List<T, R>) -> Self {
         Self { list }
     }
 
     pub(crate) fn ctx(&self) -> &'a R::Ctx {
-        self.list.arena.ctx()
+        self.list.arena().ctx()
     }
 
     /// Resolves a link of this list, checked.
@@ -40,7 +40,7 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
 
     /// Number of elements.
     pub fn len(&self) -> u64 {
-        self.list.hdr.len.load(Relaxed)
+        self.list.hdr().len.load(Relaxed)
     }
 
     /// Whether the list is empty.
@@ -50,29 +50,29 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
 
     /// The first element.
     pub fn front(&self) -> Result<Option<T>> {
-        Ok(self.get(&self.list.hdr.head)?.map(|n| n.value))
+        Ok(self.get(&self.list.hdr().head)?.map(|n| n.value))
     }
 
     /// The last element.
     pub fn back(&self) -> Result<Option<T>> {
-        Ok(self.get(&self.list.hdr.tail)?.map(|n| n.value))
+        Ok(self.get(&self.list.hdr().tail)?.map(|n| n.value))
     }
 
     /// Appends `value`.
     pub fn push_back(&mut self, value: T) -> Result<()> {
-        let tail = self.get(&self.list.hdr.tail)?;
+        let tail = self.get(&self.list.hdr().tail)?;
         self.link_between(tail, None, value).map(drop)
     }
 
     /// Prepends `value`.
     pub fn push_front(&mut self, value: T) -> Result<()> {
-        let head = self.get(&self.list.hdr.head)?;
+        let head = self.get(&self.list.hdr().head)?;
         self.link_between(None, head, value).map(drop)
     }
 
     /// Removes and returns the first element.
     pub fn pop_front(&mut self) -> Result<Option<T>> {
-        match self.get(&self.list.hdr.head)? {
+        match self.get(&self.list.hdr().head)? {
             Some(n) => self.unlink(n).map(Some),
             None => Ok(None),
         }
@@ -80,7 +80,7 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
 
     /// Removes and returns the last element.
     pub fn pop_back(&mut self) -> Result<Option<T>> {
-        match self.get(&self.list.hdr.tail)? {
+        match self.get(&self.list.hdr().tail)? {
             Some(n) => self.unlink(n).map(Some),
             None => Ok(None),
         }
@@ -99,7 +99,7 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
 
     /// Iterates front to back. A broken link or a cycle ends the iteration with an error.
     pub fn iter(&self) -> Iter<'_, 'a, T, R> {
-        let (next, failed) = match self.list.hdr.head.get(self.ctx()) {
+        let (next, failed) = match self.list.hdr().head.get(self.ctx()) {
             Ok(n) => (n, None),
             Err(e) => (None, Some(e)),
         };
@@ -107,19 +107,19 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
             guard: self,
             next,
             failed,
-            left: self.list.arena.max_objects::<Node<T, R>>(),
+            left: self.list.arena().max_objects::<Node<T, R>>(),
         }
     }
 
     /// A cursor at the first element (or at the "ghost" position if the list is empty).
     pub fn cursor_front(&mut self) -> Result<Cursor<'_, 'a, T, R>> {
-        let cur = self.get(&self.list.hdr.head)?;
+        let cur = self.get(&self.list.hdr().head)?;
         Ok(Cursor::new(self, cur))
     }
 
     /// A cursor at the last element (or at the ghost position if the list is empty).
     pub fn cursor_back(&mut self) -> Result<Cursor<'_, 'a, T, R>> {
-        let cur = self.get(&self.list.hdr.tail)?;
+        let cur = self.get(&self.list.hdr().tail)?;
         Ok(Cursor::new(self, cur))
     }
 
@@ -132,7 +132,7 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
         next: Option<&'a Node<T, R>>,
         value: T,
     ) -> Result<&'a Node<T, R>> {
-        let (arena, hdr, ctx) = (self.list.arena, self.list.hdr, self.ctx());
+        let (arena, hdr, ctx) = (self.list.arena(), self.list.hdr(), self.ctx());
         let p = arena.alloc::<Node<T, R>>()?;
         // SAFETY: a fresh allocation (in bounds and aligned, checked by alloc) that nothing
         // links to yet; null links may be written by value.
@@ -170,7 +170,7 @@ impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
     /// unlink, backward unlink, length, intent cleared, free (a kill after clearing the
     /// intent leaks the node, never frees a reachable one).
     pub(crate) fn unlink(&mut self, n: &'a Node<T, R>) -> Result<T> {
-        let (arena, hdr, ctx) = (self.list.arena, self.list.hdr, self.ctx());
+        let (arena, hdr, ctx) = (self.list.arena(), self.list.hdr(), self.ctx());
         let next = self.get(&n.next)?;
         let prev = self.get(&n.prev)?;
         let points_at_n = |l: Option<&Node<T, R>>| l.is_some_and(|l| core::ptr::eq(l, n));

@@ -44,53 +44,75 @@ use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC};
 
 /// What a list is called in errors.
 const WHAT: &str = "relshm List";
+use crate::root::Root;
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::{Acquire, Release};
-use relshm_ptr::Repr;
+use relshm_ptr::{BaseRel, Repr};
 use relshm_sync::Acquired;
 
 /// A handle to a doubly linked list of `T` in a segment, resolved through an [`Arena`].
 ///
-/// The handle is two references; copy it freely. Each convenience method takes the
-/// list's lock for one operation; [`lock`](Self::lock) holds it across several (and gives
-/// cursors and iteration).
-pub struct List<'a, T, R: Repr> {
-    arena: &'a Arena<'a, R>,
-    hdr: &'a ListHeader<T, R>,
-    off: u64,
+/// The handle owns what it needs (a clone of its arena, which keeps the segment mapped):
+/// keep it in a struct, clone it, send it to another thread. Each convenience method takes
+/// the list's lock for one operation; [`lock`](Self::lock) holds it across several (and
+/// gives cursors and iteration).
+pub struct List<T, R: Repr = BaseRel> {
+    root: Root<ListHeader<T, R>, R>,
 }
 
-impl<T, R: Repr> Clone for List<'_, T, R> {
+impl<T, R: Repr> Clone for List<T, R> {
     fn clone(&self) -> Self {
-        *self
+        Self {
+            root: self.root.clone(),
+        }
     }
 }
-impl<T, R: Repr> Copy for List<'_, T, R> {}
 
-impl<'a, T: Pod, R: Repr> List<'a, T, R> {
+impl<T, R: Repr> core::fmt::Debug for List<T, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("List")
+            .field("offset", &self.root.offset())
+            .field("strategy", &R::NAME)
+            .finish()
+    }
+}
+
+impl<T, R: Repr> List<T, R> {
+    #[inline]
+    pub(crate) fn hdr(&self) -> &ListHeader<T, R> {
+        self.root.hdr()
+    }
+
+    #[inline]
+    pub(crate) fn arena(&self) -> &Arena<R> {
+        self.root.arena()
+    }
+}
+
+impl<T: Pod, R: Repr> List<T, R> {
     /// Creates an empty list in the arena's segment.
-    pub fn create(arena: &'a Arena<'a, R>) -> Result<Self> {
+    pub fn create(arena: &Arena<R>) -> Result<Self> {
         let p = arena.alloc::<ListHeader<T, R>>()?;
         // SAFETY: a fresh heap allocation, in bounds and aligned (checked by alloc), that no
         // one else can reach yet.
         unsafe { p.as_ptr().write(ListHeader::empty()) };
-        // SAFETY: just initialised; it stays mapped while the arena lives ('a).
-        let hdr = unsafe { p.as_ref() };
-        hdr.magic.store(layout::LIST_MAGIC, Release);
-        Ok(Self {
-            arena,
-            hdr,
-            off: arena.offset_of(p),
-        })
+        let list = Self {
+            root: Root::new(arena, p, arena.offset_of(p)),
+        };
+        list.hdr().magic.store(layout::LIST_MAGIC, Release);
+        Ok(list)
     }
 
     /// Opens the list whose header is at `offset` (see [`offset`](Self::offset)), checking
     /// that it is a list of this element type and strategy.
-    pub fn open(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
+    pub fn open(arena: &Arena<R>, offset: u64) -> Result<Self> {
         let p = arena.header_at::<ListHeader<T, R>>(offset, WHAT)?;
-        // SAFETY: in bounds and aligned (checked by `header_at`), mapped while the arena lives, and
-        // every bit pattern is a valid header (all atomics, links and a RawMutex).
-        let hdr = unsafe { p.as_ref() };
+        // In bounds and aligned (checked by `header_at`), and every bit pattern is a valid
+        // header (all atomics, links and a RawMutex).
+        let list = Self {
+            root: Root::new(arena, p, offset),
+        };
+        let hdr = list.hdr();
         let bad = |why| CollectionError::BadHeader {
             expected: WHAT,
             offset,
@@ -105,48 +127,44 @@ impl<'a, T: Pod, R: Repr> List<'a, T, R> {
                  created with",
             ));
         }
-        Ok(Self {
-            arena,
-            hdr,
-            off: offset,
-        })
+        Ok(list)
     }
 
     /// Creates an empty list and records its offset under `name` in the segment's
     /// directory, so other processes find it with [`open_named`](Self::open_named).
-    pub fn create_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
+    pub fn create_named(arena: &Arena<R>, name: &str) -> Result<Self> {
         let list = Self::create(arena)?;
-        arena.record_named(name, list.off)?;
+        arena.record_named(name, list.offset())?;
         Ok(list)
     }
 
     /// Opens the list recorded under `name` by [`create_named`](Self::create_named).
-    pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
+    pub fn open_named(arena: &Arena<R>, name: &str) -> Result<Self> {
         Self::open(arena, arena.named_offset(name)?)
     }
 
     /// Offset of the list's header in the segment (the same in every process).
     pub fn offset(&self) -> u64 {
-        self.off
+        self.root.offset()
     }
 
     /// Takes the list's lock. If its previous holder died, repairs the list first (see the
     /// module docs); a list that cannot be repaired reports the corruption, and its lock
     /// becomes not recoverable.
-    pub fn lock(&self) -> Result<ListGuard<'a, T, R>> {
-        let acquired = self.hdr.lock.lock()?;
-        let guard = ListGuard::new(*self);
+    pub fn lock(&self) -> Result<ListGuard<'_, T, R>> {
+        let acquired = self.hdr().lock.lock()?;
+        let guard = ListGuard::new(self);
         if acquired == Acquired::OwnerDied {
             guard.repair()?;
             // SAFETY: this thread holds the lock (guard); the list is consistent again.
-            unsafe { self.hdr.lock.make_consistent() };
+            unsafe { self.hdr().lock.make_consistent() };
         }
         Ok(guard)
     }
 
     /// How many times a holder of the list's lock died and the list was repaired.
     pub fn repairs(&self) -> u64 {
-        self.hdr.repairs.load(Acquire)
+        self.hdr().repairs.load(Acquire)
     }
 
     /// Appends `value`.

@@ -13,8 +13,8 @@ use relshm_segment::heap::HeapError;
 impl<T: Pod, R: Repr> ListGuard<'_, T, R> {
     /// Checks every link (see [`List::verify`](super::List::verify)); returns the length.
     pub fn verify(&self) -> Result<u64> {
-        let hdr = self.list.hdr;
-        let max = self.list.arena.max_objects::<Node<T, R>>();
+        let hdr = self.list.hdr();
+        let max = self.list.arena().max_objects::<Node<T, R>>();
         let mut prev: Option<&Node<T, R>> = None;
         let mut count = 0u64;
         let mut cur = self
@@ -66,7 +66,7 @@ impl<T: Pod, R: Repr> ListGuard<'_, T, R> {
     /// rebuilt from it, and the node of an unfinished operation is freed if it is not in
     /// the chain (an insert that never became visible, or a remove that did).
     pub(crate) fn repair(&self) -> Result<()> {
-        let (arena, hdr, ctx) = (self.list.arena, self.list.hdr, self.ctx());
+        let (arena, hdr, ctx) = (self.list.arena(), self.list.hdr(), self.ctx());
         let max = arena.max_objects::<Node<T, R>>();
         let op = hdr.intent.load(Relaxed);
         let pending = hdr.intent_node.load(Relaxed);

@@ -8,7 +8,7 @@ use relshm_ptr::Raw;
 use relshm_ptr::translate::{Space, Translated, translate};
 use relshm_sync::RawMutex;
 
-impl<T: Pod> List<'_, T, Raw> {
+impl<T: Pod> List<T, Raw> {
     /// Copies the list (header and nodes) into `dst` from offset `start`, with every link
     /// rewritten for a process that maps `dst` at `dst.written_base()`. The receiver opens
     /// it with [`Arena::translated`](crate::arena::Arena::translated) and
@@ -16,10 +16,10 @@ impl<T: Pod> List<'_, T, Raw> {
     /// is read-only (it has no allocator). The list's lock is held while copying.
     pub fn translate_to(&self, dst: &Space, start: u64) -> Result<Translated> {
         let _guard = self.lock()?;
-        let arena = self.arena;
+        let arena = self.arena();
         // SAFETY: the arena's region stays mapped while it lives (it borrows the segment).
         let src = unsafe { Space::new(arena.region(), arena.base()) };
-        let t = translate::<ListHeader<T, Raw>>(&src, arena.base() + self.off, dst, start)?;
+        let t = translate::<ListHeader<T, Raw>>(&src, arena.base() + self.offset(), dst, start)?;
         let hdr = dst
             .region()
             .resolve_as::<ListHeader<T, Raw>>(t.root_offset)

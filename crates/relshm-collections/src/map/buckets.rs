@@ -1,7 +1,7 @@
 //! [`Buckets`]: a table's chunks resolved once, for readers that look up many keys.
 
 use super::layout::{CHUNK, CHUNK_LOG2};
-use super::{Map, MapKey, Slot, Table};
+use super::{MapKey, MapView, Slot, Table};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::marker::PhantomData;
@@ -27,7 +27,7 @@ unsafe impl<K, V, R: Repr> Send for Buckets<'_, K, V, R> where Slot<K, V, R>: Sy
 // SAFETY: as above.
 unsafe impl<K, V, R: Repr> Sync for Buckets<'_, K, V, R> where Slot<K, V, R>: Sync {}
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// The live table's buckets (every chunk link checked).
     pub(crate) fn buckets_of_table(&self) -> Result<Buckets<'a, K, V, R>> {
         let (t, log2) = self.table()?;

@@ -50,6 +50,7 @@
 //! ```
 
 mod buckets;
+mod handle;
 mod held;
 mod key;
 mod layout;
@@ -62,6 +63,7 @@ mod seq;
 mod slot;
 mod translate;
 
+pub use handle::Map;
 pub use key::ByteKey;
 pub use layout::{
     CHUNK, Chunk, DIR, Entry, INLINE, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES,
@@ -107,22 +109,20 @@ pub(crate) fn matches<K: MapKey>(n_hash: u64, n_key: &K, hash: u64, key: &K) -> 
 pub trait MapKey: Pod + Eq + Hash {}
 impl<K: Pod + Eq + Hash> MapKey for K {}
 
-/// A handle to a hash map from `K` to `V` in a segment, resolved through an [`Arena`].
-///
-/// Two references: copy it freely. Every method takes the locks it needs for one
-/// operation; [`read`](Self::read) holds read access across many lookups.
-pub struct Map<'a, K, V, R: Repr> {
-    pub(crate) arena: &'a Arena<'a, R>,
+/// The map as one borrow of its handle sees it: every operation is written against this
+/// view (two references, `Copy`), which ties what it resolves to the borrowed [`Map`].
+pub(crate) struct MapView<'a, K, V, R: Repr> {
+    pub(crate) arena: &'a Arena<R>,
     pub(crate) hdr: &'a MapHeader<K, V, R>,
     off: u64,
 }
 
-impl<K, V, R: Repr> Clone for Map<'_, K, V, R> {
+impl<K, V, R: Repr> Clone for MapView<'_, K, V, R> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<K, V, R: Repr> Copy for Map<'_, K, V, R> {}
+impl<K, V, R: Repr> Copy for MapView<'_, K, V, R> {}
 
 type Node<K, V, R> = MapNode<K, V, R>;
 
@@ -133,34 +133,20 @@ pub(crate) struct GlobalWrite<'a> {
     _held: Held<'a>,
 }
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Creates an empty map (with [`CHUNK`] buckets) in the arena's segment.
-    pub fn create(arena: &'a Arena<'a, R>) -> Result<Self> {
-        let p = arena.alloc::<MapHeader<K, V, R>>()?;
-        // SAFETY: a fresh allocation, in bounds and aligned (checked by alloc), reachable by
-        // no one yet; all-zero bytes are a valid header (unlocked locks, null links).
-        unsafe { p.as_ptr().write_bytes(0, 1) };
-        // SAFETY: initialised just above; mapped while the arena lives.
-        let hdr = unsafe { p.as_ref() };
-        hdr.layout.store(layout::layout::<K, V, R>(), Relaxed);
-        let map = Self {
-            arena,
-            hdr,
-            off: arena.offset_of(p),
-        };
-        let table = map.new_table(MIN_LOG2)?;
-        hdr.table.set(arena.ctx(), Some(table))?;
-        hdr.magic.store(MAP_MAGIC, Release);
-        Ok(map)
+    /// Initialises the fresh header of a new map.
+    fn init(self) -> Result<()> {
+        self.hdr.layout.store(layout::layout::<K, V, R>(), Relaxed);
+        let table = self.new_table(MIN_LOG2)?;
+        self.hdr.table.set(self.arena.ctx(), Some(table))?;
+        self.hdr.magic.store(MAP_MAGIC, Release);
+        Ok(())
     }
 
-    /// Opens the map whose header is at `offset`, checking it is a map of these key,
-    /// value and strategy types.
-    pub fn open(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
-        let p = arena.header_at::<MapHeader<K, V, R>>(offset, WHAT)?;
-        // SAFETY: in bounds and aligned (checked by `header_at`), mapped while the arena lives;
-        // every bit pattern is a valid header (atomics, robust locks, links).
-        let hdr = unsafe { p.as_ref() };
+    /// Checks that the header at `offset` is a map of these key, value and strategy types.
+    fn check(self, offset: u64) -> Result<()> {
+        let hdr = self.hdr;
         let bad = |why| CollectionError::BadHeader {
             expected: WHAT,
             offset,
@@ -175,28 +161,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
                  it was created with",
             ));
         }
-        Ok(Self {
-            arena,
-            hdr,
-            off: offset,
-        })
-    }
-
-    /// Creates an empty map and records its offset under `name` in the segment directory.
-    pub fn create_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
-        let map = Self::create(arena)?;
-        arena.record_named(name, map.off)?;
-        Ok(map)
-    }
-
-    /// Opens the map recorded under `name` by [`create_named`](Self::create_named).
-    pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
-        Self::open(arena, arena.named_offset(name)?)
-    }
-
-    /// Offset of the map's header in the segment (the same in every process).
-    pub fn offset(&self) -> u64 {
-        self.off
+        Ok(())
     }
 
     pub(crate) fn ctx(&self) -> &'a R::Ctx {

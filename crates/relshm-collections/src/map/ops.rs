@@ -3,7 +3,7 @@
 
 use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
 use super::seq::{WriteSection, write_node};
-use super::{Chunk, Map, MapKey, Node, Slot, Stripe, Table, hash_key, held};
+use super::{Chunk, MapKey, MapView, Node, Slot, Stripe, Table, hash_key, held};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::ptr::NonNull;
@@ -41,7 +41,7 @@ impl<K: MapKey, V: Pod, R: Repr> Hit<'_, K, V, R> {
 /// A found entry, if any.
 pub(crate) type Found<'a, K, V, R> = Option<Hit<'a, K, V, R>>;
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Runs `f` on `key`'s bucket with the map shared and the key's stripe locked (shared,
     /// or exclusively for writers).
     pub(crate) fn with_stripe<X>(

@@ -3,7 +3,7 @@
 
 use super::buckets::Buckets;
 use super::layout::{INLINE, STRIPES};
-use super::{Map, MapKey, Slot, hash_key, held, held::Held};
+use super::{MapKey, MapView, Slot, hash_key, held, held::Held};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::Acquire;
@@ -13,7 +13,7 @@ use relshm_ptr::Repr;
 /// readers in other processes do not). The bucket chunks are resolved once, so a lookup
 /// costs a hash and the bucket (its inline entries, then its chain).
 pub struct MapReadGuard<'a, K, V, R: Repr> {
-    map: Map<'a, K, V, R>,
+    map: MapView<'a, K, V, R>,
     buckets: Buckets<'a, K, V, R>,
     max: u64,
     // Released in this order: stripes, then the map.
@@ -21,7 +21,7 @@ pub struct MapReadGuard<'a, K, V, R: Repr> {
     _global: Held<'a>,
 }
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Takes read access to the whole map (see [`MapReadGuard`]).
     pub fn read(&self) -> Result<MapReadGuard<'a, K, V, R>> {
         let global = self.global_shared()?;

@@ -3,7 +3,7 @@
 use super::buckets::Buckets;
 use super::layout::STRIPES;
 use super::seq::Attempt;
-use super::{Map, MapKey, hash_key};
+use super::{MapKey, MapView, hash_key};
 use crate::arena::Result;
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -17,12 +17,12 @@ use relshm_ptr::Repr;
 /// atomic on its own; unlike [`MapReadGuard`](super::MapReadGuard) there is no snapshot
 /// across gets. After a resize it answers through [`Map::get`] until re-made.
 pub struct MapReader<'a, K, V, R: Repr> {
-    map: Map<'a, K, V, R>,
+    map: MapView<'a, K, V, R>,
     epoch: u64,
     buckets: Buckets<'a, K, V, R>,
 }
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// A lock-free batch reader (see [`MapReader`]).
     pub fn reader(&self) -> Result<MapReader<'a, K, V, R>> {
         loop {

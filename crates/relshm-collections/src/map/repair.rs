@@ -1,7 +1,7 @@
 //! Repairing a stripe after its writer died, and verifying the whole map.
 
 use super::layout::{INLINE, OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
-use super::{Map, MapKey, Node};
+use super::{MapKey, MapView, Node};
 use crate::arena::{CollectionError, Result, corrupt};
 use bytemuck::Pod;
 use core::ptr::NonNull;
@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use relshm_ptr::Repr;
 use relshm_segment::heap::HeapError;
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Frees a node that the intent record says is unreachable and not yet freed; a node
     /// the heap already considers free is left alone.
     fn free_pending(&self, n: &Node<K, V, R>) -> Result<()> {
@@ -195,12 +195,12 @@ mod tests {
                 }
                 let arena = Arena::<Offset>::new(&mine).unwrap();
                 let map = Map::<u64, [u64; 4], Offset>::open(&arena, off).unwrap();
-                let _ = map.with_stripe(&7, true, |spot, found| {
+                let _ = map.view().with_stripe(&7, true, |spot, found| {
                     let Some(Hit::Inline(slot, i)) = found else {
                         return Ok(());
                     };
                     // What replace() does, stopped half way through the rewrite.
-                    let log = map.new_node(None, spot.hash, 7, [9; 4])?;
+                    let log = map.view().new_node(None, spot.hash, 7, [9; 4])?;
                     let at = arena.offset_of(NonNull::from(log));
                     spot.stripe.node.store(at, Release);
                     spot.stripe.intent.store(OP_REWRITE, Release);

@@ -1,7 +1,7 @@
 //! Growth by rehashing inside the segment, clearing, and finishing a dead resizer's work.
 
 use super::layout::{INLINE, OP_NONE, STRIPES};
-use super::{Map, MapKey, Node, Table};
+use super::{MapKey, MapView, Node, Table};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::ptr::NonNull;
@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::fence;
 use relshm_ptr::Repr;
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Doubles the bucket table if the map holds more entries than buckets. Takes the map
     /// exclusively (waits for every operation in flight).
     pub fn grow(&self) -> Result<()> {

@@ -17,7 +17,7 @@
 //! reports real corruption with a precise error.
 
 use super::layout::{CHUNK, CHUNK_LOG2, STRIPES};
-use super::{Map, MapKey, MapNode, Node, Slot, hash_key};
+use super::{MapKey, MapNode, MapView, Node, Slot, hash_key};
 use crate::arena::Result;
 use bytemuck::Pod;
 use core::mem::MaybeUninit;
@@ -145,7 +145,7 @@ pub(crate) unsafe fn write_node<K: Pod, V: Pod, R: Repr>(
     }
 }
 
-impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
+impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// The value for `key`. Takes no lock when no writer is in `key`'s stripe (see the
     /// module docs); waits on the stripe lock otherwise.
     ///

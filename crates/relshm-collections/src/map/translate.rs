@@ -1,7 +1,7 @@
 //! Copy-time translation of a whole [`Map`] of [`Raw`] links for another process.
 
 use super::layout::STRIPES;
-use super::{Map, MapHeader, MapKey};
+use super::{MapHeader, MapKey, MapView};
 use crate::arena::Result;
 use bytemuck::Pod;
 use relshm_ptr::Raw;
@@ -9,7 +9,7 @@ use relshm_ptr::translate::{Space, Translated, translate};
 use relshm_segment::heap::HeapError;
 use relshm_sync::RawRwLock;
 
-impl<K: MapKey, V: Pod> Map<'_, K, V, Raw> {
+impl<K: MapKey, V: Pod> MapView<'_, K, V, Raw> {
     /// Copies the map (header, table, chunks, nodes) into `dst` from offset `start`, with
     /// every link rewritten for a process that maps `dst` at `dst.written_base()`. The
     /// receiver opens it with [`Arena::translated`](crate::arena::Arena::translated) and
@@ -18,9 +18,9 @@ impl<K: MapKey, V: Pod> Map<'_, K, V, Raw> {
     pub fn translate_to(&self, dst: &Space, start: u64) -> Result<Translated> {
         let _g = self.global_exclusive()?;
         let arena = self.arena;
-        // SAFETY: the arena's region stays mapped while it lives (it borrows the segment).
+        // SAFETY: the arena's region stays mapped while it lives (it keeps the segment).
         let src = unsafe { Space::new(arena.region(), arena.base()) };
-        let root = arena.base() + self.offset();
+        let root = arena.base() + self.off;
         let t = translate::<MapHeader<K, V, Raw>>(&src, root, dst, start)?;
         let hdr = dst
             .region()

@@ -32,11 +32,11 @@
 //!
 //! A node: `next` (a link), then the value.
 
-use core::marker::PhantomData;
+use crate::root::Root;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::*, fence};
 
-use relshm_ptr::{Link, Repr};
+use relshm_ptr::{BaseRel, Link, Repr};
 use relshm_sync::{Acquired, RawMutex};
 
 use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
@@ -98,25 +98,31 @@ impl Drop for Held<'_> {
 /// assert_eq!(q.pop()?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct LinkedQueue<'a, T, R: Repr> {
-    arena: &'a Arena<'a, R>,
-    root: NonNull<LinkedRoot<T, R>>,
-    _t: PhantomData<T>,
+pub struct LinkedQueue<T, R: Repr = BaseRel> {
+    inner: Root<LinkedRoot<T, R>, R>,
 }
 
-impl<T, R: Repr> core::fmt::Debug for LinkedQueue<'_, T, R> {
+impl<T, R: Repr> Clone for LinkedQueue<T, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T, R: Repr> core::fmt::Debug for LinkedQueue<T, R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("LinkedQueue")
             .field("repr", &R::NAME)
-            .field("offset", &self.arena.offset_of(self.root))
+            .field("offset", &self.inner.offset())
             .finish()
     }
 }
 
-impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
+impl<T: bytemuck::Pod, R: Repr> LinkedQueue<T, R> {
     /// Creates an empty queue in `arena`'s segment; [`offset`](Self::offset) is how other
-    /// processes [`attach`](Self::attach).
-    pub fn create(arena: &'a Arena<'a, R>) -> Result<Self> {
+    /// processes [`open`](Self::open) it.
+    pub fn create(arena: &Arena<R>) -> Result<Self> {
         let root = arena.alloc::<LinkedRoot<T, R>>()?;
         let dummy = arena.alloc::<LinkedNode<T, R>>()?;
         // SAFETY: fresh allocations of the right size and alignment, known to no one else;
@@ -126,9 +132,7 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
             dummy.as_ptr().write_bytes(0, 1);
         }
         let q = Self {
-            arena,
-            root,
-            _t: PhantomData,
+            inner: Root::new(arena, root, arena.offset_of(root)),
         };
         let r = q.root();
         r.value_size.store(size_of::<T>() as u64, Relaxed);
@@ -138,13 +142,11 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
         Ok(q)
     }
 
-    /// Attaches to the queue whose root is at `offset`, checking its header.
-    pub fn attach(arena: &'a Arena<'a, R>, offset: u64) -> Result<Self> {
+    /// Opens the queue whose root is at `offset`, checking its header.
+    pub fn open(arena: &Arena<R>, offset: u64) -> Result<Self> {
         let root = arena.header_at::<LinkedRoot<T, R>>(offset, WHAT)?;
         let q = Self {
-            arena,
-            root,
-            _t: PhantomData,
+            inner: Root::new(arena, root, offset),
         };
         let r = q.root();
         let bad = |why| CollectionError::BadHeader {
@@ -163,15 +165,30 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
         Ok(q)
     }
 
-    /// The root's offset in the segment (the same in every process).
-    pub fn offset(&self) -> u64 {
-        self.arena.offset_of(self.root)
+    /// Creates an empty queue and records it under `name` in the segment directory.
+    pub fn create_named(arena: &Arena<R>, name: &str) -> Result<Self> {
+        let q = Self::create(arena)?;
+        arena.record_named(name, q.offset())?;
+        Ok(q)
     }
 
+    /// Opens the queue recorded under `name` by [`create_named`](Self::create_named).
+    pub fn open_named(arena: &Arena<R>, name: &str) -> Result<Self> {
+        Self::open(arena, arena.named_offset(name)?)
+    }
+
+    /// The root's offset in the segment (the same in every process).
+    pub fn offset(&self) -> u64 {
+        self.inner.offset()
+    }
+
+    /// The queue's root (fields are atomics, robust mutexes and links: valid for any bits).
     fn root(&self) -> &LinkedRoot<T, R> {
-        // SAFETY: resolved inside the arena at create/attach; the arena keeps it mapped for
-        // 'a; fields are atomics, robust mutexes and links (atomics), valid for any bits.
-        unsafe { self.root.as_ref() }
+        self.inner.hdr()
+    }
+
+    fn arena(&self) -> &Arena<R> {
+        self.inner.arena()
     }
 
     fn lock<'l>(&self, m: &'l RawMutex) -> Result<(Held<'l>, bool)> {
@@ -180,12 +197,12 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
     }
 
     fn node(&self, link: &Link<LinkedNode<T, R>, R>) -> Result<Option<NonNull<LinkedNode<T, R>>>> {
-        Ok(link.get_ptr(self.arena.ctx())?)
+        Ok(link.get_ptr(self.arena().ctx())?)
     }
 
     /// Appends `value`. Fails only if the heap is full or the queue is corrupted.
     pub fn push(&self, value: &T) -> Result<()> {
-        let node = self.arena.alloc::<LinkedNode<T, R>>()?;
+        let node = self.arena().alloc::<LinkedNode<T, R>>()?;
         // SAFETY: a fresh allocation only this thread knows: write the value and a null
         // next link (all-zero bytes) before anyone can see the node.
         unsafe {
@@ -193,7 +210,7 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
             core::ptr::addr_of_mut!((*node.as_ptr()).value).write(*value);
         }
         let r = self.root();
-        let ctx = self.arena.ctx();
+        let ctx = self.arena().ctx();
         let (_held, died) = self.lock(&r.tail_lock)?;
         if died {
             self.repair_tail()?;
@@ -219,11 +236,11 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
         let mut last = self
             .node(&r.tail)?
             .ok_or_else(|| corrupt("linked queue tail is null"))?;
-        for _ in 0..self.arena.max_objects::<LinkedNode<T, R>>() {
+        for _ in 0..self.arena().max_objects::<LinkedNode<T, R>>() {
             // SAFETY: resolved inside the arena.
             match self.node(&unsafe { last.as_ref() }.next)? {
                 None => {
-                    r.tail.set_ptr(self.arena.ctx(), Some(last))?;
+                    r.tail.set_ptr(self.arena().ctx(), Some(last))?;
                     return Ok(());
                 }
                 Some(n) => last = n,
@@ -235,7 +252,7 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
     /// Takes the oldest value, or `None` if the queue is empty.
     pub fn pop(&self) -> Result<Option<T>> {
         let r = self.root();
-        let ctx = self.arena.ctx();
+        let ctx = self.arena().ctx();
         let (_held, died) = self.lock(&r.head_lock)?;
         if died {
             // Nothing to repair: `head` moves in one store; at worst one dummy leaked.
@@ -256,7 +273,7 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
         r.head.set_ptr(ctx, Some(first))?;
         r.len.fetch_sub(1, Relaxed);
         drop(_held);
-        self.arena.free(dummy)?;
+        self.arena().free(dummy)?;
         Ok(Some(value))
     }
 
@@ -281,7 +298,7 @@ impl<'a, T: bytemuck::Pod, R: Repr> LinkedQueue<'a, T, R> {
             .node(&r.head)?
             .ok_or_else(|| corrupt("linked queue head is null"))?;
         let mut n = 0;
-        for _ in 0..self.arena.max_objects::<LinkedNode<T, R>>() {
+        for _ in 0..self.arena().max_objects::<LinkedNode<T, R>>() {
             // SAFETY: resolved inside the arena.
             match self.node(&unsafe { at.as_ref() }.next)? {
                 None if Some(at) == tail => return Ok(n),
