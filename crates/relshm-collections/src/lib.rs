@@ -28,8 +28,16 @@ pub mod map;
 #[cfg(not(loom))]
 pub mod port;
 pub mod queue;
+#[cfg(not(loom))]
 mod root;
+#[cfg(not(loom))]
+mod segment_ext;
 #[cfg(not(loom))]
 pub mod stream;
 #[cfg(not(loom))]
 pub mod verify;
+
+#[cfg(not(loom))]
+pub use arena::{Arena, CollectionError, InPlace};
+#[cfg(not(loom))]
+pub use segment_ext::SegmentExt;

@@ -92,9 +92,16 @@ fn run(ops: Vec<Op>) {
                         write_fill(&mem, off, size, fill);
                         model.insert(off, Live { size, fill });
                     }
-                    Err(HeapError::OutOfMemory { largest_free, .. }) => {
+                    Err(HeapError::OutOfMemory {
+                        largest_free,
+                        needed,
+                        ..
+                    }) => {
                         let need = block_for(size) + if align > 16 { align + 16 } else { 0 };
                         assert!(largest_free + 16 < need, "refused though a block fits");
+                        // The error's own numbers say why: what it needs exceeds what it has.
+                        assert_eq!(needed + 16, need, "alloc({size}, {align})");
+                        assert!(needed > largest_free, "{needed} <= {largest_free}");
                     }
                     Err(e) => panic!("alloc({size}, {align}): {e}"),
                 }

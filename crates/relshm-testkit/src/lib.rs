@@ -8,9 +8,12 @@
 //! - [`Shm`] is a memfd that each process maps on its own ([`Shm::map`]), so the same
 //!   object lives at different addresses in different processes (or twice in one);
 //!   [`Shm::path`] / [`fd_path`] name it for exec'ed children.
+//! - [`exec`] re-executes the test binary as a child playing one role: how unrelated
+//!   processes (not forks) share a segment.
 //! - [`stall`] runs the lost-wake-up scenario: lock users, victims SIGKILLed while they
 //!   wait beside them, CPU hogs, and a heartbeat check that no user stalls.
 
+pub mod exec;
 mod shm;
 pub mod stall;
 

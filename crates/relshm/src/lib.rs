@@ -40,12 +40,17 @@ pub use relshm_sync as sync;
 pub use relshm_collections::verify::verify_segment;
 pub use relshm_segment::verify::{SegmentReport, Verdict};
 
+/// Why a collection operation failed: the one error type of every collection.
+pub use relshm_collections::CollectionError as Error;
+
 /// The names most relshm programs use.
 pub mod prelude {
     pub use relshm_collections::list::List;
-    pub use relshm_collections::map::Map;
-    pub use relshm_collections::queue::{Queue, Receiver, Sender};
-    pub use relshm_ptr::{BaseRel, Link, Offset, Raw, Repr, SegRel, Swizzle};
-    pub use relshm_segment::{CreateOptions, OpenOptions, Placement, Segment};
-    pub use relshm_sync::{Condvar, Mutex, RwLock, Semaphore};
+    pub use relshm_collections::map::{ByteKey, Map};
+    pub use relshm_collections::queue::linked::LinkedQueue;
+    pub use relshm_collections::queue::{Queue, QueueConfig, Receiver, Sender};
+    pub use relshm_collections::{Arena, CollectionError, SegmentExt};
+    pub use relshm_ptr::{BaseRel, Link, Offset, Raw, Repr, SegRel, Swizzle, relocatable};
+    pub use relshm_segment::{CreateOptions, OpenOptions, Placement, Segment, SegmentError};
+    pub use relshm_sync::{Condvar, LockError, Mutex, RwLock, Semaphore};
 }

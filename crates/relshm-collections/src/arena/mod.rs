@@ -82,40 +82,51 @@ enum Memory {
     ReadOnly,
 }
 
-impl<R: Repr<Ctx = OffsetCtx>> Arena<R> {
-    /// An arena whose links resolve through `seg`'s region ([`Offset`], [`BaseRel`]).
-    fn in_region(seg: &Segment) -> Result<Self> {
-        let region = seg.region();
-        // SAFETY: the arena keeps a clone of the segment, which keeps `region` mapped (and
-        // mapped at the same address as it grows) while the arena lives.
-        let ctx = unsafe { OffsetCtx::new(region) };
-        Self::shared(ctx, region, seg)
+/// The strategies whose links every process shares in place, whatever its address:
+/// [`BaseRel`], [`Offset`] and [`SegRel`]. [`Arena::new`] makes an arena of any of them.
+pub trait InPlace: Repr {
+    /// This process's context for links into `seg`, and the region it covers.
+    #[doc(hidden)]
+    fn context(seg: &Segment) -> Result<(Self::Ctx, Region)>;
+}
+
+/// An [`OffsetCtx`] over `seg` as mapped now ([`Offset`], [`BaseRel`]).
+fn offset_context(seg: &Segment) -> Result<(OffsetCtx, Region)> {
+    let region = seg.region();
+    // SAFETY: the arena keeps a clone of the segment, which keeps `region` mapped (and
+    // mapped at the same address as it grows) while the arena lives.
+    Ok((unsafe { OffsetCtx::new(region) }, region))
+}
+
+impl InPlace for BaseRel {
+    fn context(seg: &Segment) -> Result<(OffsetCtx, Region)> {
+        offset_context(seg)
     }
 }
 
-impl Arena<Offset> {
-    /// Self-relative links into `seg`, shared in place by every process whatever its address.
-    pub fn new(seg: &Segment) -> Result<Self> {
-        Self::in_region(seg)
+impl InPlace for Offset {
+    fn context(seg: &Segment) -> Result<(OffsetCtx, Region)> {
+        offset_context(seg)
     }
 }
 
-impl Arena<BaseRel> {
-    /// Offsets from the start of `seg`, shared in place by every process whatever its
-    /// address (the segment is implied: links cannot point into another one).
-    pub fn new(seg: &Segment) -> Result<Self> {
-        Self::in_region(seg)
-    }
-}
-
-impl Arena<SegRel> {
-    /// `(segment id, offset)` links into `seg`, shared in place by every process.
-    pub fn new(seg: &Segment) -> Result<Self> {
+impl InPlace for SegRel {
+    fn context(seg: &Segment) -> Result<(SegTable, Region)> {
         let region = seg.region();
         let mut table = SegTable::new();
         // SAFETY: as for Offset: the arena's clone of the segment keeps the region mapped.
         unsafe { table.add(seg.segment_id(), region)? };
-        Self::shared(table, region, seg)
+        Ok((table, region))
+    }
+}
+
+impl<R: InPlace> Arena<R> {
+    /// An arena over `seg` whose links every process shares in place, whatever its
+    /// address. The strategy is the type parameter: `Arena::<BaseRel>::new(&seg)`, or
+    /// inferred from the collection it is passed to.
+    pub fn new(seg: &Segment) -> Result<Self> {
+        let (ctx, region) = R::context(seg)?;
+        Self::shared(ctx, region, seg)
     }
 }
 
@@ -267,6 +278,28 @@ impl<R: Repr> Arena<R> {
         {
             self.catch_up(seg);
         }
+    }
+
+    /// Runs `op` and, if it failed on a link beyond this arena's view because the segment
+    /// grew meanwhile (another process grew it and linked new memory after this operation
+    /// last looked), runs it again over the grown view. An operation that failed that way
+    /// changed nothing it must undo: links are resolved before anything is written.
+    #[inline]
+    pub(crate) fn retry_grown<X>(&self, mut op: impl FnMut() -> Result<X>) -> Result<X> {
+        loop {
+            let seen = self.len();
+            match op() {
+                Err(CollectionError::Link(PtrError::OutOfBounds { .. })) if self.grew(seen) => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// Whether the arena covers more than `seen` bytes once it caught up with the segment.
+    #[cold]
+    fn grew(&self, seen: u64) -> bool {
+        self.sync();
+        self.len() > seen
     }
 
     #[cold]

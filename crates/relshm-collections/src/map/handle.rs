@@ -47,6 +47,13 @@ impl<K: MapKey, V: Pod, R: Repr> Map<K, V, R> {
         }
     }
 
+    /// Runs `op` on a view of the map, again if the segment grew under it (see
+    /// [`Arena::retry_grown`]).
+    #[inline(always)]
+    fn run<'m, X>(&'m self, mut op: impl FnMut(MapView<'m, K, V, R>) -> Result<X>) -> Result<X> {
+        self.root.arena().retry_grown(|| op(self.view()))
+    }
+
     /// Creates an empty map (with [`CHUNK`](super::CHUNK) buckets) in the arena's segment.
     pub fn create(arena: &Arena<R>) -> Result<Self> {
         let p = arena.alloc::<MapHeader<K, V, R>>()?;
@@ -99,83 +106,89 @@ impl<K: MapKey, V: Pod, R: Repr> Map<K, V, R> {
     /// module docs); waits on the stripe lock otherwise.
     #[inline(always)]
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        self.view().get(key)
+        self.run(|m| m.get(key))
     }
 
     /// Whether `key` is present (as [`get`](Self::get)).
     pub fn contains_key(&self, key: &K) -> Result<bool> {
-        self.view().contains_key(key)
+        self.run(|m| m.contains_key(key))
     }
 
     /// Inserts `value` under `key`, or replaces the value there. Returns the old value.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
-        self.view().insert(key, value)
+        self.run(|m| m.insert(key, value))
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        self.view().remove(key)
+        self.run(|m| m.remove(key))
     }
 
     /// Applies `f` to the value under `key` (a copy, written back atomically by replacing
     /// the entry). Returns whether the key was present.
-    pub fn update(&self, key: &K, f: impl FnOnce(&mut V)) -> Result<bool> {
-        self.view().update(key, f)
+    ///
+    /// `f` may be called more than once (as `AtomicU64::fetch_update`'s function may): an
+    /// attempt that found the segment grown under it is retried, and only the last call's
+    /// result is stored.
+    pub fn update(&self, key: &K, mut f: impl FnMut(&mut V)) -> Result<bool> {
+        self.run(|m| m.update(key, &mut f))
     }
 
     /// Applies `f` to the value under `key`, inserting `f(init)` if the key is absent, as
     /// one atomic step (no other process sees the key missing in between). Returns the
     /// value stored.
-    pub fn upsert(&self, key: K, init: V, f: impl FnOnce(&mut V)) -> Result<V> {
-        self.view().upsert(key, init, f)
+    ///
+    /// `f` may be called more than once, as for [`update`](Self::update).
+    pub fn upsert(&self, key: K, init: V, mut f: impl FnMut(&mut V)) -> Result<V> {
+        self.run(|m| m.upsert(key, init, &mut f))
     }
 
     /// Shared read access to the whole map for many lookups (see [`MapReadGuard`]).
     pub fn read(&self) -> Result<MapReadGuard<'_, K, V, R>> {
-        self.view().read()
+        self.run(|m| m.read())
     }
 
     /// A lock-free reader for batches of lookups (see [`MapReader`]).
     pub fn reader(&self) -> Result<MapReader<'_, K, V, R>> {
-        self.view().reader()
+        self.run(|m| m.reader())
     }
 
     /// Number of entries (exact when no writer is active).
     pub fn len(&self) -> Result<u64> {
-        self.view().len()
+        self.run(|m| m.len())
     }
 
     /// Whether the map is empty.
     pub fn is_empty(&self) -> Result<bool> {
-        self.view().is_empty()
+        self.run(|m| m.is_empty())
     }
 
     /// Number of buckets now.
     pub fn buckets(&self) -> Result<u64> {
-        self.view().buckets()
+        self.run(|m| m.buckets())
     }
 
     /// All entries (in bucket order), read under [`read`](Self::read).
     pub fn entries(&self) -> Result<Vec<(K, V)>> {
-        self.view().entries()
+        self.run(|m| m.entries())
     }
 
     /// Doubles the bucket table if the map holds more entries than buckets. Takes the map
     /// exclusively (waits for every operation in flight).
     pub fn grow(&self) -> Result<()> {
-        self.view().grow()
+        self.run(|m| m.grow())
     }
 
     /// Removes every entry. Takes the map exclusively.
     pub fn clear(&self) -> Result<()> {
-        self.view().clear()
+        self.run(|m| m.clear())
     }
 
     /// Walks every bucket and checks: every link resolves, no cycle, every entry (inline or
     /// node) sits in the bucket its hash names, each stripe's count matches its nodes, no
     /// operation or resize is half done. Returns the number of entries.
     pub fn verify(&self) -> Result<u64> {
-        self.view().verify()
+        self.run(|m| m.verify())
     }
 
     /// How many times a holder of one of the map's locks died and the map was repaired.
@@ -196,6 +209,6 @@ impl<K: MapKey, V: Pod> Map<K, V, Raw> {
     /// receiver opens it with [`Arena::translated`] and [`Map::open`] at `root_offset`.
     /// The copy is read-only (no allocator). The map is held exclusively while copying.
     pub fn translate_to(&self, dst: &Space, start: u64) -> Result<Translated> {
-        self.view().translate_to(dst, start)
+        self.run(|m| m.translate_to(dst, start))
     }
 }

@@ -155,14 +155,19 @@ pub fn process_alive(pid: u32, start: u64) -> bool {
 pub enum HeapError {
     /// No free block is large enough.
     #[error(
-        "out of memory: no free block for {size} bytes aligned to {align} (largest free \
-         payload: {largest_free} bytes); free something or grow the segment"
+        "out of memory: {size} bytes aligned to {align} need a free block with {needed} bytes \
+         of payload (the slack to align it included), and the largest free block has \
+         {largest_free}; free something, or give the segment room to grow \
+         (CreateOptions::max_size: allocations then grow it)"
     )]
     OutOfMemory {
         /// Requested size.
         size: u64,
         /// Requested alignment.
         align: u64,
+        /// The payload a free block must have to serve the request: the size rounded up
+        /// to the allocator's grain, plus the slack an alignment above 16 may cost.
+        needed: u64,
         /// Largest payload that could be allocated (with alignment up to 16).
         largest_free: u64,
     },

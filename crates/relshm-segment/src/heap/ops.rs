@@ -306,6 +306,7 @@ impl<'a> Core<'a> {
             return Err(HeapError::OutOfMemory {
                 size,
                 align,
+                needed: search - HEADER,
                 largest_free: self.largest_free()?,
             });
         };
