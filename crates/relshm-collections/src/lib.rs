@@ -27,8 +27,14 @@ pub mod list;
 pub mod map;
 #[cfg(not(loom))]
 pub mod port;
+#[cfg(not(loom))]
+pub mod record;
+#[cfg(not(loom))]
+pub mod shape;
 pub mod queue;
 #[cfg(not(loom))]
 pub mod stream;
 #[cfg(not(loom))]
 pub mod verify;
+#[cfg(not(loom))]
+mod walk;

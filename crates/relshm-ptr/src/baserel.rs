@@ -33,6 +33,7 @@ unsafe impl Repr for BaseRel {
     type Word = AtomicU64;
     type Ctx = OffsetCtx;
     const NAME: &'static str = "baserel";
+    const ID: u32 = 3;
 
     fn null() -> AtomicU64 {
         AtomicU64::new(0)

@@ -109,6 +109,7 @@ unsafe impl Repr for Offset {
     type Word = AtomicU64;
     type Ctx = OffsetCtx;
     const NAME: &'static str = "offset";
+    const ID: u32 = 2;
 
     fn null() -> AtomicU64 {
         AtomicU64::new(0)

@@ -64,13 +64,15 @@ mod translate;
 
 pub use key::ByteKey;
 pub use layout::{
-    CHUNK, Chunk, DIR, Entry, INLINE, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES,
+    CHUNK, Chunk, DIR, Entry, INLINE, LAYOUT_VERSION, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES,
     Slot, Stripe, Table,
 };
+pub(crate) use layout::{CHUNK_LOG2, OP_NONE, fingerprint};
 pub use read::MapReadGuard;
 pub use reader::MapReader;
 
 use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
+use crate::record::CollectionRecord;
 
 /// What a map is called in errors.
 const WHAT: &str = "relshm Map";
@@ -185,13 +187,13 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
     /// Creates an empty map and records its offset under `name` in the segment directory.
     pub fn create_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
         let map = Self::create(arena)?;
-        arena.record_named(name, map.off)?;
+        arena.record_named(name, CollectionRecord::map::<K, V, R>().at(map.off))?;
         Ok(map)
     }
 
     /// Opens the map recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
-        Self::open(arena, arena.named_offset(name)?)
+        Self::open(arena, arena.named_offset(name, CollectionRecord::map::<K, V, R>())?)
     }
 
     /// Offset of the map's header in the segment (the same in every process).
