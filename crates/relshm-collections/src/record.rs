@@ -123,6 +123,17 @@ pub fn strategy_name(id: u64) -> Option<&'static str> {
         .or_else(|| named::<Swizzle>(id))
 }
 
+/// Why a record read from a segment is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordFault {
+    /// The bytes cannot be a record (wrong magic, impossible shapes): damage.
+    #[error("damaged: {0}")]
+    Damaged(String),
+    /// A record this build cannot interpret (a newer format, an unknown kind or strategy).
+    #[error("{0}")]
+    Unknown(String),
+}
+
 /// A named collection's self-description in the directory (see the module docs).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,28 +239,32 @@ impl CollectionRecord {
     }
 
     /// Checks the bytes read from a segment: magic, format, a known kind and strategy,
-    /// and shapes a type can have. `Err` says what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// and shapes a type can have.
+    pub fn validate(&self) -> Result<(), RecordFault> {
+        use RecordFault::{Damaged, Unknown};
         if self.magic != RECORD_MAGIC {
-            return Err("wrong magic number".into());
+            return Err(Damaged("wrong magic number".into()));
         }
         if self.format != RECORD_FORMAT {
-            return Err(format!(
+            return Err(Unknown(format!(
                 "record format {} (this build reads {RECORD_FORMAT}): use the relshm that made it",
                 self.format
-            ));
+            )));
         }
         if self.kind().is_none() {
-            return Err(format!("unknown collection kind {}", self.kind));
+            return Err(Unknown(format!("unknown collection kind {}", self.kind)));
         }
         if strategy_name(self.strategy).is_none() {
-            return Err(format!("unknown pointer strategy {}", self.strategy));
+            return Err(Unknown(format!(
+                "unknown pointer strategy {} (a representation without a Repr::ID)",
+                self.strategy
+            )));
         }
         if !self.key().is_valid() || !self.value().is_valid() {
-            return Err(format!(
+            return Err(Damaged(format!(
                 "impossible type shapes ({} / {} bytes, align {} / {})",
                 self.key_size, self.value_size, self.key_align, self.value_align
-            ));
+            )));
         }
         Ok(())
     }
@@ -262,14 +277,14 @@ impl CollectionRecord {
 
     /// The record `entry` holds, if it is a collection record (`None` for any other
     /// entry); `Some(Err)` says why the record's bytes are unusable.
-    pub fn in_entry(seg: &Segment, entry: &EntryInfo) -> Option<Result<Self, String>> {
+    pub fn in_entry(seg: &Segment, entry: &EntryInfo) -> Option<Result<Self, RecordFault>> {
         if entry.type_info.name != Self::TYPE_NAME {
             return None;
         }
         let read = seg
             .region()
             .resolve_as::<CollectionRecord>(entry.offset)
-            .map_err(|e| format!("record unreadable: {e}"))
+            .map_err(|e| RecordFault::Damaged(format!("record unreadable: {e}")))
             // SAFETY: in bounds and aligned (resolve_as); every bit pattern is a valid
             // record (u64s); records are never written after publication.
             .map(|p| unsafe { p.as_ptr().read() });
@@ -325,7 +340,7 @@ pub(crate) fn read(dir: &Directory, name: &str, wanted: &CollectionRecord) -> Re
     if let Err(why) = recorded.validate() {
         return Err(CollectionError::BadRecord {
             name: name.into(),
-            why,
+            why: why.to_string(),
         });
     }
     if !recorded.same_type(wanted) {
@@ -438,11 +453,11 @@ mod tests {
         let mut r = CollectionRecord::list::<u64, Offset>();
         assert_eq!(r.validate(), Ok(()));
         r.key_align = 3;
-        assert!(r.validate().unwrap_err().contains("impossible"));
+        assert!(matches!(r.validate(), Err(RecordFault::Damaged(w)) if w.contains("impossible")));
         let mut r = CollectionRecord::map::<u64, u64, Offset>();
         r.strategy = 77;
-        assert!(r.validate().unwrap_err().contains("strategy 77"));
+        assert!(matches!(r.validate(), Err(RecordFault::Unknown(w)) if w.contains("strategy 77")));
         r.magic = 0;
-        assert!(r.validate().unwrap_err().contains("magic"));
+        assert!(matches!(r.validate(), Err(RecordFault::Damaged(w)) if w.contains("magic")));
     }
 }

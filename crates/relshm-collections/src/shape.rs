@@ -246,7 +246,25 @@ mod tests {
         );
     }
 
+    /// A walk reads list and map headers and tables as `<u8, R>`: their layout must not
+    /// depend on the element types.
+    fn headers<T, R: Repr>() {
+        use crate::list::ListHeader;
+        use crate::map::{MapHeader, Table};
+        type L<T, R> = ListHeader<T, R>;
+        type M<T, R> = MapHeader<T, T, R>;
+        assert_eq!(Shape::of::<L<T, R>>(), Shape::of::<L<u8, R>>());
+        assert_eq!(offset_of!(L<T, R>, head), offset_of!(L<u8, R>, head));
+        assert_eq!(offset_of!(L<T, R>, tail), offset_of!(L<u8, R>, tail));
+        assert_eq!(Shape::of::<M<T, R>>(), Shape::of::<M<u8, R>>());
+        assert_eq!(offset_of!(M<T, R>, table), offset_of!(M<u8, R>, table));
+        assert_eq!(offset_of!(M<T, R>, new_table), offset_of!(M<u8, R>, new_table));
+        assert_eq!(Shape::of::<Table<T, T, R>>(), Shape::of::<Table<u8, u8, R>>());
+    }
+
     fn every_strategy_list<T>() {
+        headers::<T, Offset>();
+        headers::<T, SegRel>();
         list::<T, Offset>();
         list::<T, BaseRel>();
         list::<T, SegRel>();
