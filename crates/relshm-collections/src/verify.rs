@@ -274,7 +274,7 @@ fn collection_lock(e: &CollectionError) -> Option<&LockError> {
 
 /// The verdict on a walk of the list or map at `off` with strategy `R`.
 fn walked<R: Repr>(kind: &str, off: u64, r: Result<u64, CollectionError>, unit: &str) -> Verdict {
-    let what = format!("{kind} at {off:#x} ({} links)", R::NAME);
+    let what = format!("{kind} at {off:#x} ({} pointers)", R::NAME);
     match Verdict::of(r, collection_lock, |n| {
         format!("{what}: {n} {unit}, links consistent")
     }) {
