@@ -83,19 +83,31 @@ fn verify_and_inspect_work_from_the_records_for_any_types() {
     let o = relshm(&["verify", &name]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let out = stdout(&o);
-    assert!(out.contains(&format!("{ENTRIES} entr(y/ies), links consistent")), "{out}");
-    assert!(out.contains(&format!("{JOBS} element(s), links consistent")), "{out}");
+    assert!(
+        out.contains(&format!("{ENTRIES} entr(y/ies), links consistent")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{JOBS} element(s), links consistent")),
+        "{out}"
+    );
 
     // inspect: kinds, sizes and counts, from the records.
     let report = json(&["inspect", &name], 0);
     let index = object(&report, "index");
-    assert!(index.starts_with(&format!("map of {ENTRIES} entr")), "{index}");
+    assert!(
+        index.starts_with(&format!("map of {ENTRIES} entr")),
+        "{index}"
+    );
     assert!(
         index.contains("24-byte keys (align 1) to 40-byte values (align 1), baserel links"),
         "{index}"
     );
     let listed = object(&report, "jobs");
-    assert!(listed.starts_with(&format!("list of {JOBS} element(s)")), "{listed}");
+    assert!(
+        listed.starts_with(&format!("list of {JOBS} element(s)")),
+        "{listed}"
+    );
     assert!(
         listed.contains("48-byte elements (align 8), offset links"),
         "{listed}"
@@ -114,7 +126,10 @@ fn verify_and_inspect_work_from_the_records_for_any_types() {
     let (out, err) = (stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
     let at = format!("next link at {link:#x}");
-    assert!(out.contains(&at) || err.contains(&at), "{at} not named:\n{out}\n{err}");
+    assert!(
+        out.contains(&at) || err.contains(&at),
+        "{at} not named:\n{out}\n{err}"
+    );
     let v = json(&["verify", &name], 1);
     assert_eq!(
         (v["damaged"].clone(), v["unchecked"].clone()),

@@ -80,7 +80,10 @@ fn build_known(name: &str) -> (Segment, Vec<Range<u64>>) {
     // Recorded last, so its 8 bytes are not among the targets.
     seg.directory()
         .unwrap()
-        .construct("map", CollectionRecord::map::<u64, [u8; 24], Offset>().at(m))
+        .construct(
+            "map",
+            CollectionRecord::map::<u64, [u8; 24], Offset>().at(m),
+        )
         .unwrap();
     (seg, targets)
 }

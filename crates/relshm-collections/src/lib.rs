@@ -27,11 +27,11 @@ pub mod list;
 pub mod map;
 #[cfg(not(loom))]
 pub mod port;
+pub mod queue;
 #[cfg(not(loom))]
 pub mod record;
 #[cfg(not(loom))]
 pub mod shape;
-pub mod queue;
 #[cfg(not(loom))]
 pub mod stream;
 #[cfg(not(loom))]

@@ -296,11 +296,9 @@ impl fmt::Display for CollectionRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (k, v) = (self.key(), self.value());
         match self.kind() {
-            Some(CollectionKind::List) => write!(
-                f,
-                "list of {}-byte elements (align {})",
-                k.size, k.align
-            )?,
+            Some(CollectionKind::List) => {
+                write!(f, "list of {}-byte elements (align {})", k.size, k.align)?
+            }
             Some(CollectionKind::Map) => write!(
                 f,
                 "map of {}-byte keys (align {}) to {}-byte values (align {})",
@@ -408,9 +406,13 @@ mod tests {
         );
         assert!(e.to_string().contains("list of 3-byte elements"), "{e}");
         assert!(e.to_string().contains("list of 4-byte elements"), "{e}");
-        let e = Map::<[u8; 3], u8, R>::open_named(arena, &list).err().unwrap();
+        let e = Map::<[u8; 3], u8, R>::open_named(arena, &list)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("not a map of 3-byte keys"), "{e}");
-        let e = Map::<u32, [u16; 6], R>::open_named(arena, &map).err().unwrap();
+        let e = Map::<u32, [u16; 6], R>::open_named(arena, &map)
+            .err()
+            .unwrap();
         assert!(matches!(e, CollectionError::RecordMismatch { .. }), "{e}");
     }
 

@@ -258,8 +258,14 @@ mod tests {
         assert_eq!(offset_of!(L<T, R>, tail), offset_of!(L<u8, R>, tail));
         assert_eq!(Shape::of::<M<T, R>>(), Shape::of::<M<u8, R>>());
         assert_eq!(offset_of!(M<T, R>, table), offset_of!(M<u8, R>, table));
-        assert_eq!(offset_of!(M<T, R>, new_table), offset_of!(M<u8, R>, new_table));
-        assert_eq!(Shape::of::<Table<T, T, R>>(), Shape::of::<Table<u8, u8, R>>());
+        assert_eq!(
+            offset_of!(M<T, R>, new_table),
+            offset_of!(M<u8, R>, new_table)
+        );
+        assert_eq!(
+            Shape::of::<Table<T, T, R>>(),
+            Shape::of::<Table<u8, u8, R>>()
+        );
     }
 
     fn every_strategy_list<T>() {

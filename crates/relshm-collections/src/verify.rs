@@ -118,15 +118,14 @@ impl ObjectChecker for Collections {
             Some(Named::BadRecord(RecordFault::Unknown(why))) => {
                 Verdict::Unchecked(format!("collection record: {why}"))
             }
-            Some(Named::BadRecord(fault)) => Verdict::corrupt(Damage::Inconsistent(format!(
-                "collection record: {fault}"
-            ))),
+            Some(Named::BadRecord(fault)) => {
+                Verdict::corrupt(Damage::Inconsistent(format!("collection record: {fault}")))
+            }
             Some(Named::Bare(CollectionKind::Queue, off)) => verify_queue(site, off),
             Some(Named::Bare(CollectionKind::Stream, off)) => verify_stream(site.segment, off),
-            Some(Named::Bare(kind, off)) => Verdict::Unchecked(format!(
-                "{} at {off:#x}: {PREDATES}",
-                kind.name()
-            )),
+            Some(Named::Bare(kind, off)) => {
+                Verdict::Unchecked(format!("{} at {off:#x}: {PREDATES}", kind.name()))
+            }
             None => PlainObjects.check(site),
         }
     }
@@ -156,7 +155,8 @@ impl Named {
         if let Some(rec) = CollectionRecord::in_entry(seg, entry) {
             return Some(rec.map_or_else(Named::BadRecord, Named::Recorded));
         }
-        if entry.type_info.name != <AtomicU64 as relshm_segment::directory::SegmentObject>::TYPE_NAME
+        if entry.type_info.name
+            != <AtomicU64 as relshm_segment::directory::SegmentObject>::TYPE_NAME
         {
             return None;
         }
@@ -293,10 +293,9 @@ fn by_strategy(seg: &Segment, rec: &CollectionRecord, w: &impl Walk) -> Verdict 
     fn with<R: Repr>(arena: Result<Arena<'_, R>, CollectionError>, w: &impl Walk) -> Verdict {
         match arena {
             Ok(a) => w.walk(&a),
-            Err(e) => Verdict::Unchecked(format!(
-                "cannot make a {} arena to walk it: {e}",
-                R::NAME
-            )),
+            Err(e) => {
+                Verdict::Unchecked(format!("cannot make a {} arena to walk it: {e}", R::NAME))
+            }
         }
     }
     let id = rec.strategy();
@@ -438,8 +437,7 @@ pub struct Description {
 /// taking any lock; `None` for entries that name no collection.
 pub fn describe(seg: &Segment, heap: &Heap, entry: &EntryInfo) -> Option<Description> {
     let name = String::from_utf8_lossy(&entry.name);
-    if entry.type_info.name == <PortRecord as relshm_segment::directory::SegmentObject>::TYPE_NAME
-    {
+    if entry.type_info.name == <PortRecord as relshm_segment::directory::SegmentObject>::TYPE_NAME {
         return Some(describe_port(seg, heap, &name, entry.offset));
     }
     Some(match Named::of(seg, entry)? {
@@ -479,16 +477,29 @@ fn site(label: String, offset: u64, kind: LockKind, only_if_held: bool) -> LockS
 }
 
 /// Describes the collection of `kind` whose header is at `off`.
-fn describe_at(seg: &Segment, heap: &Heap, name: &str, kind: CollectionKind, off: u64) -> Description {
+fn describe_at(
+    seg: &Segment,
+    heap: &Heap,
+    name: &str,
+    kind: CollectionKind,
+    off: u64,
+) -> Description {
     let word = |at: u64| load(seg, at).unwrap_or(0);
     match kind {
         CollectionKind::List => Description {
             holds: format!("list of {} element(s) at {off:#x}", word(off + LIST_LEN)),
-            locks: vec![site(format!("list {name}"), off + LIST_LOCK, LockKind::Mutex, false)],
+            locks: vec![site(
+                format!("list {name}"),
+                off + LIST_LOCK,
+                LockKind::Mutex,
+                false,
+            )],
         },
         CollectionKind::Map => {
             let stripe = |i: u64| off + MAP_STRIPES + i * STRIPE_SIZE;
-            let len: u64 = (0..STRIPES as u64).map(|i| word(stripe(i) + STRIPE_LEN)).sum();
+            let len: u64 = (0..STRIPES as u64)
+                .map(|i| word(stripe(i) + STRIPE_LEN))
+                .sum();
             let mut locks = vec![site(
                 format!("map {name} resize"),
                 off + MAP_RESIZE_LOCK,
@@ -496,7 +507,12 @@ fn describe_at(seg: &Segment, heap: &Heap, name: &str, kind: CollectionKind, off
                 false,
             )];
             locks.extend((0..STRIPES as u64).map(|i| {
-                site(format!("map {name} stripe {i}"), stripe(i), LockKind::RwLock, true)
+                site(
+                    format!("map {name} stripe {i}"),
+                    stripe(i),
+                    LockKind::RwLock,
+                    true,
+                )
             }));
             Description {
                 holds: format!("map of {len} entr(y/ies) at {off:#x}"),

@@ -114,7 +114,12 @@ pub(crate) fn list<R: Repr>(arena: &Arena<'_, R>, off: u64, elem: Shape) -> Resu
 /// every entry (inline or node) sits in the bucket its stored hash names, each stripe's
 /// count matches its entries, no operation or resize is half done. Returns the number of
 /// entries.
-pub(crate) fn map<R: Repr>(arena: &Arena<'_, R>, off: u64, key: Shape, value: Shape) -> Result<u64> {
+pub(crate) fn map<R: Repr>(
+    arena: &Arena<'_, R>,
+    off: u64,
+    key: Shape,
+    value: Shape,
+) -> Result<u64> {
     type H<R> = MapHeader<u8, u8, R>;
     let hdr = object::<H<R>, R>(arena, off)?;
     if hdr.layout.load(Relaxed) != crate::map::fingerprint::<R>(key, value) {
@@ -195,7 +200,9 @@ pub(crate) fn map<R: Repr>(arena: &Arena<'_, R>, off: u64, key: Shape, value: Sh
             counts[b as usize % STRIPES] += 1;
             at = n + l.node_next;
             cur = link(arena, at, l.node).map_err(|e| {
-                corrupt(format!("bucket {b}: node at {n:#x}: next link at {at:#x}: {e}"))
+                corrupt(format!(
+                    "bucket {b}: node at {n:#x}: next link at {at:#x}: {e}"
+                ))
             })?;
         }
     }

@@ -23,9 +23,9 @@ mod error;
 pub use error::{CollectionError, Result};
 pub(crate) use error::{WRONG_MAGIC, corrupt};
 
+use crate::record::CollectionRecord;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use crate::record::CollectionRecord;
 use relshm_ptr::{
     BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
 };

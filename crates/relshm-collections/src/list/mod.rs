@@ -124,7 +124,10 @@ impl<'a, T: Pod, R: Repr> List<'a, T, R> {
 
     /// Opens the list recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
-        Self::open(arena, arena.named_offset(name, CollectionRecord::list::<T, R>())?)
+        Self::open(
+            arena,
+            arena.named_offset(name, CollectionRecord::list::<T, R>())?,
+        )
     }
 
     /// Offset of the list's header in the segment (the same in every process).

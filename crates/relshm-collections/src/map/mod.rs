@@ -64,8 +64,8 @@ mod translate;
 
 pub use key::ByteKey;
 pub use layout::{
-    CHUNK, Chunk, DIR, Entry, INLINE, LAYOUT_VERSION, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES,
-    Slot, Stripe, Table,
+    CHUNK, Chunk, DIR, Entry, INLINE, LAYOUT_VERSION, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader,
+    MapNode, STRIPES, Slot, Stripe, Table,
 };
 pub(crate) use layout::{CHUNK_LOG2, OP_NONE, fingerprint};
 pub use read::MapReadGuard;
@@ -193,7 +193,10 @@ impl<'a, K: MapKey, V: Pod, R: Repr> Map<'a, K, V, R> {
 
     /// Opens the map recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &'a Arena<'a, R>, name: &str) -> Result<Self> {
-        Self::open(arena, arena.named_offset(name, CollectionRecord::map::<K, V, R>())?)
+        Self::open(
+            arena,
+            arena.named_offset(name, CollectionRecord::map::<K, V, R>())?,
+        )
     }
 
     /// Offset of the map's header in the segment (the same in every process).
