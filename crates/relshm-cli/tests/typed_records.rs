@@ -13,7 +13,7 @@ use relshm::segment::{CreateOptions, Segment};
 use relshm_collections::arena::Arena;
 use relshm_collections::list::List;
 use relshm_collections::map::Map;
-use relshm_collections::shape::{ListNodeLayout, Shape};
+use relshm_collections::shape::{ListNodeLayout, MapLayout, Shape};
 use relshm_ptr::{BaseRel, Offset};
 
 /// A user's own element type: 48 bytes, 8-aligned. No table in the tool knows it.
@@ -135,5 +135,47 @@ fn verify_and_inspect_work_from_the_records_for_any_types() {
         (v["damaged"].clone(), v["unchecked"].clone()),
         (1.into(), 0.into()),
         "{v:#}"
+    );
+}
+
+#[test]
+fn a_broken_map_chain_link_is_named_too() {
+    let name = unique_name("records-map");
+    let _cleanup = Cleanup(name.clone());
+    let seg = Segment::create_named(&name, &CreateOptions::new(8 << 20)).unwrap();
+    let heap = seg.heap().unwrap();
+    let based = Arena::<BaseRel>::new(&seg).unwrap();
+    let map = Map::<[u8; 24], [u8; 40], BaseRel>::create_named(&based, "index").unwrap();
+    let before = heap.allocations().unwrap();
+    for k in 0..4000u64 {
+        let mut key = [0u8; 24];
+        key[..8].copy_from_slice(&k.to_le_bytes());
+        map.insert(key, [k as u8; 40]).unwrap();
+    }
+    assert_eq!(json(&["verify", &name], 0)["clean"], true);
+
+    // The chain nodes: the map's new allocations of one node's size.
+    let layout = MapLayout::of::<BaseRel>(Shape::of::<[u8; 24]>(), Shape::of::<[u8; 40]>());
+    let nodes: Vec<u64> = heap
+        .allocations()
+        .unwrap()
+        .into_iter()
+        .filter(|a| !before.contains(a))
+        .filter(|&a| heap.usable_size(a).unwrap() < 2 * layout.node.size)
+        .collect();
+    assert!(!nodes.is_empty(), "no bucket overflowed into a chain");
+    let link = nodes[nodes.len() / 2] + layout.node_next;
+    let p = seg.region().resolve_as::<u64>(link).unwrap();
+    // SAFETY: in bounds and aligned (resolve_as); shared words are accessed atomically.
+    unsafe { AtomicU64::from_ptr(p.as_ptr()) }.store(3, Ordering::Release);
+    assert!(map.verify().is_err(), "the library finds the damage");
+
+    let o = relshm(&["verify", &name]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    let at = format!("next link at {link:#x}");
+    assert!(
+        out.contains(&at) || err.contains(&at),
+        "{at} not named:\n{out}\n{err}"
     );
 }
