@@ -1,6 +1,7 @@
 //! `relshm verify` over corrupted images: whenever the library's own `Map::verify` finds a
-//! map damaged, the command exits non-zero; a map of a shape this build does not know is
-//! "unchecked" (exit 3), never clean; a clean known one exits 0.
+//! map damaged, the command exits non-zero; a map named by a bare offset (made before
+//! typed collection records) is "unchecked" (exit 3), never clean; a clean recorded one
+//! exits 0, whatever its types.
 //!
 //! The corrupted copies are seeded: set `RELSHM_VERIFY_COPIES` for more of them (the
 //! default keeps CI fast) and `RELSHM_VERIFY_BIN` to measure another build's binary.
@@ -16,13 +17,14 @@ use rand::{Rng, SeedableRng};
 use relshm::segment::{CreateOptions, OpenOptions, Segment};
 use relshm_collections::arena::Arena;
 use relshm_collections::map::{Map, STRIPES};
+use relshm_collections::record::CollectionRecord;
 use relshm_collections::verify::offsets::{MAP_RESIZE_LOCK, MAP_STRIPES, STRIPE_LEN, STRIPE_SIZE};
 use relshm_ptr::Offset;
 
-/// The reporter's value type, which this build's checker knows.
+/// The map under test.
 type Known<'a> = Map<u64, [u8; 24], Offset>;
-/// A value shape no table of this build holds.
-type Unknown<'a> = Map<u64, [u8; 48], Offset>;
+/// Another value shape.
+type Other<'a> = Map<u64, [u8; 48], Offset>;
 
 const ENTRIES: u64 = 3000;
 /// Exit status of `relshm verify` for "nothing damaged, something unchecked".
@@ -45,7 +47,7 @@ fn verify_status(name: &str) -> i32 {
 /// A segment named `name` holding a map `map` of `ENTRIES` entries; returns the byte
 /// ranges the map owns that a corruption may hit (its allocations, less the lock words,
 /// which a damaged copy could make every locker wait on, and less the directory's record of
-/// the map's offset: see `an_unchecked_map_is_never_clean` for what that leaves out).
+/// the map: `typed_records.rs` checks records of its own).
 fn build_known(name: &str) -> (Segment, Vec<Range<u64>>) {
     let seg = Segment::create_named(name, &CreateOptions::new(4 << 20)).unwrap();
     let heap = seg.heap().unwrap();
@@ -78,7 +80,10 @@ fn build_known(name: &str) -> (Segment, Vec<Range<u64>>) {
     // Recorded last, so its 8 bytes are not among the targets.
     seg.directory()
         .unwrap()
-        .construct("map", core::sync::atomic::AtomicU64::new(m))
+        .construct(
+            "map",
+            CollectionRecord::map::<u64, [u8; 24], Offset>().at(m),
+        )
         .unwrap();
     (seg, targets)
 }
@@ -142,15 +147,9 @@ fn library_says_damaged(name: &str) -> bool {
     let Ok(arena) = Arena::<Offset>::new(&seg) else {
         return true;
     };
-    let offset = seg.directory().and_then(|d| {
-        Ok(d.find::<core::sync::atomic::AtomicU64>("map")?
-            .get()
-            .load(core::sync::atomic::Ordering::Acquire))
-    });
-    match offset {
-        Ok(off) => Known::open(&arena, off).and_then(|m| m.verify()).is_err(),
-        Err(_) => true,
-    }
+    Known::open_named(&arena, "map")
+        .and_then(|m| m.verify())
+        .is_err()
 }
 
 #[test]
@@ -213,11 +212,21 @@ fn an_unchecked_map_is_never_clean() {
     let arena = Arena::<Offset>::new(&seg).unwrap();
     let known = Known::create_named(&arena, "known").unwrap();
     known.insert(1, [1; 24]).unwrap();
+    let other = Other::create_named(&arena, "other").unwrap();
+    other.insert(1, [2; 48]).unwrap();
     assert_eq!(verify_status(&name), 0);
 
-    let unknown = Unknown::create_named(&arena, "unknown").unwrap();
+    // Named the way segments were before typed records: a bare offset.
+    let unknown = Other::create(&arena).unwrap();
     unknown.insert(1, [2; 48]).unwrap();
     assert_eq!(unknown.verify().unwrap(), 1);
+    seg.directory()
+        .unwrap()
+        .construct(
+            "unknown",
+            core::sync::atomic::AtomicU64::new(unknown.offset()),
+        )
+        .unwrap();
     let v = json(&["verify", &name], EXIT_UNCHECKED);
     assert_eq!(v["clean"], false, "{v:#}");
     assert_eq!(
@@ -226,6 +235,7 @@ fn an_unchecked_map_is_never_clean() {
     );
     let status = |what: &str| check(&v, what)["status"].clone();
     assert_eq!(status("object known"), "ok");
+    assert_eq!(status("object other"), "ok");
     assert_eq!(status("object unknown"), "unchecked");
     let o = relshm(&["verify", &name]);
     let out = stdout(&o);
@@ -238,6 +248,11 @@ fn an_unchecked_map_is_never_clean() {
     assert!(out.contains("NOT CLEAN"), "{out}");
     assert!(
         stderr(&o).contains(&format!("relshm: {name}: object unknown: not checked: ")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("predates typed collection records"),
         "{}",
         stderr(&o)
     );

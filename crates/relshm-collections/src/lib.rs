@@ -29,13 +29,19 @@ pub mod map;
 pub mod port;
 pub mod queue;
 #[cfg(not(loom))]
+pub mod record;
+#[cfg(not(loom))]
 mod root;
 #[cfg(not(loom))]
 mod segment_ext;
 #[cfg(not(loom))]
+pub mod shape;
+#[cfg(not(loom))]
 pub mod stream;
 #[cfg(not(loom))]
 pub mod verify;
+#[cfg(not(loom))]
+mod walk;
 
 #[cfg(not(loom))]
 pub use arena::{Arena, CollectionError, InPlace};

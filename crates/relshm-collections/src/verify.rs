@@ -2,16 +2,18 @@
 //! [`ObjectChecker`] that [`verify_segment`] hands to
 //! [`Segment::verify_with`](relshm_segment::Segment::verify_with).
 //!
-//! A collection made with `create_named` is recorded in the directory as an `AtomicU64`
-//! holding its header's offset; ports are recorded as a [`PortRecord`]. The header's
-//! first word says which collection it is ([`CollectionKind`]). Queues and streams are
-//! checked from their control blocks. Lists and maps are generic over their element types
-//! and pointer strategy, and their header records only a fingerprint of the element
-//! sizes and alignments and the strategy; their checks depend on nothing else, so the
-//! checker opens them as each shape it knows ([`list_in`], [`map_in`]) under each
-//! strategy and verifies the first that matches. A list or map of another shape is
-//! [`Verdict::Unchecked`], never clean, and so is a recorded offset whose header this
-//! build does not recognise.
+//! A list or map made with `create_named` is registered in the directory with a
+//! [`CollectionRecord`]: its kind, pointer strategy, element (key, value) sizes and
+//! alignments, layout version and header offset. The checker walks it from that record
+//! alone (node fields from [`crate::shape`], links through the recorded strategy), so a
+//! collection of any user types is checked, with no table of known types. Ports are
+//! recorded as a [`PortRecord`]; queues and streams named by a bare `AtomicU64` offset are
+//! checked from their control blocks (they are not generic). A list or map named by a
+//! bare offset predates typed records: its element types are unknown and it is
+//! [`Verdict::Unchecked`], never guessed and never clean.
+//!
+//! [`describe`] tells tools (`relshm inspect`) what a named collection is and where its
+//! locks are, from the same records.
 //!
 //! ```
 //! use relshm_collections::arena::Arena;
@@ -20,38 +22,42 @@
 //! use relshm_ptr::Offset;
 //! use relshm_segment::{CreateOptions, Segment};
 //!
+//! #[repr(C)]
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! struct Mine { a: [u8; 40], b: u64 }
+//!
 //! let seg = Segment::create_unnamed(&CreateOptions::new(4 << 20))?;
 //! let arena = Arena::<Offset>::new(&seg)?;
-//! Map::<u64, u64, Offset>::create_named(&arena, "known")?.insert(1, 2)?;
-//! assert!(verify_segment(&seg).is_clean());
-//!
-//! // A value shape the checker does not know: reported, and the segment is not clean.
-//! Map::<u64, [u8; 48], Offset>::create_named(&arena, "unknown")?;
+//! Map::<u64, Mine, Offset>::create_named(&arena, "mine")?.insert(1, Mine { a: [2; 40], b: 3 })?;
 //! let report = verify_segment(&seg);
-//! assert!(!report.is_clean());
-//! assert_eq!(report.unchecked().count(), 1);
-//! assert_eq!(report.corrupt().count(), 0);
+//! assert!(report.is_clean(), "{report}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use core::mem::offset_of;
 use core::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use relshm_segment::Segment;
+use relshm_segment::directory::EntryInfo;
+use relshm_segment::heap::Heap;
 use relshm_segment::verify::{
     Damage, ObjectChecker, ObjectSite, PlainObjects, SegmentReport, Verdict, VerifyOptions,
     wait_unlocked,
 };
-use relshm_sync::{LockError, RawRwLock};
+use relshm_sync::{Acquired, LockError, RawRwLock};
 
 use crate::arena::{Arena, CollectionError};
-use crate::list::{LIST_MAGIC, List, ListHeader};
-use crate::map::{ByteKey, MAP_MAGIC, Map, MapHeader, STRIPES, Stripe};
+use crate::list::ListHeader;
+use crate::map::{MapHeader, STRIPES, Stripe};
 use crate::port::{PORT_MAGIC, PortRecord};
 use crate::queue::Queue;
-use crate::queue::layout::{Control, QUEUE_MAGIC};
-use crate::stream::{MAX_STREAM_CAPACITY, STREAM_HEADER, STREAM_MAGIC};
+use crate::queue::layout::Control;
+pub use crate::record::CollectionKind;
+use crate::record::{CollectionRecord, RecordFault, load};
+use crate::shape::Shape;
+use crate::stream::{MAX_STREAM_CAPACITY, STREAM_HEADER};
 
 /// Where the locks and counters of collection headers lie, for tools that read them
 /// without opening the collection (taken from the layout types, so they cannot drift).
@@ -84,61 +90,12 @@ pub mod offsets {
     // Every list and map instantiation puts these fields at the same offsets.
     const _: () = {
         assert!(offset_of!(ListHeader<[u64; 8], SegRel>, lock) as u64 == LIST_LOCK);
-        assert!(offset_of!(MapHeader<ByteKey<64>, u8, SegRel>, stripes) as u64 == MAP_STRIPES);
+        assert!(offset_of!(MapHeader<[u8; 64], u8, SegRel>, stripes) as u64 == MAP_STRIPES);
         assert!(size_of::<RawRwLock>() as u64 == STRIPE_LEN);
     };
 }
 
 use offsets::*;
-
-/// A collection recognised by the first word of its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CollectionKind {
-    /// A [`List`].
-    List,
-    /// A [`Map`].
-    Map,
-    /// A [`Queue`].
-    Queue,
-    /// A byte [`stream`](crate::stream).
-    Stream,
-}
-
-impl CollectionKind {
-    /// The collection whose header starts with `magic`.
-    pub fn of_magic(magic: u64) -> Option<Self> {
-        match magic {
-            LIST_MAGIC => Some(Self::List),
-            MAP_MAGIC => Some(Self::Map),
-            QUEUE_MAGIC => Some(Self::Queue),
-            STREAM_MAGIC => Some(Self::Stream),
-            _ => None,
-        }
-    }
-
-    /// The collection whose header is at `offset` of `seg`, if any.
-    pub fn at(seg: &Segment, offset: u64) -> Option<Self> {
-        Self::of_magic(load(seg, offset)?)
-    }
-
-    /// The collection an `AtomicU64` directory entry records (its value is the offset of
-    /// a header this build recognises), with that offset.
-    pub fn recorded(
-        seg: &Segment,
-        entry: &relshm_segment::directory::EntryInfo,
-    ) -> Option<(Self, u64)> {
-        let off = load(seg, entry.offset)?;
-        Some((Self::at(seg, off)?, off))
-    }
-}
-
-/// The u64 at `offset` of `seg`, if it lies inside the mapping and is 8-aligned.
-fn load(seg: &Segment, offset: u64) -> Option<u64> {
-    let p = seg.region().resolve_as::<AtomicU64>(offset).ok()?;
-    // SAFETY: in bounds and aligned (resolve_as); shared words are accessed atomically;
-    // the mapping outlives this call.
-    Some(unsafe { p.as_ref() }.load(core::sync::atomic::Ordering::Acquire))
-}
 
 /// Checks the whole segment with the default [`VerifyOptions`] and the [`Collections`]
 /// checker.
@@ -156,23 +113,110 @@ impl ObjectChecker for Collections {
         if site.is::<PortRecord>() {
             return verify_port(site);
         }
-        if site.is::<AtomicU64>()
-            && let Some((kind, off)) = CollectionKind::recorded(site.segment, site.entry)
-        {
-            return verify_collection(site, kind, off);
+        match Named::of(site.segment, site.entry) {
+            Some(Named::Recorded(rec)) => verify_recorded(site, &rec),
+            Some(Named::BadRecord(RecordFault::Unknown(why))) => {
+                Verdict::Unchecked(format!("collection record: {why}"))
+            }
+            Some(Named::BadRecord(fault)) => {
+                Verdict::corrupt(Damage::Inconsistent(format!("collection record: {fault}")))
+            }
+            Some(Named::Bare(CollectionKind::Queue, off)) => verify_queue(site, off),
+            Some(Named::Bare(CollectionKind::Stream, off)) => verify_stream(site.segment, off),
+            Some(Named::Bare(kind, off)) => {
+                Verdict::Unchecked(format!("{} at {off:#x}: {PREDATES}", kind.name()))
+            }
+            None => PlainObjects.check(site),
         }
-        PlainObjects.check(site)
     }
 }
 
-/// The verdict on the collection of `kind` whose header is at `off`.
-pub fn verify_collection(site: &ObjectSite<'_>, kind: CollectionKind, off: u64) -> Verdict {
+/// Why a list or map named by a bare offset is not checked.
+const PREDATES: &str = "named by a bare offset, so it predates typed collection records and \
+     its element types are unknown (nothing is guessed); re-create it with this relshm's \
+     create_named to have it checked";
+
+/// Why a collection whose last lock holder died is not checked.
+const HOLDER_DIED: &str = "a holder of its lock died mid-operation; its next user repairs it \
+     (open it with its types), then verify again";
+
+/// How a directory entry names a collection.
+enum Named {
+    /// A typed record.
+    Recorded(CollectionRecord),
+    /// A record whose bytes are unusable.
+    BadRecord(RecordFault),
+    /// A bare `AtomicU64` holding the offset of a header of this kind.
+    Bare(CollectionKind, u64),
+}
+
+impl Named {
+    fn of(seg: &Segment, entry: &EntryInfo) -> Option<Self> {
+        if let Some(rec) = CollectionRecord::in_entry(seg, entry) {
+            return Some(rec.map_or_else(Named::BadRecord, Named::Recorded));
+        }
+        if entry.type_info.name
+            != <AtomicU64 as relshm_segment::directory::SegmentObject>::TYPE_NAME
+        {
+            return None;
+        }
+        let (kind, off) = CollectionKind::recorded(seg, entry)?;
+        Some(Named::Bare(kind, off))
+    }
+}
+
+/// The verdict on the collection a record describes.
+fn verify_recorded(site: &ObjectSite<'_>, rec: &CollectionRecord) -> Verdict {
+    let off = rec.header();
+    let Some(kind) = rec.kind() else {
+        return Verdict::Unchecked(format!("{rec}: unknown kind"));
+    };
+    if CollectionKind::at(site.segment, off) != Some(kind) {
+        return Verdict::corrupt(Damage::Inconsistent(format!(
+            "the directory records a {rec} at {off:#x}, but no {} header is there",
+            kind.name()
+        )));
+    }
+    let wait = site.options.lock_wait;
     match kind {
-        CollectionKind::List => verify_list(site, off),
-        CollectionKind::Map => verify_map(site, off),
+        CollectionKind::List => {
+            if let Err(v) = wait_unlocked(site.segment, &[off + LIST_LOCK], wait) {
+                return v;
+            }
+            let walk = ListWalk {
+                off,
+                elem: rec.key(),
+                wait,
+            };
+            by_strategy(site.segment, rec, &walk)
+        }
+        CollectionKind::Map => {
+            if let Err(v) = wait_unlocked(site.segment, &map_locks(off), wait) {
+                return v;
+            }
+            let walk = MapWalk {
+                off,
+                key: rec.key(),
+                value: rec.value(),
+                wait,
+            };
+            by_strategy(site.segment, rec, &walk)
+        }
         CollectionKind::Queue => verify_queue(site, off),
         CollectionKind::Stream => verify_stream(site.segment, off),
+        CollectionKind::LinkedQueue => Verdict::Unchecked(format!(
+            "{rec}: linked queues are walked by LinkedQueue::verify in a program that opens \
+             them with their type"
+        )),
     }
+}
+
+/// The writer mutexes of a map's locks (the resize lock, then each stripe's): those are
+/// what can get stuck.
+fn map_locks(off: u64) -> Vec<u64> {
+    let mut locks = vec![off + MAP_RESIZE_LOCK];
+    locks.extend((0..STRIPES as u64).map(|i| off + MAP_STRIPES + i * STRIPE_SIZE));
+    locks
 }
 
 fn verify_port(site: &ObjectSite<'_>) -> Verdict {
@@ -232,157 +276,290 @@ fn collection_lock(e: &CollectionError) -> Option<&LockError> {
     }
 }
 
-/// The verdict on a list or map check under a shape and strategy that opened.
-fn walked(what: &str, strategy: &str, r: Result<u64, CollectionError>, unit: &str) -> Verdict {
+/// The verdict on a walk of the list or map at `off` with strategy `R`.
+fn walked<R: Repr>(kind: &str, off: u64, r: Result<u64, CollectionError>, unit: &str) -> Verdict {
+    let what = format!("{kind} at {off:#x} ({} pointers)", R::NAME);
     match Verdict::of(r, collection_lock, |n| {
-        format!("{what} ({strategy} pointers): {n} {unit}, links consistent")
+        format!("{what}: {n} {unit}, links consistent")
     }) {
-        Verdict::Corrupt(source) => Verdict::corrupt(Damage::Within {
-            what: format!("{what} ({strategy} pointers)"),
-            source,
-        }),
+        Verdict::Corrupt(source) => Verdict::corrupt(Damage::Within { what, source }),
         other => other,
     }
 }
 
-type Found = (Result<u64, CollectionError>, &'static str);
-
-/// A check of the list or map at an offset under one strategy: `None` when its layout
-/// fingerprint matches no shape this build knows for that strategy.
+/// A check of a recorded list or map through an arena of its strategy.
 trait Walk {
-    fn walk<R: Repr>(&self, arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>>;
+    fn walk<R: Repr>(&self, arena: &Arena<R>) -> Verdict;
 }
 
-struct ListWalk;
-struct MapWalk;
+/// Runs `w` through an arena of the recorded strategy.
+fn by_strategy(seg: &Segment, rec: &CollectionRecord, w: &impl Walk) -> Verdict {
+    fn with<R: Repr>(arena: Result<Arena<R>, CollectionError>, w: &impl Walk) -> Verdict {
+        match arena {
+            Ok(a) => w.walk(&a),
+            Err(e) => {
+                Verdict::Unchecked(format!("cannot make a {} arena to walk it: {e}", R::NAME))
+            }
+        }
+    }
+    let id = rec.strategy();
+    let is = |r: u32| id == u64::from(r);
+    if is(Offset::ID) {
+        with(Arena::<Offset>::new(seg), w)
+    } else if is(BaseRel::ID) {
+        with(Arena::<BaseRel>::new(seg), w)
+    } else if is(SegRel::ID) {
+        with(Arena::<SegRel>::new(seg), w)
+    } else if is(Swizzle::ID) {
+        with(Arena::<Swizzle>::private(seg), w)
+    } else if is(Raw::ID) && seg.fixed_base().is_some() {
+        with(Arena::<Raw>::fixed(seg), w)
+    } else if is(Raw::ID) {
+        Verdict::Unchecked(format!(
+            "{rec}: raw-pointer collections are checkable only in a fixed-address segment"
+        ))
+    } else {
+        Verdict::Unchecked(format!("{rec}: unknown pointer strategy"))
+    }
+}
+
+/// The header of type `H` at `off` of `arena`, or the verdict that it is unreadable.
+fn header<'a, H, R: Repr>(arena: &Arena<R>, off: u64) -> Result<&'a H, Verdict> {
+    let p = arena
+        .header_at::<H>(off, "collection header")
+        .map_err(|e| Verdict::corrupt(Damage::within(format!("header at {off:#x}"), e)))?;
+    // SAFETY: in bounds and aligned (header_at), mapped while the arena lives; list and
+    // map headers are atomics, robust locks and links, valid for any bits.
+    Ok(unsafe { p.as_ref() })
+}
+
+struct ListWalk {
+    off: u64,
+    elem: Shape,
+    wait: Duration,
+}
 
 impl Walk for ListWalk {
-    fn walk<R: Repr>(&self, arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
-        list_in(arena, off)
+    fn walk<R: Repr>(&self, arena: &Arena<R>) -> Verdict {
+        let hdr = match header::<ListHeader<u8, R>, R>(arena, self.off) {
+            Ok(h) => h,
+            Err(v) => return v,
+        };
+        let lock = &hdr.lock;
+        if lock.is_owner_died() {
+            return Verdict::Unchecked(HOLDER_DIED.into());
+        }
+        let r = match lock.lock_timeout(self.wait) {
+            Ok(Acquired::Clean) => {
+                let r = crate::walk::list(arena, self.off, self.elem);
+                // SAFETY: this thread took the lock just above.
+                unsafe { lock.unlock() };
+                r
+            }
+            Ok(Acquired::OwnerDied) => {
+                // SAFETY: this thread holds the lock; the next user repairs the list.
+                unsafe { lock.unlock_still_owner_died() };
+                return Verdict::Unchecked(HOLDER_DIED.into());
+            }
+            Err(e) => Err(e.into()),
+        };
+        walked::<R>("list", self.off, r, "element(s)")
     }
+}
+
+struct MapWalk {
+    off: u64,
+    key: Shape,
+    value: Shape,
+    wait: Duration,
 }
 
 impl Walk for MapWalk {
-    fn walk<R: Repr>(&self, arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
-        map_in(arena, off)
-    }
-}
-
-/// Runs `w` at `off` under each strategy's arena in turn, until one matches.
-fn by_strategy(seg: &Segment, w: &impl Walk, off: u64) -> Option<Found> {
-    if let Ok(a) = Arena::<Offset>::new(seg)
-        && let Some(r) = w.walk(&a, off)
-    {
-        return Some((r, "offset"));
-    }
-    if let Ok(a) = Arena::<BaseRel>::new(seg)
-        && let Some(r) = w.walk(&a, off)
-    {
-        return Some((r, "baserel"));
-    }
-    if let Ok(a) = Arena::<SegRel>::new(seg)
-        && let Some(r) = w.walk(&a, off)
-    {
-        return Some((r, "segrel"));
-    }
-    if let Ok(a) = Arena::<Swizzle>::private(seg)
-        && let Some(r) = w.walk(&a, off)
-    {
-        return Some((r, "swizzle"));
-    }
-    if seg.fixed_base().is_some()
-        && let Ok(a) = Arena::<Raw>::fixed(seg)
-        && let Some(r) = w.walk(&a, off)
-    {
-        return Some((r, "raw"));
-    }
-    None
-}
-
-/// Opens the list at `off` as each element shape this build knows and verifies the first
-/// whose layout fingerprint matches (a list's check depends on nothing but the element's
-/// size and alignment).
-pub fn list_in<R: Repr>(arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
-    macro_rules! try_elements {
-        ($($t:ty),* $(,)?) => {$(
-            if let Ok(l) = List::<$t, R>::open(arena, off) {
-                return Some(l.verify());
+    fn walk<R: Repr>(&self, arena: &Arena<R>) -> Verdict {
+        let hdr = match header::<MapHeader<u8, u8, R>, R>(arena, self.off) {
+            Ok(h) => h,
+            Err(v) => return v,
+        };
+        let died = |l: &RawRwLock| l.writer().is_owner_died();
+        if died(&hdr.resize) || hdr.stripes.iter().any(|s| died(&s.lock)) {
+            return Verdict::Unchecked(HOLDER_DIED.into());
+        }
+        // Exclusive over the whole map: every operation holds it shared, so no writer is
+        // inside while the walk runs (lock-free lookups go on).
+        let lock = &hdr.resize;
+        let r = match lock.lock_exclusive_timeout(self.wait) {
+            Ok(Acquired::Clean) => {
+                let r = crate::walk::map(arena, self.off, self.key, self.value);
+                // SAFETY: this thread took exclusive access just above.
+                unsafe { lock.unlock_exclusive() };
+                r
             }
-        )*};
-    }
-    try_elements!(
-        u64,
-        u32,
-        u16,
-        u8,
-        [u64; 2],
-        [u64; 3],
-        [u64; 4],
-        [u64; 8],
-        ByteKey<16>,
-        ByteKey<32>,
-        ByteKey<64>,
-    );
-    None
-}
-
-/// Opens the map at `off` as each key/value shape this build knows and verifies the first
-/// whose layout fingerprint matches (a map's check reads the hashes stored with the
-/// entries, so it depends on nothing but the key's and value's sizes and alignments).
-pub fn map_in<R: Repr>(arena: &Arena<R>, off: u64) -> Option<Result<u64, CollectionError>> {
-    macro_rules! try_values {
-        ($k:ty; $($v:ty),*) => {$(
-            if let Ok(m) = Map::<$k, $v, R>::open(arena, off) {
-                return Some(m.verify());
+            Ok(Acquired::OwnerDied) => {
+                // SAFETY: this thread holds exclusive access; the next user repairs.
+                unsafe { lock.give_back_owner_died() };
+                return Verdict::Unchecked(HOLDER_DIED.into());
             }
-        )*};
-    }
-    macro_rules! try_keys {
-        ($($k:ty),*) => {$(
-            try_values!($k; u64, u32, [u64; 2], [u64; 4], [u8; 8], [u8; 16], [u8; 24], [u8; 32]);
-        )*};
-    }
-    try_keys!(
-        u64,
-        u32,
-        [u64; 2],
-        ByteKey<16>,
-        ByteKey<24>,
-        ByteKey<32>,
-        ByteKey<64>
-    );
-    None
-}
-
-fn verify_list(site: &ObjectSite<'_>, off: u64) -> Verdict {
-    let what = format!("list at {off:#x}");
-    if let Err(v) = wait_unlocked(site.segment, &[off + LIST_LOCK], site.options.lock_wait) {
-        return v;
-    }
-    match by_strategy(site.segment, &ListWalk, off) {
-        Some((r, strategy)) => walked(&what, strategy, r, "element(s)"),
-        None => Verdict::Unchecked(format!(
-            "{what}: its element shape or pointer strategy is not one this build knows, or its \
-             layout word is damaged (raw-pointer lists are only checkable at their fixed \
-             address); header magic valid"
-        )),
+            Err(e) => Err(e.into()),
+        };
+        walked::<R>("map", self.off, r, "entr(y/ies)")
     }
 }
 
-fn verify_map(site: &ObjectSite<'_>, off: u64) -> Verdict {
-    let what = format!("map at {off:#x}");
-    // A readers-writer lock starts with its writer mutex: those are what can get stuck.
-    let mut locks = vec![off + MAP_RESIZE_LOCK];
-    locks.extend((0..STRIPES as u64).map(|i| off + MAP_STRIPES + i * STRIPE_SIZE));
-    if let Err(v) = wait_unlocked(site.segment, &locks, site.options.lock_wait) {
-        return v;
+/// What kind of lock a [`LockSite`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// A robust mutex ([`relshm_sync::RawMutex`]).
+    Mutex,
+    /// A robust readers-writer lock ([`RawRwLock`]).
+    RwLock,
+}
+
+/// A lock inside a named collection, for tools that report lock states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockSite {
+    /// What it guards, for people: "list jobs", "map index stripe 3", ...
+    pub label: String,
+    /// Offset of the lock in the segment.
+    pub offset: u64,
+    /// Its kind.
+    pub kind: LockKind,
+    /// Whether it is worth reporting only when someone holds it (a map's stripes).
+    pub only_if_held: bool,
+}
+
+/// What a named collection is, for tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// One line: "list of 3 element(s) at 0x1000 (list of 48-byte elements ...)", ...
+    pub holds: String,
+    /// The locks it holds.
+    pub locks: Vec<LockSite>,
+}
+
+/// Describes the collection a directory entry names (a typed record, a port, or a bare
+/// offset of a queue, stream, or older list or map), from the segment's bytes without
+/// taking any lock; `None` for entries that name no collection.
+pub fn describe(seg: &Segment, heap: &Heap, entry: &EntryInfo) -> Option<Description> {
+    let name = String::from_utf8_lossy(&entry.name);
+    if entry.type_info.name == <PortRecord as relshm_segment::directory::SegmentObject>::TYPE_NAME {
+        return Some(describe_port(seg, heap, &name, entry.offset));
     }
-    match by_strategy(site.segment, &MapWalk, off) {
-        Some((r, strategy)) => walked(&what, strategy, r, "entr(y/ies)"),
-        None => Verdict::Unchecked(format!(
-            "{what}: its key/value shapes or pointer strategy are not ones this build knows, or \
-             its layout word is damaged (raw-pointer maps are only checkable at their fixed \
-             address); header magic valid"
+    Some(match Named::of(seg, entry)? {
+        Named::Recorded(rec) => match rec.kind() {
+            Some(kind) => {
+                let mut d = describe_at(seg, heap, &name, kind, rec.header());
+                d.holds = format!("{} ({rec})", d.holds);
+                d
+            }
+            None => plain(format!("{rec}")),
+        },
+        Named::BadRecord(fault) => plain(format!("unusable collection record: {fault}")),
+        Named::Bare(kind, off) => {
+            let mut d = describe_at(seg, heap, &name, kind, off);
+            if matches!(kind, CollectionKind::List | CollectionKind::Map) {
+                d.holds = format!("{} (bare offset: made before typed records)", d.holds);
+            }
+            d
+        }
+    })
+}
+
+fn plain(holds: String) -> Description {
+    Description {
+        holds,
+        locks: Vec::new(),
+    }
+}
+
+fn site(label: String, offset: u64, kind: LockKind, only_if_held: bool) -> LockSite {
+    LockSite {
+        label,
+        offset,
+        kind,
+        only_if_held,
+    }
+}
+
+/// Describes the collection of `kind` whose header is at `off`.
+fn describe_at(
+    seg: &Segment,
+    heap: &Heap,
+    name: &str,
+    kind: CollectionKind,
+    off: u64,
+) -> Description {
+    let word = |at: u64| load(seg, at).unwrap_or(0);
+    match kind {
+        CollectionKind::List => Description {
+            holds: format!("list of {} element(s) at {off:#x}", word(off + LIST_LEN)),
+            locks: vec![site(
+                format!("list {name}"),
+                off + LIST_LOCK,
+                LockKind::Mutex,
+                false,
+            )],
+        },
+        CollectionKind::Map => {
+            let stripe = |i: u64| off + MAP_STRIPES + i * STRIPE_SIZE;
+            let len: u64 = (0..STRIPES as u64)
+                .map(|i| word(stripe(i) + STRIPE_LEN))
+                .sum();
+            let mut locks = vec![site(
+                format!("map {name} resize"),
+                off + MAP_RESIZE_LOCK,
+                LockKind::RwLock,
+                false,
+            )];
+            locks.extend((0..STRIPES as u64).map(|i| {
+                site(
+                    format!("map {name} stripe {i}"),
+                    stripe(i),
+                    LockKind::RwLock,
+                    true,
+                )
+            }));
+            Description {
+                holds: format!("map of {len} entr(y/ies) at {off:#x}"),
+                locks,
+            }
+        }
+        CollectionKind::Queue => describe_queue(heap, name, off),
+        CollectionKind::Stream => plain(format!(
+            "byte stream with a {}-byte ring at {off:#x}",
+            word(off + STREAM_CAPACITY)
         )),
+        CollectionKind::LinkedQueue => plain(format!("linked queue at {off:#x}")),
+    }
+}
+
+fn describe_queue(heap: &Heap, name: &str, off: u64) -> Description {
+    let holds = match Queue::attach(heap, off) {
+        Ok(q) => format!(
+            "queue of {}/{} message(s) of up to {} bytes at {off:#x}",
+            q.len(),
+            q.capacity(),
+            q.slot_size()
+        ),
+        Err(e) => format!("queue at {off:#x} (unreadable: {e})"),
+    };
+    Description {
+        holds,
+        locks: vec![site(
+            format!("queue {name} reap"),
+            off + QUEUE_REAP_LOCK,
+            LockKind::Mutex,
+            false,
+        )],
+    }
+}
+
+fn describe_port(seg: &Segment, heap: &Heap, name: &str, at: u64) -> Description {
+    match load(seg, at + PORT_CONNECT_QUEUE) {
+        Some(q) if CollectionKind::at(seg, q) == Some(CollectionKind::Queue) => {
+            let mut d = describe_queue(heap, &format!("{name} connection"), q);
+            d.holds = format!("port; connection {}", d.holds);
+            d
+        }
+        _ => plain("port (connection queue unreadable)".into()),
     }
 }

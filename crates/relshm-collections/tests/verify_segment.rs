@@ -64,17 +64,28 @@ fn every_object_gets_a_verdict_and_unchecked_is_not_clean() {
         assert!(verdict(&report, name).is_verified(), "{name}: {report}");
     }
 
-    // A map of a value shape the checker does not know: unchecked, so not clean.
-    Map::<u64, [u8; 48], Offset>::create_named(&arena, "odd").unwrap();
-    // An offset to a live allocation whose header nobody recognises: unchecked too.
+    // Any value shape is checked from the map's record.
+    Map::<u64, [u8; 48], Offset>::create_named(&arena, "odd")
+        .unwrap()
+        .insert(3, [4; 48])
+        .unwrap();
+    assert!(verify_segment(&seg).is_clean());
+    // An offset to a live allocation whose header nobody recognises: unchecked.
     let blob = heap.alloc(64, 64).unwrap();
     dir.construct("blob", AtomicU64::new(blob)).unwrap();
+    // A list named by a bare offset (as before typed records): unchecked, not guessed.
+    let old = List::<u64, Offset>::create(&arena).unwrap();
+    dir.construct("old", AtomicU64::new(old.offset())).unwrap();
     let report = verify_segment(&seg);
     assert!(!report.is_clean(), "{report}");
     assert_eq!(report.corrupt().count(), 0, "{report}");
     assert_eq!(report.unchecked().count(), 2, "{report}");
-    assert!(verdict(&report, "odd").is_unchecked());
+    assert!(verdict(&report, "odd").is_verified());
     assert!(verdict(&report, "blob").is_unchecked());
+    match verdict(&report, "old") {
+        Verdict::Unchecked(why) => assert!(why.contains("predates typed collection records")),
+        other => panic!("the bare-offset list is {other}"),
+    }
 
     // Damage: the list's count disagrees with its nodes.
     word(&seg, list.offset() + LIST_LEN).store(5, Ordering::Release);

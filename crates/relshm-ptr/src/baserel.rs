@@ -33,6 +33,7 @@ unsafe impl Repr for BaseRel {
     type Word = AtomicU64;
     type Ctx = OffsetCtx;
     const NAME: &'static str = "baserel";
+    const ID: u32 = 3;
 
     unsafe fn extend(ctx: &OffsetCtx, len: u64) -> bool {
         // SAFETY: forwarded: the caller guarantees the first `len` bytes stay mapped.

@@ -132,6 +132,7 @@ unsafe impl Repr for Offset {
     type Word = AtomicU64;
     type Ctx = OffsetCtx;
     const NAME: &'static str = "offset";
+    const ID: u32 = 2;
 
     unsafe fn extend(ctx: &OffsetCtx, len: u64) -> bool {
         // SAFETY: forwarded: the caller guarantees the first `len` bytes stay mapped.

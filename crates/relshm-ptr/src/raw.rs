@@ -77,6 +77,7 @@ unsafe impl Repr for Raw {
     type Word = AtomicU64;
     type Ctx = RawCtx;
     const NAME: &'static str = "raw";
+    const ID: u32 = 1;
 
     fn null() -> AtomicU64 {
         AtomicU64::new(0)

@@ -24,6 +24,12 @@ pub unsafe trait Repr: Sized + 'static {
     type Ctx;
     /// Short name for benches and messages.
     const NAME: &'static str;
+    /// Stable number of the representation, recorded with a collection so tools know how
+    /// to read its links: 1 [`Raw`](crate::Raw), 2 [`Offset`](crate::Offset),
+    /// 3 [`BaseRel`](crate::BaseRel), 4 [`SegRel`](crate::SegRel),
+    /// 5 [`Swizzle`](crate::Swizzle). 0 (the default) is a representation without one
+    /// (an experiment): tools report its collections as not checkable.
+    const ID: u32 = 0;
 
     /// A null word (all zero bytes).
     fn null() -> Self::Word;

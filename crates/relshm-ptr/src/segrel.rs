@@ -139,6 +139,7 @@ unsafe impl Repr for SegRel {
     type Word = SegRelWord;
     type Ctx = SegTable;
     const NAME: &'static str = "segrel";
+    const ID: u32 = 4;
 
     fn null() -> SegRelWord {
         SegRelWord::default()

@@ -249,6 +249,7 @@ unsafe impl Repr for Swizzle {
     type Word = AtomicU64;
     type Ctx = SwizzleView;
     const NAME: &'static str = "swizzle";
+    const ID: u32 = 5;
 
     fn null() -> AtomicU64 {
         AtomicU64::new(0)

@@ -292,11 +292,12 @@ impl RawMutex {
 
     /// Releases a lock acquired with `OwnerDied` without repairing it and without making it
     /// not recoverable: it is left marked owner-died, as the kernel leaves it, so the next
-    /// locker gets `OwnerDied` (used when a composite lock gives up half-way).
+    /// locker gets `OwnerDied` (used when a composite lock gives up half-way, and by
+    /// checkers that cannot repair what they found).
     ///
     /// # Safety
     /// As for [`unlock`](Self::unlock).
-    pub(crate) unsafe fn unlock_still_owner_died(&self) {
+    pub unsafe fn unlock_still_owner_died(&self) {
         let links = self.links();
         let h = sync::op_begin(&links);
         sync::dequeue(h, &links);

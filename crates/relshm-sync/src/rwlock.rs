@@ -347,12 +347,13 @@ impl RawRwLock {
     }
 
     /// Releases exclusive access taken with `OwnerDied` without repairing, keeping the
-    /// writer's death mark (and the flag) for the next locker.
+    /// writer's death mark (and the flag) for the next locker (for checkers that cannot
+    /// repair what they found).
     ///
     /// # Safety
     /// The calling thread holds exclusive access.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) unsafe fn give_back_owner_died(&self) {
+    pub unsafe fn give_back_owner_died(&self) {
         // SAFETY: exclusive access holds the writer mutex.
         unsafe { self.writer.unlock_still_owner_died() };
     }

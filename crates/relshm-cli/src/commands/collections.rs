@@ -1,13 +1,11 @@
 //! What the named objects of a segment are and which locks they hold, for `inspect`.
 //!
-//! One dispatch table, [`OBJECT_KINDS`], by the directory entry's recorded type name
-//! (mutexes, readers-writer locks, port records, and `AtomicU64` entries, which is how
-//! `create_named` records the offset of a list, map, queue or stream); the collection such
-//! an entry records is recognised by the library
-//! ([`CollectionKind::recorded`](relshm_collections::verify::CollectionKind::recorded)).
-//! Verifying is the library's: see `relshm_collections::verify`.
-//!
-//! Lock offsets inside collection headers come from `relshm_collections::verify::offsets`.
+//! Collections (lists and maps with their typed directory records, ports, queues and
+//! streams) are described by the library from the segment's bytes
+//! ([`relshm_collections::verify::describe`]), with the offsets of their locks: this
+//! module knows no collection layout. What is left here is the segment's own objects
+//! (mutexes, readers-writer locks, plain `u64`s) by their recorded type name,
+//! [`OBJECT_KINDS`]. Verifying is the library's too: see `relshm_collections::verify`.
 
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::Acquire;
@@ -15,14 +13,7 @@ use core::sync::atomic::Ordering::Acquire;
 use relshm::segment::Segment;
 use relshm::segment::directory::{EntryInfo, SegmentObject};
 use relshm::segment::heap::Heap;
-use relshm_collections::map::STRIPES;
-use relshm_collections::port::PortRecord;
-use relshm_collections::queue::Queue;
-use relshm_collections::verify::CollectionKind;
-use relshm_collections::verify::offsets::{
-    LIST_LEN, LIST_LOCK, MAP_RESIZE_LOCK, MAP_STRIPES, PORT_CONNECT_QUEUE, QUEUE_REAP_LOCK,
-    STREAM_CAPACITY, STRIPE_LEN, STRIPE_SIZE,
-};
+use relshm_collections::verify::{self, LockKind, LockSite};
 
 use super::locks::{self, LockState};
 
@@ -46,7 +37,7 @@ impl Ctx<'_> {
 
 /// What a named object is, for `inspect`.
 pub struct Described {
-    /// One line: "list of 3 elements at 0x1000", "mutex", ...
+    /// One line: "list of 3 elements at 0x1000 (...)", "mutex", ...
     pub holds: String,
     /// The locks it holds (or the collection it names holds).
     pub locks: Vec<LockState>,
@@ -60,7 +51,8 @@ pub struct ObjectKind {
     pub describe: fn(&Ctx, &EntryInfo) -> Described,
 }
 
-/// Known directory types. Anything else is plain data: listed, never interpreted.
+/// The segment's own object types. Anything else that is not a collection is plain data:
+/// listed, never interpreted.
 pub const OBJECT_KINDS: &[ObjectKind] = &[
     ObjectKind {
         type_name: <relshm::sync::Mutex<u64> as SegmentObject>::TYPE_NAME,
@@ -72,23 +64,9 @@ pub const OBJECT_KINDS: &[ObjectKind] = &[
     },
     ObjectKind {
         type_name: <AtomicU64 as SegmentObject>::TYPE_NAME,
-        describe: describe_holder,
-    },
-    ObjectKind {
-        type_name: <PortRecord as SegmentObject>::TYPE_NAME,
-        describe: describe_port,
+        describe: describe_u64,
     },
 ];
-
-/// Describes the collection of `kind` at `off` (label for its locks given).
-fn describe_collection(ctx: &Ctx, kind: CollectionKind, name: &str, off: u64) -> Described {
-    match kind {
-        CollectionKind::List => describe_list(ctx, name, off),
-        CollectionKind::Map => describe_map(ctx, name, off),
-        CollectionKind::Queue => describe_queue(ctx, name, off),
-        CollectionKind::Stream => describe_stream(ctx, name, off),
-    }
-}
 
 fn object_kind(e: &EntryInfo) -> Option<&'static ObjectKind> {
     OBJECT_KINDS
@@ -103,6 +81,12 @@ pub fn entry_name(e: &EntryInfo) -> String {
 
 /// Describes a directory entry.
 pub fn describe(ctx: &Ctx, e: &EntryInfo) -> Described {
+    if let Some(d) = verify::describe(ctx.seg, &ctx.heap, e) {
+        return Described {
+            holds: d.holds,
+            locks: d.locks.iter().filter_map(|s| lock_state(ctx, s)).collect(),
+        };
+    }
     match object_kind(e) {
         Some(k) => (k.describe)(ctx, e),
         None => Described {
@@ -110,6 +94,18 @@ pub fn describe(ctx: &Ctx, e: &EntryInfo) -> Described {
             locks: Vec::new(),
         },
     }
+}
+
+/// The state of a collection's lock; `None` when unreadable, or free and worth reporting
+/// only when held (free stripes are the normal case).
+fn lock_state(ctx: &Ctx, s: &LockSite) -> Option<LockState> {
+    let region = ctx.seg.region();
+    let state = match s.kind {
+        LockKind::Mutex => locks::mutex_at(region, s.label.clone(), s.offset),
+        LockKind::RwLock => locks::rwlock_at(region, s.label.clone(), s.offset),
+    }?;
+    let idle = state.state == "free" && state.readers.unwrap_or(0) == 0;
+    (!(s.only_if_held && idle)).then_some(state)
 }
 
 fn describe_mutex(ctx: &Ctx, e: &EntryInfo) -> Described {
@@ -132,89 +128,9 @@ fn describe_rwlock(ctx: &Ctx, e: &EntryInfo) -> Described {
     }
 }
 
-fn describe_holder(ctx: &Ctx, e: &EntryInfo) -> Described {
-    match CollectionKind::recorded(ctx.seg, e) {
-        Some((kind, off)) => describe_collection(ctx, kind, &entry_name(e), off),
-        None => Described {
-            holds: format!("u64 value {}", ctx.load(e.offset).unwrap_or(0)),
-            locks: Vec::new(),
-        },
-    }
-}
-
-fn describe_port(ctx: &Ctx, e: &EntryInfo) -> Described {
-    let name = entry_name(e);
-    match ctx.load(e.offset + PORT_CONNECT_QUEUE) {
-        Some(q) if CollectionKind::at(ctx.seg, q) == Some(CollectionKind::Queue) => {
-            let mut d = describe_queue(ctx, &format!("{name} connection"), q);
-            d.holds = format!("port; connection {}", d.holds);
-            d
-        }
-        _ => Described {
-            holds: "port (connection queue unreadable)".into(),
-            locks: Vec::new(),
-        },
-    }
-}
-
-fn describe_list(ctx: &Ctx, name: &str, off: u64) -> Described {
-    let len = ctx.load(off + LIST_LEN).unwrap_or(0);
+fn describe_u64(ctx: &Ctx, e: &EntryInfo) -> Described {
     Described {
-        holds: format!("list of {len} element(s) at {off:#x}"),
-        locks: locks::mutex_at(ctx.seg.region(), format!("list {name}"), off + LIST_LOCK)
-            .into_iter()
-            .collect(),
-    }
-}
-
-fn describe_map(ctx: &Ctx, name: &str, off: u64) -> Described {
-    let region = ctx.seg.region();
-    let stripe = |i: u64| off + MAP_STRIPES + i * STRIPE_SIZE;
-    let len: u64 = (0..STRIPES as u64)
-        .map(|i| ctx.load(stripe(i) + STRIPE_LEN).unwrap_or(0))
-        .sum();
-    let mut locks: Vec<LockState> =
-        locks::rwlock_at(region, format!("map {name} resize"), off + MAP_RESIZE_LOCK)
-            .into_iter()
-            .collect();
-    // Free stripes are the normal case: list only the ones someone holds.
-    locks.extend(
-        (0..STRIPES as u64)
-            .filter_map(|i| locks::rwlock_at(region, format!("map {name} stripe {i}"), stripe(i)))
-            .filter(|l| l.state != "free" || l.readers.unwrap_or(0) > 0),
-    );
-    Described {
-        holds: format!("map of {len} entr(y/ies) at {off:#x}"),
-        locks,
-    }
-}
-
-fn describe_queue(ctx: &Ctx, name: &str, off: u64) -> Described {
-    let holds = match Queue::attach(&ctx.heap, off) {
-        Ok(q) => format!(
-            "queue of {}/{} message(s) of up to {} bytes at {off:#x}",
-            q.len(),
-            q.capacity(),
-            q.slot_size()
-        ),
-        Err(e) => format!("queue at {off:#x} (unreadable: {e})"),
-    };
-    Described {
-        holds,
-        locks: locks::mutex_at(
-            ctx.seg.region(),
-            format!("queue {name} reap"),
-            off + QUEUE_REAP_LOCK,
-        )
-        .into_iter()
-        .collect(),
-    }
-}
-
-fn describe_stream(ctx: &Ctx, _name: &str, off: u64) -> Described {
-    let cap = ctx.load(off + STREAM_CAPACITY).unwrap_or(0);
-    Described {
-        holds: format!("byte stream with a {cap}-byte ring at {off:#x}"),
+        holds: format!("u64 value {}", ctx.load(e.offset).unwrap_or(0)),
         locks: Vec::new(),
     }
 }

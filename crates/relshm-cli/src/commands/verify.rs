@@ -6,11 +6,12 @@
 //! Exit status: 0 when every part was verified ([`EXIT_CLEAN`]), 1 when something is
 //! damaged ([`EXIT_FAILURE`]), 2 for usage errors ([`EXIT_USAGE`]: no such segment, not a
 //! relshm segment), 3 when nothing was found damaged but something could not be checked
-//! ([`EXIT_UNCHECKED`]: an object of a shape this build does not know, a lock held too
-//! long). A non-zero status is never "clean".
+//! ([`EXIT_UNCHECKED`]: a list or map named by a bare offset from before typed collection
+//! records, a lock held too long). A non-zero status is never "clean".
 //!
-//! Verifying takes each structure's lock, as any user would; a lock whose owner died is
-//! repaired by that (the documented recovery), so the verdict is on the repaired state.
+//! Lists and maps are walked from their typed directory records, whatever their element
+//! types. Verifying takes each list's or map's lock, as any user would; one whose last
+//! holder died mid-operation is "unchecked" (only a user that knows its types repairs it).
 
 use relshm::segment::verify::{SegmentReport, Verdict as PartVerdict};
 use relshm_collections::verify::verify_segment;

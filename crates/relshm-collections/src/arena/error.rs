@@ -66,6 +66,28 @@ pub enum CollectionError {
         /// Bytes this arena covers.
         len: u64,
     },
+    /// The collection recorded under a name is of another kind, other types or another
+    /// strategy than the ones it was opened with.
+    #[error(
+        "{name:?} was created as a {recorded}, not a {requested}: open it with the kind, types \
+         and strategy it was created with"
+    )]
+    RecordMismatch {
+        /// The name opened.
+        name: String,
+        /// What the directory records.
+        recorded: Box<crate::record::CollectionRecord>,
+        /// What was asked for.
+        requested: Box<crate::record::CollectionRecord>,
+    },
+    /// The directory record of a named collection is damaged or from an unknown format.
+    #[error("the directory record of {name:?} is unusable: {why}; re-create the collection")]
+    BadRecord {
+        /// The name opened.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A byte-string key is longer than its type allows.
     #[error("key of {len} bytes does not fit a ByteKey of at most {max} bytes: use a larger N")]
     KeyTooLong {

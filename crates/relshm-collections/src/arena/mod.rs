@@ -27,11 +27,9 @@ mod error;
 pub use error::{CollectionError, Result};
 pub(crate) use error::{WRONG_MAGIC, corrupt};
 
+use crate::record::CollectionRecord;
 use core::ptr::NonNull;
-use core::sync::atomic::{
-    AtomicU64,
-    Ordering::{Acquire, Relaxed},
-};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use relshm_ptr::{
     BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
 };
@@ -330,23 +328,16 @@ impl<R: Repr> Arena<R> {
         Ok(Directory::open(&heap).map_err(relshm_segment::SegmentError::from)?)
     }
 
-    /// Records `offset` under `name` in the segment's directory (how a collection made
-    /// with `create_named` is found by other processes).
-    pub(crate) fn record_named(&self, name: &str, offset: u64) -> Result<()> {
-        self.directory()?
-            .construct(name, AtomicU64::new(offset))
-            .map_err(relshm_segment::SegmentError::from)?;
-        Ok(())
+    /// Registers `record` under `name` in the segment's directory (how a collection made
+    /// with `create_named` is found, and described, to other processes and tools).
+    pub(crate) fn record_named(&self, name: &str, record: CollectionRecord) -> Result<()> {
+        crate::record::write(&self.directory()?, name, record)
     }
 
-    /// The offset recorded under `name` by [`record_named`](Self::record_named).
-    pub(crate) fn named_offset(&self, name: &str) -> Result<u64> {
-        Ok(self
-            .directory()?
-            .find::<AtomicU64>(name)
-            .map_err(relshm_segment::SegmentError::from)?
-            .get()
-            .load(Acquire))
+    /// The header offset recorded under `name` by [`record_named`](Self::record_named),
+    /// after checking that the record describes `wanted` (kind, types, strategy, layout).
+    pub(crate) fn named_offset(&self, name: &str, wanted: CollectionRecord) -> Result<u64> {
+        crate::record::read(&self.directory()?, name, &wanted)
     }
 
     /// Uninitialised, checked memory for one `T` from the segment heap.

@@ -5,8 +5,13 @@ use core::sync::atomic::AtomicU64;
 use relshm_ptr::{Link, LinkVisitor, Relocate, Repr};
 use relshm_sync::RawMutex;
 
+use crate::shape::{ListNodeLayout, Shape};
+
 /// `"RSHMLST1"` in little-endian: the first word of every list header.
 pub const LIST_MAGIC: u64 = u64::from_le_bytes(*b"RSHMLST1");
+
+/// Bumped when the meaning of a list's bytes changes. Recorded in its directory record.
+pub const LAYOUT_VERSION: u64 = 1;
 
 /// No operation in flight.
 pub(crate) const OP_NONE: u64 = 0;
@@ -97,10 +102,15 @@ impl<T: Pod, R: Repr> ListHeader<T, R> {
 
 /// Fingerprint of a list of `T` with strategy `R`: sizes, alignment and the strategy name.
 pub(crate) fn layout<T, R: Repr>() -> u64 {
+    fingerprint::<R>(Shape::of::<T>())
+}
+
+/// [`layout`] of a list of `elem`-shaped elements (what a walk from a record checks).
+pub(crate) fn fingerprint<R: Repr>(elem: Shape) -> u64 {
     let shape = [
-        size_of::<T>() as u64,
-        align_of::<T>() as u64,
-        size_of::<ListNode<T, R>>() as u64,
+        elem.size,
+        elem.align,
+        ListNodeLayout::of::<R>(elem).node.size,
     ];
     let mut bytes = Vec::with_capacity(32);
     for x in shape {

@@ -38,9 +38,11 @@ mod translate;
 
 pub use cursor::Cursor;
 pub use guard::{Iter, ListGuard};
-pub use layout::{LIST_MAGIC, ListHeader, ListNode};
+pub use layout::{LAYOUT_VERSION, LIST_MAGIC, ListHeader, ListNode};
+pub(crate) use layout::{OP_NONE, fingerprint};
 
 use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC};
+use crate::record::CollectionRecord;
 
 /// What a list is called in errors.
 const WHAT: &str = "relshm List";
@@ -134,13 +136,16 @@ impl<T: Pod, R: Repr> List<T, R> {
     /// directory, so other processes find it with [`open_named`](Self::open_named).
     pub fn create_named(arena: &Arena<R>, name: &str) -> Result<Self> {
         let list = Self::create(arena)?;
-        arena.record_named(name, list.offset())?;
+        arena.record_named(name, CollectionRecord::list::<T, R>().at(list.offset()))?;
         Ok(list)
     }
 
     /// Opens the list recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &Arena<R>, name: &str) -> Result<Self> {
-        Self::open(arena, arena.named_offset(name)?)
+        Self::open(
+            arena,
+            arena.named_offset(name, CollectionRecord::list::<T, R>())?,
+        )
     }
 
     /// Offset of the list's header in the segment (the same in every process).

@@ -4,6 +4,7 @@ use super::ListGuard;
 use super::guard::Node;
 use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE};
 use crate::arena::{CollectionError, Result, corrupt};
+use crate::shape::Shape;
 use bytemuck::Pod;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Relaxed, Release};
@@ -13,52 +14,7 @@ use relshm_segment::heap::HeapError;
 impl<T: Pod, R: Repr> ListGuard<'_, T, R> {
     /// Checks every link (see [`List::verify`](super::List::verify)); returns the length.
     pub fn verify(&self) -> Result<u64> {
-        let hdr = self.list.hdr();
-        let max = self.list.arena().max_objects::<Node<T, R>>();
-        let mut prev: Option<&Node<T, R>> = None;
-        let mut count = 0u64;
-        let mut cur = self
-            .get(&hdr.head)
-            .map_err(|e| corrupt(format!("head link: {e}")))?;
-        while let Some(n) = cur {
-            count += 1;
-            if count > max {
-                return Err(corrupt(format!(
-                    "cycle: more than {max} nodes reachable from the head"
-                )));
-            }
-            let back = self
-                .get(&n.prev)
-                .map_err(|e| corrupt(format!("node {count}: prev link: {e}")))?;
-            if back.map(|b| b as *const _) != prev.map(|p| p as *const _) {
-                return Err(corrupt(format!(
-                    "node {count}'s prev link does not point at node {}",
-                    count - 1
-                )));
-            }
-            prev = Some(n);
-            cur = self
-                .get(&n.next)
-                .map_err(|e| corrupt(format!("node {count}: next link: {e}")))?;
-        }
-        let tail = self
-            .get(&hdr.tail)
-            .map_err(|e| corrupt(format!("tail link: {e}")))?;
-        if tail.map(|t| t as *const _) != prev.map(|p| p as *const _) {
-            return Err(corrupt("the tail link does not point at the last node"));
-        }
-        let len = hdr.len.load(Relaxed);
-        if len != count {
-            return Err(corrupt(format!(
-                "length mismatch: header says {len}, {count} nodes are linked"
-            )));
-        }
-        if hdr.intent.load(Relaxed) != OP_NONE {
-            return Err(corrupt(
-                "an operation is half done although the lock is consistent",
-            ));
-        }
-        Ok(count)
+        crate::walk::list(self.list.arena(), self.list.offset(), Shape::of::<T>())
     }
 
     /// Makes the list consistent after its lock's owner died: the forward chain is the

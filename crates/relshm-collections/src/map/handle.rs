@@ -3,6 +3,7 @@
 
 use super::{MapHeader, MapKey, MapReadGuard, MapReader, MapView, WHAT};
 use crate::arena::{Arena, Result};
+use crate::record::CollectionRecord;
 use crate::root::Root;
 use bytemuck::Pod;
 use relshm_ptr::translate::{Space, Translated};
@@ -83,13 +84,16 @@ impl<K: MapKey, V: Pod, R: Repr> Map<K, V, R> {
     /// Creates an empty map and records it under `name` in the segment directory.
     pub fn create_named(arena: &Arena<R>, name: &str) -> Result<Self> {
         let map = Self::create(arena)?;
-        arena.record_named(name, map.offset())?;
+        arena.record_named(name, CollectionRecord::map::<K, V, R>().at(map.offset()))?;
         Ok(map)
     }
 
     /// Opens the map recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &Arena<R>, name: &str) -> Result<Self> {
-        Self::open(arena, arena.named_offset(name)?)
+        Self::open(
+            arena,
+            arena.named_offset(name, CollectionRecord::map::<K, V, R>())?,
+        )
     }
 
     /// Offset of the map's header in the segment (the same in every process).

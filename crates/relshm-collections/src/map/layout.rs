@@ -6,6 +6,8 @@ use core::sync::atomic::AtomicU64;
 use relshm_ptr::{Link, LinkVisitor, Relocate, Repr};
 use relshm_sync::RawRwLock;
 
+use crate::shape::{MapLayout, Shape};
+
 /// `"RSHMMAP1"` in little-endian: the first word of every map header.
 pub const MAP_MAGIC: u64 = u64::from_le_bytes(*b"RSHMMAP1");
 /// Number of lock stripes; bucket `b` belongs to stripe `b % STRIPES`.
@@ -35,8 +37,8 @@ pub(crate) const OP_REMOVE: u64 = 3;
 /// is a redo record, never linked).
 pub(crate) const OP_REWRITE: u64 = 4;
 /// Bumped when the meaning of the bytes changes (3: two entries inline in each bucket; 4:
-/// buckets aligned to 64 bytes).
-const LAYOUT_VERSION: u64 = 4;
+/// buckets aligned to 64 bytes). Recorded in the map's directory record.
+pub const LAYOUT_VERSION: u64 = 4;
 
 /// One entry. Layout (`#[repr(C)]`): `next` link, `hash` (u64), key, value. A published
 /// node is never written again except its `next` link: updates replace the node.
@@ -188,12 +190,18 @@ const _: () = {
 
 /// Fingerprint of a map of `K` to `V` with strategy `R`.
 pub(crate) fn layout<K, V, R: Repr>() -> u64 {
+    fingerprint::<R>(Shape::of::<K>(), Shape::of::<V>())
+}
+
+/// [`layout`] of a map of `key`-shaped keys to `value`-shaped values (what a walk from a
+/// record checks).
+pub(crate) fn fingerprint<R: Repr>(key: Shape, value: Shape) -> u64 {
     let shape = [
-        size_of::<K>() as u64,
-        align_of::<K>() as u64,
-        size_of::<V>() as u64,
-        align_of::<V>() as u64,
-        size_of::<MapNode<K, V, R>>() as u64,
+        key.size,
+        key.align,
+        value.size,
+        value.align,
+        MapLayout::of::<R>(key, value).node.size,
         CHUNK as u64,
         DIR as u64,
         STRIPES as u64,

@@ -66,9 +66,10 @@ mod translate;
 pub use handle::Map;
 pub use key::ByteKey;
 pub use layout::{
-    CHUNK, Chunk, DIR, Entry, INLINE, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader, MapNode, STRIPES,
-    Slot, Stripe, Table,
+    CHUNK, Chunk, DIR, Entry, INLINE, LAYOUT_VERSION, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader,
+    MapNode, STRIPES, Slot, Stripe, Table,
 };
+pub(crate) use layout::{CHUNK_LOG2, OP_NONE, fingerprint};
 pub use read::MapReadGuard;
 pub use reader::MapReader;
 

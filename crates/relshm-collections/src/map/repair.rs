@@ -1,8 +1,9 @@
 //! Repairing a stripe after its writer died, and verifying the whole map.
 
-use super::layout::{INLINE, OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
+use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
 use super::{MapKey, MapView, Node};
 use crate::arena::{CollectionError, Result, corrupt};
+use crate::shape::Shape;
 use bytemuck::Pod;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -94,70 +95,11 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     }
 
     /// Walks every bucket and checks: every link resolves, no cycle, every entry (inline or
-    /// node) sits in the bucket its hash names, each stripe's count matches its nodes, no operation or resize
-    /// is half done. Returns the number of entries.
+    /// node) sits in the bucket its hash names, each stripe's count matches its nodes, no
+    /// operation or resize is half done. Returns the number of entries.
     pub fn verify(&self) -> Result<u64> {
         let _read = self.read()?;
-        let ctx = self.ctx();
-        let (t, log2) = self.table().map_err(|e| corrupt(format!("table: {e}")))?;
-        let mask = (1u64 << log2) - 1;
-        let max = self.max_nodes();
-        let mut counts = [0u64; STRIPES];
-        let mut total = 0u64;
-        for b in 0..=mask {
-            let slot = self
-                .slot(t, b)
-                .map_err(|e| corrupt(format!("bucket {b}: {e}")))?;
-            for inline in (0..INLINE).map(|i| slot.hash(i)).filter(|&h| h != 0) {
-                if inline & mask != b {
-                    return Err(corrupt(format!(
-                        "the inline entry of bucket {b} hashes to bucket {}",
-                        inline & mask
-                    )));
-                }
-                total += 1;
-                counts[b as usize % STRIPES] += 1;
-            }
-            let mut cur = slot
-                .next
-                .get(ctx)
-                .map_err(|e| corrupt(format!("bucket {b}: head link: {e}")))?;
-            while let Some(n) = cur {
-                total += 1;
-                if total > max {
-                    return Err(corrupt(format!(
-                        "cycle: more than {max} nodes reachable (bucket {b})"
-                    )));
-                }
-                if n.hash & mask != b {
-                    return Err(corrupt(format!(
-                        "a node in bucket {b} hashes to bucket {}",
-                        n.hash & mask
-                    )));
-                }
-                counts[b as usize % STRIPES] += 1;
-                cur = n
-                    .next
-                    .get(ctx)
-                    .map_err(|e| corrupt(format!("bucket {b}: next link: {e}")))?;
-            }
-        }
-        for (s, st) in self.hdr.stripes.iter().enumerate() {
-            let len = st.len.load(Acquire);
-            if len != counts[s] {
-                return Err(corrupt(format!(
-                    "stripe {s}: count mismatch: header says {len}, {} nodes are linked",
-                    counts[s]
-                )));
-            }
-            if st.intent.load(Acquire) != OP_NONE {
-                return Err(corrupt(format!("stripe {s}: an operation is half done")));
-            }
-        }
-        if !self.hdr.new_table.is_null() || self.hdr.moving.load(Acquire) != 0 {
-            return Err(corrupt("a resize is half done"));
-        }
-        Ok(total)
+        crate::walk::map(self.arena, self.off, Shape::of::<K>(), Shape::of::<V>())
     }
 }
 

@@ -32,6 +32,7 @@
 //!
 //! A node: `next` (a link), then the value.
 
+use crate::record::CollectionRecord;
 use crate::root::Root;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::*, fence};
@@ -46,6 +47,8 @@ const WHAT: &str = "relshm LinkedQueue";
 
 /// `"RSHMLNQ1"` in little-endian.
 pub const LINKED_MAGIC: u64 = u64::from_le_bytes(*b"RSHMLNQ1");
+/// The linked queue's layout version, recorded in its directory record.
+pub const LAYOUT_VERSION: u64 = 1;
 
 /// The queue's root object in the segment (see the module docs).
 #[repr(C)]
@@ -168,13 +171,19 @@ impl<T: bytemuck::Pod, R: Repr> LinkedQueue<T, R> {
     /// Creates an empty queue and records it under `name` in the segment directory.
     pub fn create_named(arena: &Arena<R>, name: &str) -> Result<Self> {
         let q = Self::create(arena)?;
-        arena.record_named(name, q.offset())?;
+        arena.record_named(
+            name,
+            CollectionRecord::linked_queue::<T, R>().at(q.offset()),
+        )?;
         Ok(q)
     }
 
     /// Opens the queue recorded under `name` by [`create_named`](Self::create_named).
     pub fn open_named(arena: &Arena<R>, name: &str) -> Result<Self> {
-        Self::open(arena, arena.named_offset(name)?)
+        Self::open(
+            arena,
+            arena.named_offset(name, CollectionRecord::linked_queue::<T, R>())?,
+        )
     }
 
     /// The root's offset in the segment (the same in every process).
