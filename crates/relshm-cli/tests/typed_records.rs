@@ -113,6 +113,31 @@ fn verify_and_inspect_work_from_the_records_for_any_types() {
         "{listed}"
     );
 
+    // ls: the collections each segment registers, from the same records.
+    let rows = json(&["ls"], 0);
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == name.as_str()))
+        .unwrap_or_else(|| panic!("{name} not in `relshm ls --json`: {rows}"));
+    let listed: Vec<&str> = row["collections"]
+        .as_array()
+        .expect("a collections array")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(
+        listed
+            .iter()
+            .any(|c| c.starts_with("index: map of 24-byte keys")),
+        "{listed:?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|c| c.starts_with("jobs: list of 48-byte elements")),
+        "{listed:?}"
+    );
+
     // Break the third node's next link (found through the library's layout offsets):
     // point it far outside the segment.
     let layout = ListNodeLayout::of::<Offset>(Shape::of::<Job>());

@@ -3,6 +3,7 @@
 //! tell), listed as such instead of left out. Segments owned by another user than the one
 //! running `ls` are marked: the library refuses to open those unless told their owner.
 
+use relshm::collections::record::CollectionRecord;
 use serde::Serialize;
 
 use super::inspect::{LOCK_TIMEOUT, attach_table};
@@ -38,6 +39,9 @@ pub struct Row {
     pub attached: usize,
     /// Of those, processes still alive.
     pub live: usize,
+    /// The collections its directory registers, as `name: what` from their typed records
+    /// (kind, types' sizes, strategy), whatever the types are.
+    pub collections: Vec<String>,
     /// Why the segment could not be opened (or, for an object this user may not read, that
     /// it could not be read), if it could not.
     pub error: Option<String>,
@@ -55,6 +59,7 @@ impl Row {
             mode,
             attached: 0,
             live: 0,
+            collections: Vec::new(),
             error: None,
         }
     }
@@ -87,6 +92,7 @@ fn row(t: &Target) -> Row {
                 .and_then(|h| Ok(h.with_lock_timeout(Some(LOCK_TIMEOUT)).stats()?))
                 .ok()
                 .map(|s| s.used_bytes);
+            r.collections = collections(&seg);
         }
         // Without write access: the header can still be read.
         Err(_) => match target::open_ro(t) {
@@ -95,6 +101,38 @@ fn row(t: &Target) -> Row {
         },
     }
     r
+}
+
+/// `name: record` for each collection record in `seg`'s directory (none if it cannot be
+/// read).
+fn collections(seg: &relshm::segment::Segment) -> Vec<String> {
+    let Ok(entries) = seg.directory().and_then(|d| Ok(d.entries()?)) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let name = String::from_utf8_lossy(&e.name);
+            Some(match CollectionRecord::in_entry(seg, e)? {
+                Ok(rec) => format!("{name}: {rec}"),
+                Err(why) => format!("{name}: damaged record ({why})"),
+            })
+        })
+        .collect()
+}
+
+/// `name (kind)` for each collection, for the table.
+fn short(collections: &[String]) -> String {
+    let names: Vec<&str> = collections
+        .iter()
+        .map(
+            |c| match c.split_once(" of ").or_else(|| c.split_once(',')) {
+                Some((head, _)) => head,
+                None => c.as_str(),
+            },
+        )
+        .collect();
+    names.join(", ")
 }
 
 fn human(rows: &[Row]) -> String {
@@ -115,12 +153,22 @@ fn human(rows: &[Row]) -> String {
                 },
                 format!("{:04o}", r.mode),
                 format!("{} ({} live)", r.attached, r.live),
+                short(&r.collections),
                 r.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
     table(
-        &["name", "size", "used", "uid", "mode", "attached", ""],
+        &[
+            "name",
+            "size",
+            "used",
+            "uid",
+            "mode",
+            "attached",
+            "collections",
+            "",
+        ],
         &cells,
     )
 }
