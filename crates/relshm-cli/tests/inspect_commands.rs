@@ -4,12 +4,12 @@
 mod inspect_common;
 
 use inspect_common::*;
+use relshm::collections::arena::Arena;
+use relshm::collections::list::List;
+use relshm::collections::map::Map;
+use relshm::ptr::Offset;
 use relshm::segment::{CreateOptions, Segment};
 use relshm::sync::{Mutex, RwLock};
-use relshm_collections::arena::Arena;
-use relshm_collections::list::List;
-use relshm_collections::map::Map;
-use relshm_ptr::Offset;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::AtomicU64;
 
@@ -70,8 +70,8 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
         (rw["state"].clone(), rw["readers"].clone()),
         ("free".into(), 1.into())
     );
-    assert_eq!(object(&report, "table")["type"], "relshm_sync::RwLock");
-    assert_eq!(object(&report, "counter")["type"], "relshm_sync::Mutex");
+    assert_eq!(object(&report, "table")["type"], "relshm::sync::RwLock");
+    assert_eq!(object(&report, "counter")["type"], "relshm::sync::Mutex");
     assert_eq!(object(&report, "counter")["holds"], "robust mutex");
     assert_eq!(object(&report, "hits")["holds"], "u64 value 7");
     let jobs = object(&report, "jobs")["holds"]
@@ -97,7 +97,7 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
     let text = stdout(&relshm(&["inspect", &name]));
     for needle in [
         "named objects (5)",
-        "relshm_sync::Mutex v1",
+        "relshm::sync::Mutex v1",
         "list jobs",
         "free",
     ] {

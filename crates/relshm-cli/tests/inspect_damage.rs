@@ -5,10 +5,10 @@ mod inspect_common;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use inspect_common::*;
+use relshm::collections::arena::Arena;
+use relshm::collections::list::List;
+use relshm::ptr::Offset;
 use relshm::segment::{CreateOptions, Segment};
-use relshm_collections::arena::Arena;
-use relshm_collections::list::List;
-use relshm_ptr::Offset;
 
 /// Overwrites the u64 at `offset` of the segment.
 fn poke(seg: &Segment, offset: u64, value: u64) {

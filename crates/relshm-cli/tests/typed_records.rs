@@ -9,12 +9,12 @@ mod inspect_common;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use inspect_common::*;
+use relshm::collections::arena::Arena;
+use relshm::collections::list::List;
+use relshm::collections::map::Map;
+use relshm::collections::shape::{ListNodeLayout, MapLayout, Shape};
+use relshm::ptr::{BaseRel, Offset};
 use relshm::segment::{CreateOptions, Segment};
-use relshm_collections::arena::Arena;
-use relshm_collections::list::List;
-use relshm_collections::map::Map;
-use relshm_collections::shape::{ListNodeLayout, MapLayout, Shape};
-use relshm_ptr::{BaseRel, Offset};
 
 /// A user's own element type: 48 bytes, 8-aligned. No table in the tool knows it.
 #[repr(C)]

@@ -14,12 +14,12 @@ use std::process::Command;
 use inspect_common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use relshm::collections::arena::Arena;
+use relshm::collections::map::{Map, STRIPES};
+use relshm::collections::record::CollectionRecord;
+use relshm::collections::verify::offsets::{MAP_RESIZE_LOCK, MAP_STRIPES, STRIPE_LEN, STRIPE_SIZE};
+use relshm::ptr::Offset;
 use relshm::segment::{CreateOptions, OpenOptions, Segment};
-use relshm_collections::arena::Arena;
-use relshm_collections::map::{Map, STRIPES};
-use relshm_collections::record::CollectionRecord;
-use relshm_collections::verify::offsets::{MAP_RESIZE_LOCK, MAP_STRIPES, STRIPE_LEN, STRIPE_SIZE};
-use relshm_ptr::Offset;
 
 /// The map under test.
 type Known<'a> = Map<u64, [u8; 24], Offset>;

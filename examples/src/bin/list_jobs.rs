@@ -9,10 +9,10 @@
 
 use std::process::Command;
 
-use relshm_collections::arena::Arena;
-use relshm_collections::list::List;
-use relshm_ptr::Offset;
-use relshm_segment::{CreateOptions, OpenOptions, Segment};
+use relshm::collections::arena::Arena;
+use relshm::collections::list::List;
+use relshm::ptr::Offset;
+use relshm::segment::{CreateOptions, OpenOptions, Segment};
 
 const JOBS: u64 = 1000;
 

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use relshm_collections::arena::Arena;
-use relshm_collections::map::{ByteKey, Map};
-use relshm_ptr::Offset;
-use relshm_segment::{CreateOptions, OpenOptions, Segment};
+use relshm::collections::arena::Arena;
+use relshm::collections::map::{ByteKey, Map};
+use relshm::ptr::Offset;
+use relshm::segment::{CreateOptions, OpenOptions, Segment};
 
 const TEXT: &str = "\
 processes share pointer rich data through shared memory segments that each process maps \

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use relshm_collections::port::PortClient;
-use relshm_segment::{OpenOptions, Segment};
+use relshm::collections::port::PortClient;
+use relshm::segment::{OpenOptions, Segment};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

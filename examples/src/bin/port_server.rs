@@ -8,9 +8,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use relshm_collections::port::{PortError, PortServer};
-use relshm_collections::queue::{QueueConfig, QueueError};
-use relshm_segment::{CreateOptions, Segment};
+use relshm::collections::port::{PortError, PortServer};
+use relshm::collections::queue::{QueueConfig, QueueError};
+use relshm::segment::{CreateOptions, Segment};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clients: usize = std::env::args().nth(1).map_or(Ok(4), |s| s.parse())?;

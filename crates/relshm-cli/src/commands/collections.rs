@@ -2,18 +2,18 @@
 //!
 //! Collections (lists and maps with their typed directory records, ports, queues and
 //! streams) are described by the library from the segment's bytes
-//! ([`relshm_collections::verify::describe`]), with the offsets of their locks: this
+//! ([`relshm::collections::verify::describe`]), with the offsets of their locks: this
 //! module knows no collection layout. What is left here is the segment's own objects
 //! (mutexes, readers-writer locks, plain `u64`s) by their recorded type name,
-//! [`OBJECT_KINDS`]. Verifying is the library's too: see `relshm_collections::verify`.
+//! [`OBJECT_KINDS`]. Verifying is the library's too: see `relshm::collections::verify`.
 
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::Acquire;
 
+use relshm::collections::verify::{self, LockKind, LockSite};
 use relshm::segment::Segment;
 use relshm::segment::directory::{EntryInfo, SegmentObject};
 use relshm::segment::heap::Heap;
-use relshm_collections::verify::{self, LockKind, LockSite};
 
 use super::locks::{self, LockState};
 

@@ -12,12 +12,12 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use relshm::collections::arena::Arena;
+use relshm::collections::list::List;
+use relshm::collections::map::Map;
+use relshm::ptr::Offset;
 use relshm::segment::{CreateOptions, Segment};
 use relshm::sync::Mutex;
-use relshm_collections::arena::Arena;
-use relshm_collections::list::List;
-use relshm_collections::map::Map;
-use relshm_ptr::Offset;
 use serde::Serialize;
 
 use super::output::CliError;

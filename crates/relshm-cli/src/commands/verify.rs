@@ -1,6 +1,6 @@
 //! `relshm verify NAME`: checks the header, heap, directory and every named object of a
 //! segment through the library's whole-segment check
-//! ([`relshm::verify_segment`](relshm_collections::verify::verify_segment)) and prints
+//! ([`relshm::verify_segment`](relshm::collections::verify::verify_segment)) and prints
 //! one line per part: `ok`, `DAMAGED` or `unchecked`.
 //!
 //! Exit status: 0 when every part was verified ([`EXIT_CLEAN`]), 1 when something is
@@ -13,8 +13,8 @@
 //! types. Verifying takes each list's or map's lock, as any user would; one whose last
 //! holder died mid-operation is "unchecked" (only a user that knows its types repairs it).
 
+use relshm::collections::verify::verify_segment;
 use relshm::segment::verify::{SegmentReport, Verdict as PartVerdict};
-use relshm_collections::verify::verify_segment;
 use serde::Serialize;
 
 #[cfg(doc)]

@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use relshm::collections::arena::Arena;
+use relshm::ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use relshm::segment::{OpenOptions, Placement, Segment};
-use relshm_collections::arena::Arena;
-use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 
 use super::image::SharedArena;
 use super::protocol::{

@@ -1,9 +1,9 @@
 //! The arenas of the strategies that share a structure in place (their position-independent
 //! image is the segment's data as it is: [`Segment::data_image`]).
 
+use relshm::collections::arena::Arena;
+use relshm::ptr::{BaseRel, Offset, Raw, Repr, SegRel};
 use relshm::segment::Segment;
-use relshm_collections::arena::Arena;
-use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel};
 
 /// A strategy whose structures every process uses in place, through an arena made
 /// straight from the segment.

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use relshm::collections::arena::Arena;
+use relshm::ptr::translate::{Space, Translated};
+use relshm::ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use relshm::segment::{CreateOptions, Placement, Segment, SegmentError};
-use relshm_collections::arena::Arena;
-use relshm_ptr::translate::{Space, Translated};
-use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 
 use super::child::ChildArgs;
 use super::image::SharedArena;

@@ -5,9 +5,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use relshm_collections::list::List;
-use relshm_collections::map::Map;
-use relshm_ptr::Repr;
+use relshm::collections::list::List;
+use relshm::collections::map::Map;
+use relshm::ptr::Repr;
 use serde::{Deserialize, Serialize};
 
 /// Which collection a run measures.
@@ -182,7 +182,7 @@ impl<R: Repr> Coll<R> {
     /// An empty collection in `arena`.
     pub fn create(
         s: Structure,
-        arena: &relshm_collections::arena::Arena<R>,
+        arena: &relshm::collections::arena::Arena<R>,
     ) -> anyhow::Result<Self> {
         Ok(match s {
             Structure::List => Self::List(List::create(arena)?),
@@ -193,7 +193,7 @@ impl<R: Repr> Coll<R> {
     /// The collection whose header is at `offset` of `arena`.
     pub fn open(
         s: Structure,
-        arena: &relshm_collections::arena::Arena<R>,
+        arena: &relshm::collections::arena::Arena<R>,
         offset: u64,
     ) -> anyhow::Result<Self> {
         Ok(match s {
