@@ -64,3 +64,5 @@ impl PthreadRobust {
         debug_assert_eq!(r, 0);
     }
 }
+
+pub mod scale;
