@@ -12,8 +12,8 @@
 //! |---|---|---|
 //! | 0 | `magic` | [`RECORD_MAGIC`] (`"RSHMCOL1"`) |
 //! | 8 | `format` | [`RECORD_FORMAT`]: the version of this record layout |
-//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map |
-//! | 24 | `strategy` | [`Repr::ID`] of the links: 1 raw, 2 offset, 3 baserel, 4 segrel, 5 swizzle |
+//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map, 3 queue, 4 stream, 5 linked queue |
+//! | 24 | `strategy` | [`Repr::ID`] of the links: 1 raw, 2 offset, 3 baserel, 4 segrel, 5 swizzle (queues and streams: baserel, their segment offsets) |
 //! | 32 | `layout` | the collection's own layout version (its node and header format) |
 //! | 40 | `header` | offset of the collection's header in the segment |
 //! | 48 | `key_size` | `size_of` the element (list) or key (map) |
@@ -95,8 +95,8 @@ impl CollectionKind {
     }
 
     /// The collection a bare `AtomicU64` directory entry (how segments made before typed
-    /// records named collections, and how queues and streams are still named) points to,
-    /// with the offset it holds.
+    /// records named collections, queues and streams included) points to, with the offset
+    /// it holds.
     pub fn recorded(seg: &Segment, entry: &EntryInfo) -> Option<(Self, u64)> {
         let off = load(seg, entry.offset)?;
         Some((Self::at(seg, off)?, off))
@@ -215,6 +215,32 @@ impl CollectionRecord {
             CollectionKind::LinkedQueue,
             crate::queue::linked::LAYOUT_VERSION,
             Shape::of::<T>(),
+            none,
+        )
+    }
+
+    /// The record of a [`Queue<T>`](crate::queue::Queue) (header offset 0 until
+    /// [`at`](Self::at)). Queues hold segment offsets, recorded as the
+    /// [`BaseRel`] strategy (offsets from the segment's base).
+    pub fn queue<T>() -> Self {
+        let none = Shape { size: 0, align: 1 };
+        Self::new::<BaseRel>(
+            CollectionKind::Queue,
+            u64::from(crate::queue::layout::QUEUE_VERSION),
+            Shape::of::<T>(),
+            none,
+        )
+    }
+
+    /// The record of a byte [`Stream`](crate::stream::Stream) (header offset 0 until
+    /// [`at`](Self::at)); its elements are bytes, its links segment offsets
+    /// ([`BaseRel`]).
+    pub fn stream() -> Self {
+        let none = Shape { size: 0, align: 1 };
+        Self::new::<BaseRel>(
+            CollectionKind::Stream,
+            crate::stream::LAYOUT_VERSION,
+            Shape::of::<u8>(),
             none,
         )
     }

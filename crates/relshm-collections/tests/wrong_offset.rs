@@ -4,12 +4,12 @@
 
 mod queue_support;
 
-use queue_support::{queue, segment};
+use queue_support::{arena, queue, segment};
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::list::List;
 use relshm_collections::map::Map;
 use relshm_collections::queue::linked::LinkedQueue;
-use relshm_collections::queue::{Queue, QueueConfig, QueueError};
+use relshm_collections::queue::{Queue, QueueConfig};
 use relshm_ptr::{Offset, PtrError};
 use relshm_segment::RegionError;
 
@@ -103,16 +103,15 @@ fn collections_opened_at_a_wrong_offset_blame_the_offset() {
 #[test]
 fn queue_attached_at_a_wrong_offset_does_not_blame_damage() {
     let seg = segment(4 << 20);
-    let heap = seg.heap().unwrap();
-    let q = queue(&seg, QueueConfig::with_capacity(8));
-    let other = queue(&seg, QueueConfig::with_capacity(8));
+    let q = queue::<u64>(&seg, QueueConfig::with_capacity(8));
+    let other = queue::<u64>(&seg, QueueConfig::with_capacity(8));
     let off = q.offset();
 
     // Misaligned: says misaligned (a control block starts 64-aligned).
-    let e = Queue::attach(&heap, off + 8).unwrap_err();
+    let e = Queue::<u64>::open(&arena(&seg), off + 8).unwrap_err();
     assert_eq!(
         e,
-        QueueError::Region(RegionError::Misaligned {
+        CollectionError::Region(RegionError::Misaligned {
             offset: off + 8,
             align: 64
         })
@@ -121,16 +120,19 @@ fn queue_attached_at_a_wrong_offset_does_not_blame_damage() {
 
     // Aligned but no queue there (the ring of another queue): not a queue, not damage.
     let wrong = other.offset() + 2368;
-    let e = Queue::attach(&heap, wrong).unwrap_err();
-    assert_eq!(e, QueueError::NotAQueue { offset: wrong });
+    let e = Queue::<u64>::open(&arena(&seg), wrong).unwrap_err();
+    assert!(
+        matches!(e, CollectionError::BadHeader { expected: "relshm Queue", offset, .. } if offset == wrong),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(
         text.contains(&format!(
-            "no queue at offset {wrong:#x} (bad magic): wrong offset or not a queue"
+            "no relshm Queue at offset {wrong:#x}: wrong magic number"
         )),
         "{text}"
     );
     assert!(!text.contains("corrupt"), "{text}");
     assert!(!text.contains("damage"), "{text}");
-    assert_eq!(Queue::attach(&heap, off).unwrap().offset(), off);
+    assert_eq!(Queue::<u64>::open(&arena(&seg), off).unwrap().offset(), off);
 }

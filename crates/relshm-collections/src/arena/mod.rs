@@ -22,10 +22,8 @@
 //! handed out is invalidated). Arenas that do not follow growth see the bytes mapped when
 //! they were made: a full heap is `Err(Heap(OutOfMemory))` there.
 
-mod error;
-
-pub use error::{CollectionError, Result};
-pub(crate) use error::{WRONG_MAGIC, corrupt};
+pub use crate::error::{CollectionError, Result};
+pub(crate) use crate::error::{WRONG_MAGIC, corrupt};
 
 use crate::record::CollectionRecord;
 use core::ptr::NonNull;
@@ -264,6 +262,13 @@ impl<R: Repr> Arena<R> {
             Memory::Private { _seg, .. } => Some(_seg),
             Memory::ReadOnly => None,
         }
+    }
+
+    /// The segment, for collections that live in it in place and link by segment offsets
+    /// (queues, streams, ports) whatever the arena's strategy; `Err(ReadOnly)` for a
+    /// translated copy, which has no segment.
+    pub(crate) fn shared_segment(&self) -> Result<&Segment> {
+        self.segment().ok_or(CollectionError::ReadOnly)
     }
 
     /// Picks up bytes the segment grew by (in this process or another) since the arena
