@@ -35,6 +35,10 @@
 //! connect); having declared it dead, it also runs [`Heap::reclaim_dead_owners`], for the
 //! large message the dead side had taken or was sending. A side that is killed after the
 //! other has left leaves the connection allocated (nobody is left to notice).
+//!
+//! [`Heap::alloc_owned`]: relshm_segment::heap::Heap::alloc_owned
+//! [`Heap::transfer`]: relshm_segment::heap::Heap::transfer
+//! [`Heap::reclaim_dead_owners`]: relshm_segment::heap::Heap::reclaim_dead_owners
 
 use core::ptr::NonNull;
 

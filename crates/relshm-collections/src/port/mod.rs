@@ -392,8 +392,8 @@ impl PortClient {
     }
 
     fn record(&self) -> &PortRecord {
-        // SAFETY: resolved in the mapping by the directory at connect; the heap's mapping
-        // outlives the client; atomics only.
+        // SAFETY: resolved in the mapping by the directory at connect; the connection's
+        // segment clone (in `_leave`) keeps it mapped while the client lives; atomics only.
         unsafe { self.rec.as_ref() }
     }
 

@@ -325,7 +325,7 @@ impl RawQueue {
 
     pub(crate) fn ctl(&self) -> &Control {
         // SAFETY: resolved and validated at attach; the handle's segment clone keeps the
-        // mapping alive (Heap's contract); every bit pattern is a valid Control.
+        // mapping alive; every bit pattern is a valid Control.
         unsafe { self.ctl.as_ref() }
     }
 
@@ -387,7 +387,8 @@ impl RawQueue {
     /// run while the queue is in use.
     ///
     /// Blocks owned by a dead process are freed whatever they are (see
-    /// [`Heap::reclaim_dead_owners`]); queued messages only for this queue.
+    /// [`Heap::reclaim_dead_owners`](relshm_segment::heap::Heap::reclaim_dead_owners));
+    /// queued messages only for this queue.
     pub fn reclaim(&self) -> Result<u64, CollectionError> {
         self.reap_dead()?;
         Ok(self.seg.heap()?.reclaim_dead_owners()? + self.free_large(false)?)
