@@ -549,7 +549,10 @@ impl<T: Pod> Queue<T> {
     /// its slots being able to hold one (received messages of another length are
     /// `WrongSize`). Prefer [`open_named`](Self::open_named), which does check.
     pub fn open<R: Repr>(arena: &Arena<R>, offset: u64) -> Result<Self, CollectionError> {
-        let raw = RawQueue::attach(arena.shared_segment()?, offset)?;
+        let seg = arena.shared_segment()?;
+        // A caller's offset that cannot hold a control block is the caller's mistake.
+        arena.block_at(offset, size_of::<Control>() as u64, 64, "relshm Queue")?;
+        let raw = RawQueue::attach(seg, offset)?;
         raw.check_type::<T>()?;
         Ok(Self::typed(raw))
     }

@@ -163,6 +163,8 @@ impl Stream {
     /// process), checking its control block.
     pub fn open<R: Repr>(arena: &Arena<R>, offset: u64) -> Result<Stream, CollectionError> {
         let seg = arena.shared_segment()?;
+        // A caller's offset that cannot hold a control block is the caller's mistake.
+        arena.block_at(offset, STREAM_HEADER, 64, "relshm Stream")?;
         let capacity = End::check(seg, offset)?.1;
         Ok(Stream {
             seg: seg.clone(),
