@@ -352,6 +352,9 @@ impl fmt::Display for CollectionRecord {
                 "map of {}-byte keys (align {}) to {}-byte values (align {})",
                 k.size, k.align, v.size, v.align
             )?,
+            Some(CollectionKind::Queue) => {
+                write!(f, "queue of {}-byte elements (align {})", k.size, k.align)?
+            }
             Some(other) => write!(f, "{}", other.name())?,
             None => write!(f, "collection of unknown kind {}", self.kind)?,
         }
@@ -509,5 +512,40 @@ mod tests {
         assert!(matches!(r.validate(), Err(RecordFault::Unknown(w)) if w.contains("strategy 77")));
         r.magic = 0;
         assert!(matches!(r.validate(), Err(RecordFault::Damaged(w)) if w.contains("magic")));
+    }
+
+    #[test]
+    fn queues_and_streams_are_recorded_with_their_element_shapes() {
+        let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20)).unwrap();
+        let arena = Arena::<Offset>::new(&seg).unwrap();
+        let q = crate::queue::Queue::<[u32; 3]>::create_named(
+            &arena,
+            "q",
+            crate::queue::QueueConfig::with_capacity(4),
+        )
+        .unwrap();
+        let s = crate::stream::Stream::create_named(&arena, "s", 64).unwrap();
+        let dir = arena.directory().unwrap();
+        let rq = *dir.find::<CollectionRecord>("q").unwrap().get();
+        assert_eq!(rq.kind(), Some(CollectionKind::Queue));
+        assert_eq!(rq.header(), q.offset());
+        assert_eq!((rq.key().size, rq.key().align), (12, 4));
+        assert_eq!(rq.validate(), Ok(()));
+        assert_eq!(
+            rq.to_string(),
+            "queue of 12-byte elements (align 4), baserel links, layout v1"
+        );
+        let rs = *dir.find::<CollectionRecord>("s").unwrap().get();
+        assert_eq!(rs.kind(), Some(CollectionKind::Stream));
+        assert_eq!(rs.header(), s.offset());
+        // A stream is not a queue of bytes, nor the other way round.
+        assert!(matches!(
+            crate::queue::Queue::<u8>::open_named(&arena, "s"),
+            Err(CollectionError::RecordMismatch { .. })
+        ));
+        assert!(matches!(
+            crate::stream::Stream::open_named(&arena, "q"),
+            Err(CollectionError::RecordMismatch { .. })
+        ));
     }
 }
