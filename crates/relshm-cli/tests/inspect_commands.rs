@@ -70,8 +70,8 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
         (rw["state"].clone(), rw["readers"].clone()),
         ("free".into(), 1.into())
     );
-    assert_eq!(object(&report, "table")["type"], "relshm::sync::RwLock");
-    assert_eq!(object(&report, "counter")["type"], "relshm::sync::Mutex");
+    assert_eq!(object(&report, "table")["type"], "relshm_sync::RwLock");
+    assert_eq!(object(&report, "counter")["type"], "relshm_sync::Mutex");
     assert_eq!(object(&report, "counter")["holds"], "robust mutex");
     assert_eq!(object(&report, "hits")["holds"], "u64 value 7");
     let jobs = object(&report, "jobs")["holds"]
@@ -97,7 +97,7 @@ fn ls_inspect_verify_rm_on_a_populated_segment() {
     let text = stdout(&relshm(&["inspect", &name]));
     for needle in [
         "named objects (5)",
-        "relshm::sync::Mutex v1",
+        "relshm_sync::Mutex v1",
         "list jobs",
         "free",
     ] {

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use relshm_collections::Arena;
 use relshm_collections::queue::{Queue, QueueConfig};
 use relshm_segment::{CreateOptions, Placement, Segment};
 use relshm_testkit::{Scratch, fork_child};
@@ -34,11 +35,18 @@ fn spin_until(s: &Scratch, i: usize, v: u64) {
     }
 }
 
-fn relshm_pair(capacity: u32) -> (Segment, Queue, Queue) {
+/// Byte-message queues: the benches send raw bytes of every size.
+type Bytes = Queue<u8>;
+
+/// The default-strategy arena on `seg` (a queue does not care which).
+fn arena(seg: &Segment) -> Arena {
+    Arena::new(seg).unwrap()
+}
+
+fn relshm_pair(capacity: u32) -> (Segment, Bytes, Bytes) {
     let seg = Segment::create_unnamed(&CreateOptions::new(64 << 20)).unwrap();
-    let heap = seg.heap().unwrap();
-    let a = Queue::create(&heap, QueueConfig::with_capacity(capacity)).unwrap();
-    let b = Queue::create(&heap, QueueConfig::with_capacity(capacity)).unwrap();
+    let a = Bytes::create(&arena(&seg), QueueConfig::with_capacity(capacity)).unwrap();
+    let b = Bytes::create(&arena(&seg), QueueConfig::with_capacity(capacity)).unwrap();
     (seg, a, b)
 }
 
@@ -48,8 +56,8 @@ fn relshm_throughput(size: usize, n: u64) -> Duration {
     let off = q.offset();
     let child = fork_child(|| {
         let mine = seg.reopen(Placement::Anywhere).unwrap();
-        let q = Queue::attach(&mine.heap().unwrap(), off).unwrap();
-        let rx = q.receiver::<u8>().unwrap();
+        let q = Bytes::open(&arena(&mine), off).unwrap();
+        let rx = q.receiver().unwrap();
         s.slot(0).store(1, Ordering::Release);
         let mut total = 0u64;
         for _ in 0..n {
@@ -59,7 +67,7 @@ fn relshm_throughput(size: usize, n: u64) -> Duration {
         s.slot(1).store(n, Ordering::Release);
         0
     });
-    let tx = q.sender::<u8>().unwrap();
+    let tx = q.sender().unwrap();
     let msg = vec![7u8; size];
     spin_until(&s, 0, 1);
     let t = Instant::now();
@@ -154,9 +162,8 @@ fn relshm_pingpong(n: u64, spin: u32) -> Duration {
     let (po, qo) = (ping.offset(), pong.offset());
     let child = fork_child(|| {
         let mine = seg.reopen(Placement::Anywhere).unwrap();
-        let heap = mine.heap().unwrap();
-        let rx = Queue::attach(&heap, po).unwrap().receiver::<u8>().unwrap();
-        let tx = Queue::attach(&heap, qo).unwrap().sender::<u8>().unwrap();
+        let rx = Bytes::open(&arena(&mine), po).unwrap().receiver().unwrap();
+        let tx = Bytes::open(&arena(&mine), qo).unwrap().sender().unwrap();
         s.slot(0).store(1, Ordering::Release);
         for _ in 0..n {
             let mut m = [0u8; 8];
@@ -166,8 +173,8 @@ fn relshm_pingpong(n: u64, spin: u32) -> Duration {
         }
         0
     });
-    let tx = ping.sender::<u8>().unwrap();
-    let rx = pong.receiver::<u8>().unwrap();
+    let tx = ping.sender().unwrap();
+    let rx = pong.receiver().unwrap();
     spin_until(&s, 0, 1);
     let t = Instant::now();
     for i in 0..n {

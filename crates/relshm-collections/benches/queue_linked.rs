@@ -37,11 +37,12 @@ fn all(c: &mut Criterion) {
     linked(c, &Arena::<Offset>::new(&seg).unwrap());
     linked(c, &Arena::<SegRel>::new(&seg).unwrap());
     linked(c, &Arena::<Raw>::local(&seg).unwrap());
-    let ring = Queue::create(&seg.heap().unwrap(), QueueConfig::with_capacity(128)).unwrap();
-    let (tx, rx) = (
-        ring.sender::<[u64; 2]>().unwrap(),
-        ring.receiver::<[u64; 2]>().unwrap(),
-    );
+    let ring = Queue::<[u64; 2]>::create(
+        &Arena::<Offset>::new(&seg).unwrap(),
+        QueueConfig::with_capacity(128),
+    )
+    .unwrap();
+    let (tx, rx) = (ring.sender().unwrap(), ring.receiver().unwrap());
     let mut g = c.benchmark_group("queue-push-pop");
     g.throughput(Throughput::Elements(BATCH));
     g.bench_function("ring", |b| {

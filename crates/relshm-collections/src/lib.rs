@@ -21,6 +21,7 @@
 
 #[cfg(not(loom))]
 pub mod arena;
+pub mod error;
 #[cfg(not(loom))]
 pub mod list;
 #[cfg(not(loom))]
@@ -44,6 +45,7 @@ pub mod verify;
 mod walk;
 
 #[cfg(not(loom))]
-pub use arena::{Arena, CollectionError, InPlace};
+pub use arena::{Arena, InPlace};
+pub use error::{CollectionError, Result};
 #[cfg(not(loom))]
 pub use segment_ext::SegmentExt;

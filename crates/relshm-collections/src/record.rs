@@ -12,8 +12,8 @@
 //! |---|---|---|
 //! | 0 | `magic` | [`RECORD_MAGIC`] (`"RSHMCOL1"`) |
 //! | 8 | `format` | [`RECORD_FORMAT`]: the version of this record layout |
-//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map |
-//! | 24 | `strategy` | [`Repr::ID`] of the links: 1 raw, 2 offset, 3 baserel, 4 segrel, 5 swizzle |
+//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map, 3 queue, 4 stream, 5 linked queue |
+//! | 24 | `strategy` | [`Repr::ID`] of the links: 1 raw, 2 offset, 3 baserel, 4 segrel, 5 swizzle (queues and streams: baserel, their segment offsets) |
 //! | 32 | `layout` | the collection's own layout version (its node and header format) |
 //! | 40 | `header` | offset of the collection's header in the segment |
 //! | 48 | `key_size` | `size_of` the element (list) or key (map) |
@@ -95,8 +95,8 @@ impl CollectionKind {
     }
 
     /// The collection a bare `AtomicU64` directory entry (how segments made before typed
-    /// records named collections, and how queues and streams are still named) points to,
-    /// with the offset it holds.
+    /// records named collections, queues and streams included) points to, with the offset
+    /// it holds.
     pub fn recorded(seg: &Segment, entry: &EntryInfo) -> Option<(Self, u64)> {
         let off = load(seg, entry.offset)?;
         Some((Self::at(seg, off)?, off))
@@ -219,6 +219,32 @@ impl CollectionRecord {
         )
     }
 
+    /// The record of a [`Queue<T>`](crate::queue::Queue) (header offset 0 until
+    /// [`at`](Self::at)). Queues hold segment offsets, recorded as the
+    /// [`BaseRel`] strategy (offsets from the segment's base).
+    pub fn queue<T>() -> Self {
+        let none = Shape { size: 0, align: 1 };
+        Self::new::<BaseRel>(
+            CollectionKind::Queue,
+            u64::from(crate::queue::layout::QUEUE_VERSION),
+            Shape::of::<T>(),
+            none,
+        )
+    }
+
+    /// The record of a byte [`Stream`](crate::stream::Stream) (header offset 0 until
+    /// [`at`](Self::at)); its elements are bytes, its links segment offsets
+    /// ([`BaseRel`]).
+    pub fn stream() -> Self {
+        let none = Shape { size: 0, align: 1 };
+        Self::new::<BaseRel>(
+            CollectionKind::Stream,
+            crate::stream::LAYOUT_VERSION,
+            Shape::of::<u8>(),
+            none,
+        )
+    }
+
     /// The same record for the header at `header`.
     pub fn at(self, header: u64) -> Self {
         Self { header, ..self }
@@ -326,6 +352,9 @@ impl fmt::Display for CollectionRecord {
                 "map of {}-byte keys (align {}) to {}-byte values (align {})",
                 k.size, k.align, v.size, v.align
             )?,
+            Some(CollectionKind::Queue) => {
+                write!(f, "queue of {}-byte elements (align {})", k.size, k.align)?
+            }
             Some(other) => write!(f, "{}", other.name())?,
             None => write!(f, "collection of unknown kind {}", self.kind)?,
         }
@@ -483,5 +512,40 @@ mod tests {
         assert!(matches!(r.validate(), Err(RecordFault::Unknown(w)) if w.contains("strategy 77")));
         r.magic = 0;
         assert!(matches!(r.validate(), Err(RecordFault::Damaged(w)) if w.contains("magic")));
+    }
+
+    #[test]
+    fn queues_and_streams_are_recorded_with_their_element_shapes() {
+        let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20)).unwrap();
+        let arena = Arena::<Offset>::new(&seg).unwrap();
+        let q = crate::queue::Queue::<[u32; 3]>::create_named(
+            &arena,
+            "q",
+            crate::queue::QueueConfig::with_capacity(4),
+        )
+        .unwrap();
+        let s = crate::stream::Stream::create_named(&arena, "s", 64).unwrap();
+        let dir = arena.directory().unwrap();
+        let rq = *dir.find::<CollectionRecord>("q").unwrap().get();
+        assert_eq!(rq.kind(), Some(CollectionKind::Queue));
+        assert_eq!(rq.header(), q.offset());
+        assert_eq!((rq.key().size, rq.key().align), (12, 4));
+        assert_eq!(rq.validate(), Ok(()));
+        assert_eq!(
+            rq.to_string(),
+            "queue of 12-byte elements (align 4), baserel links, layout v1"
+        );
+        let rs = *dir.find::<CollectionRecord>("s").unwrap().get();
+        assert_eq!(rs.kind(), Some(CollectionKind::Stream));
+        assert_eq!(rs.header(), s.offset());
+        // A stream is not a queue of bytes, nor the other way round.
+        assert!(matches!(
+            crate::queue::Queue::<u8>::open_named(&arena, "s"),
+            Err(CollectionError::RecordMismatch { .. })
+        ));
+        assert!(matches!(
+            crate::stream::Stream::open_named(&arena, "q"),
+            Err(CollectionError::RecordMismatch { .. })
+        ));
     }
 }

@@ -3,6 +3,7 @@
 use crate::arena::{Arena, Result};
 use crate::list::List;
 use crate::map::{Map, MapKey};
+use crate::queue::{Queue, QueueConfig};
 use bytemuck::Pod;
 use relshm_ptr::BaseRel;
 use relshm_segment::Segment;
@@ -33,6 +34,10 @@ pub trait SegmentExt {
     fn create_list<T: Pod>(&self, name: &str) -> Result<List<T>>;
     /// Opens the [`List`] recorded under `name`, checking its element type.
     fn open_list<T: Pod>(&self, name: &str) -> Result<List<T>>;
+    /// Creates an empty [`Queue`] of `T`s laid out as `config`, recorded under `name`.
+    fn create_queue<T: Pod>(&self, name: &str, config: QueueConfig) -> Result<Queue<T>>;
+    /// Opens the [`Queue`] recorded under `name`, checking its element type.
+    fn open_queue<T: Pod>(&self, name: &str) -> Result<Queue<T>>;
 }
 
 impl SegmentExt for Segment {
@@ -50,5 +55,13 @@ impl SegmentExt for Segment {
 
     fn open_list<T: Pod>(&self, name: &str) -> Result<List<T>> {
         List::open_named(&Arena::<BaseRel>::new(self)?, name)
+    }
+
+    fn create_queue<T: Pod>(&self, name: &str, config: QueueConfig) -> Result<Queue<T>> {
+        Queue::create_named(&Arena::<BaseRel>::new(self)?, name, config)
+    }
+
+    fn open_queue<T: Pod>(&self, name: &str) -> Result<Queue<T>> {
+        Queue::open_named(&Arena::<BaseRel>::new(self)?, name)
     }
 }

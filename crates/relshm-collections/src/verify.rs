@@ -41,7 +41,6 @@ use std::time::Duration;
 use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
 use relshm_segment::Segment;
 use relshm_segment::directory::EntryInfo;
-use relshm_segment::heap::Heap;
 use relshm_segment::verify::{
     Damage, ObjectChecker, ObjectSite, PlainObjects, SegmentReport, Verdict, VerifyOptions,
     wait_unlocked,
@@ -52,7 +51,7 @@ use crate::arena::{Arena, CollectionError};
 use crate::list::ListHeader;
 use crate::map::{MapHeader, STRIPES, Stripe};
 use crate::port::{PORT_MAGIC, PortRecord};
-use crate::queue::Queue;
+use crate::queue::RawQueue;
 use crate::queue::layout::Control;
 pub use crate::record::CollectionKind;
 use crate::record::{CollectionRecord, RecordFault, load};
@@ -240,7 +239,7 @@ fn verify_port(site: &ObjectSite<'_>) -> Verdict {
 }
 
 fn verify_queue(site: &ObjectSite<'_>, off: u64) -> Verdict {
-    match Queue::attach(site.heap, off) {
+    match RawQueue::attach(site.segment, off) {
         Ok(q) => Verdict::Verified(format!(
             "queue at {off:#x}: control block valid, {}/{} message(s)",
             q.len(),
@@ -439,15 +438,15 @@ pub struct Description {
 /// Describes the collection a directory entry names (a typed record, a port, or a bare
 /// offset of a queue, stream, or older list or map), from the segment's bytes without
 /// taking any lock; `None` for entries that name no collection.
-pub fn describe(seg: &Segment, heap: &Heap, entry: &EntryInfo) -> Option<Description> {
+pub fn describe(seg: &Segment, entry: &EntryInfo) -> Option<Description> {
     let name = String::from_utf8_lossy(&entry.name);
     if entry.type_info.name == <PortRecord as relshm_segment::directory::SegmentObject>::TYPE_NAME {
-        return Some(describe_port(seg, heap, &name, entry.offset));
+        return Some(describe_port(seg, &name, entry.offset));
     }
     Some(match Named::of(seg, entry)? {
         Named::Recorded(rec) => match rec.kind() {
             Some(kind) => {
-                let mut d = describe_at(seg, heap, &name, kind, rec.header());
+                let mut d = describe_at(seg, &name, kind, rec.header());
                 d.holds = format!("{} ({rec})", d.holds);
                 d
             }
@@ -455,7 +454,7 @@ pub fn describe(seg: &Segment, heap: &Heap, entry: &EntryInfo) -> Option<Descrip
         },
         Named::BadRecord(fault) => plain(format!("unusable collection record: {fault}")),
         Named::Bare(kind, off) => {
-            let mut d = describe_at(seg, heap, &name, kind, off);
+            let mut d = describe_at(seg, &name, kind, off);
             if matches!(kind, CollectionKind::List | CollectionKind::Map) {
                 d.holds = format!("{} (bare offset: made before typed records)", d.holds);
             }
@@ -481,13 +480,7 @@ fn site(label: String, offset: u64, kind: LockKind, only_if_held: bool) -> LockS
 }
 
 /// Describes the collection of `kind` whose header is at `off`.
-fn describe_at(
-    seg: &Segment,
-    heap: &Heap,
-    name: &str,
-    kind: CollectionKind,
-    off: u64,
-) -> Description {
+fn describe_at(seg: &Segment, name: &str, kind: CollectionKind, off: u64) -> Description {
     let word = |at: u64| load(seg, at).unwrap_or(0);
     match kind {
         CollectionKind::List => Description {
@@ -523,7 +516,7 @@ fn describe_at(
                 locks,
             }
         }
-        CollectionKind::Queue => describe_queue(heap, name, off),
+        CollectionKind::Queue => describe_queue(seg, name, off),
         CollectionKind::Stream => plain(format!(
             "byte stream with a {}-byte ring at {off:#x}",
             word(off + STREAM_CAPACITY)
@@ -532,8 +525,8 @@ fn describe_at(
     }
 }
 
-fn describe_queue(heap: &Heap, name: &str, off: u64) -> Description {
-    let holds = match Queue::attach(heap, off) {
+fn describe_queue(seg: &Segment, name: &str, off: u64) -> Description {
+    let holds = match RawQueue::attach(seg, off) {
         Ok(q) => format!(
             "queue of {}/{} message(s) of up to {} bytes at {off:#x}",
             q.len(),
@@ -553,10 +546,10 @@ fn describe_queue(heap: &Heap, name: &str, off: u64) -> Description {
     }
 }
 
-fn describe_port(seg: &Segment, heap: &Heap, name: &str, at: u64) -> Description {
+fn describe_port(seg: &Segment, name: &str, at: u64) -> Description {
     match load(seg, at + PORT_CONNECT_QUEUE) {
         Some(q) if CollectionKind::at(seg, q) == Some(CollectionKind::Queue) => {
-            let mut d = describe_queue(heap, &format!("{name} connection"), q);
+            let mut d = describe_queue(seg, &format!("{name} connection"), q);
             d.holds = format!("port; connection {}", d.holds);
             d
         }

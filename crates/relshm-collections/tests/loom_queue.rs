@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loom::thread;
-use relshm_collections::queue::QueueError;
+use relshm_collections::CollectionError;
 use relshm_collections::queue::model::ModelQueue;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -118,7 +118,7 @@ fn last_sender_leaving_wakes_a_blocked_receiver_after_its_messages() {
         assert_eq!(q.recv(1, None), Ok(5));
         assert_eq!(
             q.recv(1, None),
-            Err(QueueError::Disconnected { peer: "sender" })
+            Err(CollectionError::Disconnected { peer: "sender" })
         );
         tx.join().unwrap();
     });
@@ -137,11 +137,11 @@ fn close_wakes_blocked_senders_and_receivers() {
         q.close();
         assert!(matches!(
             rx.join().unwrap(),
-            Err(QueueError::Disconnected { .. })
+            Err(CollectionError::Disconnected { .. })
         ));
         assert!(matches!(
             q.send(0, 1, None),
-            Err(QueueError::Disconnected { .. })
+            Err(CollectionError::Disconnected { .. })
         ));
     });
 }
@@ -158,7 +158,7 @@ fn receive_timeout_returns_timeout_or_the_message() {
         };
         match q.recv(1, Some(Duration::from_millis(5))) {
             Ok(v) => assert_eq!(v, 9),
-            Err(QueueError::Timeout) => {
+            Err(CollectionError::Timeout) => {
                 tx.join().unwrap();
                 assert_eq!(q.try_recv(1), Ok(9));
                 return;

@@ -15,9 +15,10 @@ mod queue_support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use queue_support::arena;
 use queue_support::{LARGE, LIMIT, kill_point_config, segment, sweep_kill_points, used};
-use relshm_collections::port::{PortClient, PortError, PortServer};
-use relshm_collections::queue::QueueError;
+use relshm_collections::CollectionError;
+use relshm_collections::port::{PortClient, PortServer};
 use relshm_segment::Placement;
 use relshm_segment::heap::exit_before_store;
 use relshm_testkit::{Scratch, fork_child};
@@ -30,15 +31,14 @@ fn connect_sweep(name: &str, survive: impl Fn(&mut PortServer)) -> u64 {
         let seg = segment(1 << 20);
         let heap = seg.heap().unwrap();
         let mut server =
-            PortServer::create(&heap, &seg.directory().unwrap(), "svc", kill_point_config())
-                .unwrap();
+            PortServer::create_named(&arena(&seg), "svc", kill_point_config()).unwrap();
         let before = used(&seg);
         let exit = fork_child(|| {
             let mine = seg.reopen(Placement::Anywhere).unwrap();
             assert_ne!(mine.base(), seg.base());
-            let (heap, dir) = (mine.heap().unwrap(), mine.directory().unwrap());
+            let arena = arena(&mine);
             exit_before_store(n);
-            let client = PortClient::connect(&heap, &dir, "svc").unwrap();
+            let client = PortClient::connect(&arena, "svc").unwrap();
             // Queued before the server accepts: freed with the connection.
             client.send(&[1; LARGE], Some(LIMIT)).unwrap();
             client.send(b"small", Some(LIMIT)).unwrap();
@@ -62,7 +62,7 @@ fn a_client_dying_at_any_point_of_connect_leaks_nothing_after_the_servers_reclai
         assert!(
             matches!(
                 server.recv(Some(Duration::from_millis(20))),
-                Err(PortError::Queue(QueueError::Timeout))
+                Err(CollectionError::Timeout)
             ),
             "a reclaimed connection was served"
         );
@@ -78,7 +78,7 @@ fn a_client_dying_at_any_point_of_connect_leaks_nothing_once_the_server_idles_in
         loop {
             match server.recv(Some(Duration::from_millis(200))) {
                 Ok(_) => {}
-                Err(PortError::Queue(QueueError::Timeout)) => break,
+                Err(CollectionError::Timeout) => break,
                 Err(e) => panic!("recv: {e}"),
             }
         }
@@ -95,13 +95,8 @@ fn a_server_dying_at_any_point_of_accept_leaks_nothing() {
         let child = fork_child(|| {
             let mine = seg.reopen(Placement::Anywhere).unwrap();
             assert_ne!(mine.base(), seg.base());
-            let mut server = PortServer::create(
-                &mine.heap().unwrap(),
-                &mine.directory().unwrap(),
-                "svc",
-                kill_point_config(),
-            )
-            .unwrap();
+            let mut server =
+                PortServer::create_named(&arena(&mine), "svc", kill_point_config()).unwrap();
             scratch.slot(0).store(1, Ordering::Release);
             scratch.wait_for(1, 1, LIMIT);
             exit_before_store(n);
@@ -115,7 +110,7 @@ fn a_server_dying_at_any_point_of_accept_leaks_nothing() {
         scratch.wait_for(0, 1, LIMIT);
         // The port (its record and connection queue) stays; the connection must not.
         let before = used(&seg);
-        let client = PortClient::connect(&heap, &seg.directory().unwrap(), "svc").unwrap();
+        let client = PortClient::connect(&arena(&seg), "svc").unwrap();
         client.send(&[1; LARGE], Some(LIMIT)).unwrap();
         scratch.slot(1).store(1, Ordering::Release);
         let exit = child.wait_timeout(LIMIT);

@@ -6,9 +6,11 @@ mod queue_support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use queue_support::arena;
 use queue_support::segment;
-use relshm_collections::port::{PortClient, PortError, PortServer};
-use relshm_collections::queue::{QueueConfig, QueueError};
+use relshm_collections::CollectionError;
+use relshm_collections::port::{PortClient, PortServer};
+use relshm_collections::queue::QueueConfig;
 use relshm_segment::heap::Heap;
 use relshm_segment::{Placement, Segment};
 use relshm_testkit::{Exit, Scratch, fork_child};
@@ -17,13 +19,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// The port `name` in `seg` (queues of 4 slots), and `heap`'s used bytes once it exists.
 fn port(seg: &Segment, heap: &Heap, name: &str) -> (PortServer, u64) {
-    let server = PortServer::create(
-        heap,
-        &seg.directory().unwrap(),
-        name,
-        QueueConfig::with_capacity(4),
-    )
-    .unwrap();
+    let server =
+        PortServer::create_named(&arena(seg), name, QueueConfig::with_capacity(4)).unwrap();
     (server, heap.stats().unwrap().used_bytes)
 }
 
@@ -64,9 +61,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_to_the_right_client() {
             fork_child(move || {
                 let mine = seg.reopen(Placement::Anywhere).unwrap();
                 assert_ne!(mine.base(), seg.base());
-                let client =
-                    PortClient::connect(&mine.heap().unwrap(), &mine.directory().unwrap(), "calc")
-                        .unwrap();
+                let client = PortClient::connect(&arena(&mine), "calc").unwrap();
                 for i in 0..REQUESTS {
                     // Every fifth request is larger than a slot: it goes through the heap.
                     let req = request(c, i, if i % 5 == 0 { 1000 } else { 16 });
@@ -98,7 +93,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_to_the_right_client() {
     // Every client left: the server notices and drops their connections.
     assert!(matches!(
         server.recv(Some(Duration::from_millis(200))),
-        Err(PortError::Queue(QueueError::Timeout))
+        Err(CollectionError::Timeout)
     ));
     assert_eq!(server.clients(), 0);
     // ... and frees their queues (and every large message went back to the heap).
@@ -113,8 +108,7 @@ fn a_killed_client_is_dropped_and_the_others_are_served() {
     let scratch = Scratch::new();
     let victim = fork_child(|| {
         let mine = seg.reopen(Placement::Anywhere).unwrap();
-        let client =
-            PortClient::connect(&mine.heap().unwrap(), &mine.directory().unwrap(), "svc").unwrap();
+        let client = PortClient::connect(&arena(&mine), "svc").unwrap();
         client.send(b"hello", None).unwrap();
         scratch.slot(0).store(1, Ordering::Release);
         loop {
@@ -127,8 +121,7 @@ fn a_killed_client_is_dropped_and_the_others_are_served() {
     assert_eq!(victim.kill_and_wait(), Exit::Signal(libc::SIGKILL));
     let survivor = fork_child(|| {
         let mine = seg.reopen(Placement::Anywhere).unwrap();
-        let client =
-            PortClient::connect(&mine.heap().unwrap(), &mine.directory().unwrap(), "svc").unwrap();
+        let client = PortClient::connect(&arena(&mine), "svc").unwrap();
         let r = client.request(b"still there?", Some(LIMIT)).unwrap();
         assert_eq!(&*r, reply_to(b"still there?").as_slice());
         0
@@ -142,7 +135,7 @@ fn a_killed_client_is_dropped_and_the_others_are_served() {
     assert_eq!(server.clients(), 0);
     assert!(matches!(
         server.reply(id, b"x"),
-        Err(PortError::NoSuchClient(_))
+        Err(CollectionError::NoSuchClient(_))
     ));
     // The killed client's queues were freed with its connection, like the other's.
     assert_freed(&heap, in_use);
@@ -164,9 +157,9 @@ fn clients_connecting_and_leaving_in_a_loop_never_see_another_ones_teardown() {
             let seg = &seg;
             fork_child(move || {
                 let mine = seg.reopen(Placement::Anywhere).unwrap();
-                let (heap, dir) = (mine.heap().unwrap(), mine.directory().unwrap());
+                let arena = arena(&mine);
                 for i in 0..ROUNDS {
-                    let client = PortClient::connect(&heap, &dir, "churn").unwrap();
+                    let client = PortClient::connect(&arena, "churn").unwrap();
                     let req = request(c, i, 16);
                     let reply = client.request(&req, Some(LIMIT)).unwrap();
                     assert_eq!(&*reply, reply_to(&req).as_slice(), "client {c} round {i}");
@@ -208,7 +201,7 @@ fn a_client_whose_server_was_killed_frees_the_connection() {
     scratch.wait_for(0, 1, LIMIT);
     // The port (its record and connection queue) stays; the connection must not.
     let in_use = heap.stats().unwrap().used_bytes;
-    let client = PortClient::connect(&heap, &seg.directory().unwrap(), "doomed").unwrap();
+    let client = PortClient::connect(&arena(&seg), "doomed").unwrap();
     assert_eq!(
         &*client.request(b"hi", Some(LIMIT)).unwrap(),
         reply_to(b"hi").as_slice()
@@ -216,7 +209,7 @@ fn a_client_whose_server_was_killed_frees_the_connection() {
     assert_eq!(server.kill_and_wait(), Exit::Signal(libc::SIGKILL));
     assert!(matches!(
         client.request(b"anyone?", Some(LIMIT)),
-        Err(PortError::Queue(QueueError::Disconnected { .. }))
+        Err(CollectionError::Disconnected { .. })
     ));
     drop(client);
     assert_freed(&heap, in_use);

@@ -4,10 +4,11 @@ mod queue_support;
 
 use std::time::{Duration, Instant};
 
-use queue_support::{queue, segment};
+use queue_support::{arena, queue, segment};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use relshm_collections::queue::{Queue, QueueConfig, QueueError};
-use relshm_collections::stream::{Stream, StreamReader};
+use relshm_collections::CollectionError;
+use relshm_collections::queue::{Queue, QueueConfig};
+use relshm_collections::stream::Stream;
 
 /// Writes `v` at `off` (plain bytes: the test plays a buggy or hostile process).
 fn poke(seg: &relshm_segment::Segment, off: u64, v: u64) {
@@ -19,15 +20,18 @@ fn poke(seg: &relshm_segment::Segment, off: u64, v: u64) {
 #[test]
 fn attach_rejects_bad_control_blocks() {
     let seg = segment(4 << 20);
-    let heap = seg.heap().unwrap();
-    let q = queue(&seg, QueueConfig::with_capacity(8));
+    let q = queue::<u64>(&seg, QueueConfig::with_capacity(8));
     let off = q.offset();
-    let corrupted = |r: Result<Queue, QueueError>| {
-        matches!(r, Err(QueueError::Corrupted { .. } | QueueError::Region(_)))
+    // An offset that cannot hold a control block is the caller's BadOffset.
+    let bad_offset = |r: Result<Queue<u64>, CollectionError>| {
+        matches!(r, Err(CollectionError::BadOffset { .. }))
     };
-    assert!(corrupted(Queue::attach(&heap, off + 8)), "misaligned");
     assert!(
-        corrupted(Queue::attach(&heap, u64::MAX - 7)),
+        bad_offset(Queue::<u64>::open(&arena(&seg), off + 8)),
+        "misaligned"
+    );
+    assert!(
+        bad_offset(Queue::<u64>::open(&arena(&seg), u64::MAX - 7)),
         "out of bounds"
     );
     // A wrong magic is "not a queue" (tests/wrong_offset.rs); the other fields are damage.
@@ -38,15 +42,15 @@ fn attach_rejects_bad_control_blocks() {
             unsafe { p.as_ptr().cast::<u64>().read_volatile() }
         };
         poke(&seg, off + field, bad);
-        let e = Queue::attach(&heap, off).unwrap_err();
+        let e = Queue::<u64>::open(&arena(&seg), off).unwrap_err();
         assert!(
-            matches!(e, QueueError::Corrupted { .. }),
+            matches!(e, CollectionError::Corrupt(_)),
             "field {field}: {e:?}"
         );
         assert!(!e.to_string().is_empty());
         poke(&seg, off + field, before);
     }
-    assert!(Queue::attach(&heap, off).is_ok());
+    assert!(Queue::<u64>::open(&arena(&seg), off).is_ok());
 }
 
 #[test]
@@ -55,8 +59,8 @@ fn garbage_in_slots_and_hints_never_hangs_or_panics() {
     let mut rng = StdRng::seed_from_u64(7);
     for round in 0..40 {
         let q = queue(&seg, QueueConfig::with_capacity(8));
-        let tx = q.sender::<u64>().unwrap();
-        let rx = q.receiver::<u64>().unwrap();
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
         for i in 0..5 {
             tx.try_send(&i).unwrap();
         }
@@ -74,9 +78,12 @@ fn garbage_in_slots_and_hints_never_hangs_or_panics() {
         for _ in 0..20 {
             match rx.try_recv() {
                 Ok(_)
-                | Err(QueueError::Empty | QueueError::Corrupted { .. })
-                | Err(QueueError::WrongSize { .. } | QueueError::Heap(_) | QueueError::Region(_)) =>
-                    {}
+                | Err(CollectionError::Empty | CollectionError::Corrupt(_))
+                | Err(
+                    CollectionError::WrongSize { .. }
+                    | CollectionError::Heap(_)
+                    | CollectionError::Region(_),
+                ) => {}
                 Err(e) => panic!("round {round}: unexpected {e:?}"),
             }
             let _ = tx.try_send(&1);
@@ -94,12 +101,12 @@ fn garbage_in_slots_and_hints_never_hangs_or_panics() {
 fn a_stream_with_impossible_positions_reports_corruption() {
     use std::io::Read;
     let seg = segment(4 << 20);
-    let heap = seg.heap().unwrap();
-    let off = Stream::create(&heap, 256).unwrap();
-    let mut r = StreamReader::open(&heap, off).unwrap();
+    let stream = Stream::create(&arena(&seg), 256).unwrap();
+    let off = stream.offset();
+    let mut r = stream.reader().unwrap();
     poke(&seg, off + 64, 1 << 40); // written far beyond read + capacity
     let e = r.read(&mut [0u8; 16]).unwrap_err();
     assert!(e.to_string().contains("corrupted"), "{e}");
     poke(&seg, off, 0);
-    assert!(StreamReader::open(&heap, off).is_err());
+    assert!(Stream::open(&arena(&seg), off).is_err());
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use queue_support::{queue, remap, segment};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use relshm_collections::queue::{QueueConfig, QueueError};
+use relshm_collections::CollectionError;
+use relshm_collections::queue::QueueConfig;
 use relshm_testkit::{Child, Exit, Scratch, fork_child};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -39,7 +40,7 @@ fn mark(map: &[AtomicU64], msg: [u64; 2], scratch: &Scratch) {
 
 fn round(rng: &mut StdRng) {
     let seg = segment(4 << 20);
-    let q = queue(&seg, QueueConfig::with_capacity(32));
+    let q = queue::<[u64; 2]>(&seg, QueueConfig::with_capacity(32));
     let map_off = seg.alloc(PRODUCERS as u64 * PER / 8 + 8, 8).unwrap();
     bitmap(&seg, map_off)
         .iter()
@@ -49,8 +50,8 @@ fn round(rng: &mut StdRng) {
     let mut consumers: Vec<Child> = (0..CONSUMERS)
         .map(|_| {
             fork_child(|| {
-                let (mine, q) = remap(&seg, qoff);
-                let rx = q.receiver::<[u64; 2]>().unwrap();
+                let (mine, q) = remap::<[u64; 2]>(&seg, qoff);
+                let rx = q.receiver().unwrap();
                 scratch.slot(READY).fetch_add(1, Ordering::AcqRel);
                 let map = bitmap(&mine, map_off);
                 let mut last = [-1i64; PRODUCERS];
@@ -63,7 +64,7 @@ fn round(rng: &mut StdRng) {
                             last[m[0] as usize] = m[1] as i64;
                             mark(map, m, &scratch);
                         }
-                        Err(QueueError::Disconnected { .. }) => return 0,
+                        Err(CollectionError::Disconnected { .. }) => return 0,
                         Err(e) => panic!("recv: {e}"),
                     }
                 }
@@ -75,12 +76,12 @@ fn round(rng: &mut StdRng) {
         .map(|p| {
             let (seg, scratch) = (&seg, &scratch);
             fork_child(move || {
-                let (_mine, q) = remap(seg, qoff);
-                let tx = q.sender::<[u64; 2]>().unwrap();
+                let (_mine, q) = remap::<[u64; 2]>(seg, qoff);
+                let tx = q.sender().unwrap();
                 for seq in 0..PER {
                     match tx.send_timeout(&[p as u64, seq], LIMIT) {
                         Ok(()) => scratch.slot(p).store(seq + 1, Ordering::Release),
-                        Err(QueueError::Disconnected { .. }) => return 0,
+                        Err(CollectionError::Disconnected { .. }) => return 0,
                         Err(e) => panic!("send: {e}"),
                     }
                 }
@@ -129,12 +130,12 @@ fn round(rng: &mut StdRng) {
 
     // Drain what is left (the reaper resolves claims the dead left behind).
     q.reap_dead().unwrap();
-    let rx = q.receiver::<[u64; 2]>().unwrap();
+    let rx = q.receiver().unwrap();
     let map = bitmap(&seg, map_off);
     loop {
         match rx.try_recv() {
             Ok(m) => mark(map, m, &scratch),
-            Err(QueueError::Empty | QueueError::Disconnected { .. }) => break,
+            Err(CollectionError::Empty | CollectionError::Disconnected { .. }) => break,
             Err(e) => panic!("drain: {e}"),
         }
     }

@@ -17,19 +17,20 @@ use queue_support::{
     LARGE, LIMIT, kill_point_config, queue, remap, segment, sweep_kill_points, used,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use relshm_collections::queue::{Queue, QueueConfig, QueueError};
+use relshm_collections::CollectionError;
+use relshm_collections::queue::{Queue, QueueConfig};
 use relshm_segment::Segment;
 use relshm_segment::heap::exit_before_store;
 use relshm_testkit::{Exit, Scratch, fork_child};
 
 /// Receives everything queued (dropping it) and reclaims what the dead left.
-fn drain_and_reclaim(q: &Queue) {
+fn drain_and_reclaim(q: &Queue<u8>) {
     q.reap_dead().unwrap();
-    let rx = q.receiver::<u8>().unwrap();
+    let rx = q.receiver().unwrap();
     loop {
         match rx.try_recv_bytes() {
             Ok(m) => drop(m),
-            Err(QueueError::Empty | QueueError::Disconnected { .. }) => break,
+            Err(CollectionError::Empty | CollectionError::Disconnected { .. }) => break,
             Err(e) => panic!("drain: {e}"),
         }
     }
@@ -40,7 +41,7 @@ fn drain_and_reclaim(q: &Queue) {
 /// One round's set-up; fields drop in order (the parent's endpoint before its mapping).
 struct Case {
     keep: Option<relshm_collections::queue::Receiver<u8>>,
-    q: Queue,
+    q: Queue<u8>,
     seg: Segment,
     before: u64,
 }
@@ -48,7 +49,7 @@ struct Case {
 /// Runs `script` in a child that dies before its n-th fault point, for n = 1, 2, ...
 /// until it completes (see `sweep_kill_points`); after each death the parent drains and
 /// reclaims. Returns how many points were swept; panics listing every leak.
-fn sweep(name: &str, setup: impl Fn() -> Case, script: impl Fn(&Queue)) -> u64 {
+fn sweep(name: &str, setup: impl Fn() -> Case, script: impl Fn(&Queue<u8>)) -> u64 {
     sweep_kill_points(name, |n| {
         let Case {
             keep,
@@ -58,7 +59,7 @@ fn sweep(name: &str, setup: impl Fn() -> Case, script: impl Fn(&Queue)) -> u64 {
         } = setup();
         let qoff = q.offset();
         let exit = fork_child(|| {
-            let (_mine, q) = remap(&seg, qoff);
+            let (_mine, q) = remap::<u8>(&seg, qoff);
             exit_before_store(n);
             script(&q);
             exit_before_store(0);
@@ -80,7 +81,7 @@ fn a_sender_dying_at_any_point_of_large_sends_leaks_nothing() {
         || {
             let seg = segment(1 << 20);
             let q = queue(&seg, kill_point_config());
-            let keep = Some(q.receiver::<u8>().unwrap());
+            let keep = Some(q.receiver().unwrap());
             let before = used(&seg);
             Case {
                 keep,
@@ -90,7 +91,7 @@ fn a_sender_dying_at_any_point_of_large_sends_leaks_nothing() {
             }
         },
         |q| {
-            let tx = q.sender::<u8>().unwrap();
+            let tx = q.sender().unwrap();
             // Stage, allocate, fill, queue, publish; twice, so the second send's points
             // come after the first message is queued.
             tx.send_bytes(&[1; LARGE], Some(LIMIT)).unwrap();
@@ -112,7 +113,7 @@ fn a_receiver_dying_at_any_point_of_large_receives_leaks_nothing() {
             let seg = segment(1 << 20);
             let q = queue(&seg, kill_point_config());
             let before = used(&seg);
-            let tx = q.sender::<u8>().unwrap();
+            let tx = q.sender().unwrap();
             for i in 0..3 {
                 tx.send_bytes(&[i; LARGE], None).unwrap();
             }
@@ -125,7 +126,7 @@ fn a_receiver_dying_at_any_point_of_large_receives_leaks_nothing() {
             }
         },
         |q| {
-            let rx = q.receiver::<u8>().unwrap();
+            let rx = q.receiver().unwrap();
             // Mid-receive, then holding one message while receiving the next, then drop.
             let a = rx.recv_bytes(Some(LIMIT)).unwrap();
             let b = rx.recv_bytes(Some(LIMIT)).unwrap();
@@ -141,8 +142,8 @@ fn a_receiver_dying_at_any_point_of_large_receives_leaks_nothing() {
 
 /// A child that sends large messages until it is killed.
 fn stream_sender(seg: &Segment, qoff: u64, scratch: &Scratch, slot: usize) -> i32 {
-    let (_mine, q) = remap(seg, qoff);
-    let tx = q.sender::<u8>().unwrap();
+    let (_mine, q) = remap::<u8>(seg, qoff);
+    let tx = q.sender().unwrap();
     let mut i = 0u64;
     loop {
         // Large enough that filling one takes a while: kills land inside sends.
@@ -153,7 +154,7 @@ fn stream_sender(seg: &Segment, qoff: u64, scratch: &Scratch, slot: usize) -> i3
                     .slot(slot)
                     .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
-            Err(QueueError::Disconnected { .. }) => return 0,
+            Err(CollectionError::Disconnected { .. }) => return 0,
             Err(e) => panic!("send: {e}"),
         }
         i += 1;
@@ -177,7 +178,7 @@ fn senders_sigkilled_mid_stream_leak_nothing() {
     let qoff = q.offset();
     let mut leaked_by_kill = Vec::new();
     {
-        let rx = q.receiver::<u8>().unwrap();
+        let rx = q.receiver().unwrap();
         for k in 0..KILLS {
             let sent = scratch.slot(0).load(std::sync::atomic::Ordering::Acquire);
             let child = fork_child(|| stream_sender(&seg, qoff, &scratch, 0));

@@ -5,9 +5,10 @@
 //! (`RELSHM_STALL_KILLS=3000` for a soak, `RELSHM_STALL_CONTROL=1` for the control run).
 #![cfg(not(loom))]
 
+use relshm_collections::CollectionError;
 use relshm_collections::arena::Arena;
 use relshm_collections::list::List;
-use relshm_collections::queue::{Queue, QueueConfig, QueueError};
+use relshm_collections::queue::{Queue, QueueConfig};
 use relshm_collections::verify::offsets;
 use relshm_ptr::Offset;
 use relshm_segment::{CreateOptions, OpenOptions, Segment};
@@ -102,25 +103,26 @@ fn stall_queue_receivers_killed() {
     };
     let setup = || {
         shared_segment(|seg| {
-            let heap = seg.heap().expect("heap");
-            let requests = Queue::create(&heap, QueueConfig::with_capacity(4)).expect("queue");
-            let acks = Queue::create(&heap, QueueConfig::with_capacity(64)).expect("queue");
+            let arena = Arena::<Offset>::new(seg).expect("arena");
+            let requests =
+                Queue::<u64>::create(&arena, QueueConfig::with_capacity(4)).expect("queue");
+            let acks = Queue::<u64>::create(&arena, QueueConfig::with_capacity(64)).expect("queue");
             vec![requests.offset(), acks.offset()]
         })
     };
     stall::run(&cfg, setup, |w| {
         let (seg, offs) = open_segment(w.arg());
-        let heap = seg.heap().expect("heap");
-        let requests = Queue::attach(&heap, offs[0]).expect("attach requests");
-        let acks = Queue::attach(&heap, offs[1]).expect("attach acks");
+        let arena = Arena::<Offset>::new(&seg).expect("arena");
+        let requests = Queue::<u64>::open(&arena, offs[0]).expect("open requests");
+        let acks = Queue::<u64>::open(&arena, offs[1]).expect("open acks");
         // Registrations of killed victims are reaped here (and by blocked calls).
         requests.reap_dead().expect("reap");
         acks.reap_dead().expect("reap");
         match w.role() {
             Role::User(_) => {
                 let (tx, rx) = (
-                    requests.sender::<u64>().expect("sender"),
-                    acks.receiver::<u64>().expect("receiver"),
+                    requests.sender().expect("sender"),
+                    acks.receiver().expect("receiver"),
                 );
                 let mut n = 0u64;
                 w.rounds(OUTSIDE_US, || {
@@ -131,11 +133,11 @@ fn stall_queue_receivers_killed() {
                             Ok(k) if k == n => break,
                             Ok(_) => {} // a late acknowledgement of a request sent twice
                             // Taken, but its receiver died before acknowledging: again.
-                            Err(QueueError::Timeout) if requests.is_empty() => {
+                            Err(CollectionError::Timeout) if requests.is_empty() => {
                                 tx.send(&n).expect("send request again");
                             }
                             // Still queued: wait on (a lost wake-up, if it lasts).
-                            Err(QueueError::Timeout) => {}
+                            Err(CollectionError::Timeout) => {}
                             Err(e) => panic!("recv ack: {e}"),
                         }
                     }
@@ -143,14 +145,14 @@ fn stall_queue_receivers_killed() {
             }
             Role::Victim(_) => {
                 let (rx, tx) = (
-                    requests.receiver::<u64>().expect("receiver"),
-                    acks.sender::<u64>().expect("sender"),
+                    requests.receiver().expect("receiver"),
+                    acks.sender().expect("sender"),
                 );
                 while w.beat() {
                     match w.waiting(|| rx.recv()) {
                         Ok(n) => tx.send(&n).expect("send ack"),
                         // The client is gone: the harness is tearing the test down.
-                        Err(QueueError::Disconnected { .. }) => return,
+                        Err(CollectionError::Disconnected { .. }) => return,
                         Err(e) => panic!("recv request: {e}"),
                     }
                 }

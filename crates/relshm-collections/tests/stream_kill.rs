@@ -9,8 +9,24 @@ use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use queue_support::segment;
+use queue_support::{arena, segment};
 use relshm_collections::stream::{Stream, StreamReader, StreamWriter};
+
+/// The stream at `off` of `seg`, for writing.
+fn writer(
+    seg: &relshm_segment::Segment,
+    off: u64,
+) -> Result<StreamWriter, relshm_collections::CollectionError> {
+    Stream::open(&arena(seg), off)?.writer()
+}
+
+/// The stream at `off` of `seg`, for reading.
+fn reader(
+    seg: &relshm_segment::Segment,
+    off: u64,
+) -> Result<StreamReader, relshm_collections::CollectionError> {
+    Stream::open(&arena(seg), off)?.reader()
+}
 use relshm_segment::Placement;
 use relshm_testkit::{Exit, Scratch, fork_child};
 
@@ -19,13 +35,13 @@ fn a_writer_killed_mid_write_leaks_nothing_and_ends_the_stream() {
     for round in 0..10u64 {
         let seg = segment(4 << 20);
         let heap = seg.heap().unwrap();
-        let off = Stream::create(&heap, 4096).unwrap();
+        let off = Stream::create(&arena(&seg), 4096).unwrap().offset();
         let before = heap.stats().unwrap().used_bytes;
         let scratch = Scratch::new();
         let writer = fork_child(|| {
             let mine = seg.reopen(Placement::Anywhere).unwrap();
             assert_ne!(mine.base(), seg.base());
-            let mut w = StreamWriter::open(&mine.heap().unwrap(), off).unwrap();
+            let mut w = writer(&mine, off).unwrap();
             let chunk = vec![0x5a; 100_000];
             loop {
                 // Mostly blocked in write (ring full) or copying when the kill lands.
@@ -33,7 +49,7 @@ fn a_writer_killed_mid_write_leaks_nothing_and_ends_the_stream() {
                 scratch.slot(0).fetch_add(1, Ordering::AcqRel);
             }
         });
-        let mut r = StreamReader::open(&heap, off).unwrap();
+        let mut r = reader(&seg, off).unwrap();
         r.set_timeout(Some(Duration::from_secs(60)));
         let mut buf = vec![0u8; 10_000];
         let mut got = 0u64;

@@ -6,8 +6,24 @@ use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use queue_support::segment;
+use queue_support::{arena, segment};
 use relshm_collections::stream::{Stream, StreamReader, StreamWriter};
+
+/// The stream at `off` of `seg`, for writing.
+fn writer(
+    seg: &relshm_segment::Segment,
+    off: u64,
+) -> Result<StreamWriter, relshm_collections::CollectionError> {
+    Stream::open(&arena(seg), off)?.writer()
+}
+
+/// The stream at `off` of `seg`, for reading.
+fn reader(
+    seg: &relshm_segment::Segment,
+    off: u64,
+) -> Result<StreamReader, relshm_collections::CollectionError> {
+    Stream::open(&arena(seg), off)?.reader()
+}
 use relshm_segment::Placement;
 use relshm_testkit::{Exit, Scratch, fork_child};
 
@@ -71,23 +87,21 @@ impl Checksum {
     }
 }
 
-fn remap_heap(
-    seg: &relshm_segment::Segment,
-) -> (relshm_segment::Segment, relshm_segment::heap::Heap) {
+/// In a forked child: `seg` mapped again, at another address (asserted).
+fn remap(seg: &relshm_segment::Segment) -> relshm_segment::Segment {
     let mine = seg.reopen(Placement::Anywhere).unwrap();
     assert_ne!(mine.base(), seg.base());
-    let heap = mine.heap().unwrap();
-    (mine, heap)
+    mine
 }
 
 #[test]
 fn a_large_stream_arrives_intact_between_processes() {
     let seg = segment(8 << 20);
-    let off = Stream::create(&seg.heap().unwrap(), 1 << 20).unwrap();
+    let off = Stream::create(&arena(&seg), 1 << 20).unwrap().offset();
     let scratch = Scratch::new();
     let writer = fork_child(|| {
-        let (_mine, heap) = remap_heap(&seg);
-        let mut w = StreamWriter::open(&heap, off).unwrap();
+        let mine = remap(&seg);
+        let mut w = writer(&mine, off).unwrap();
         let mut sum = Checksum::default();
         // Odd-sized chunks so that writes straddle the ring's wrap point.
         let mut buf = vec![0u8; 65_536 + 24];
@@ -108,7 +122,7 @@ fn a_large_stream_arrives_intact_between_processes() {
         scratch.slot(1).store(len, Ordering::Release);
         0 // the writer closes here: end of stream
     });
-    let mut r = StreamReader::open(&seg.heap().unwrap(), off).unwrap();
+    let mut r = reader(&seg, off).unwrap();
     let mut sum = Checksum::default();
     let mut buf = vec![0u8; 100_003];
     let start = Instant::now();
@@ -139,11 +153,11 @@ fn a_large_stream_arrives_intact_between_processes() {
 #[test]
 fn the_reader_sees_end_of_stream_when_the_writer_is_killed() {
     let seg = segment(4 << 20);
-    let off = Stream::create(&seg.heap().unwrap(), 4096).unwrap();
+    let off = Stream::create(&arena(&seg), 4096).unwrap().offset();
     let scratch = Scratch::new();
     let writer = fork_child(|| {
-        let (_mine, heap) = remap_heap(&seg);
-        let mut w = StreamWriter::open(&heap, off).unwrap();
+        let mine = remap(&seg);
+        let mut w = writer(&mine, off).unwrap();
         w.write_all(b"last words").unwrap();
         scratch.slot(0).store(1, Ordering::Release);
         loop {
@@ -151,7 +165,7 @@ fn the_reader_sees_end_of_stream_when_the_writer_is_killed() {
         }
     });
     scratch.wait_for(0, 1, LIMIT);
-    let mut r = StreamReader::open(&seg.heap().unwrap(), off).unwrap();
+    let mut r = reader(&seg, off).unwrap();
     let mut buf = [0u8; 10];
     r.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"last words");
@@ -168,18 +182,18 @@ fn the_reader_sees_end_of_stream_when_the_writer_is_killed() {
 #[test]
 fn the_writer_gets_broken_pipe_when_the_reader_is_killed() {
     let seg = segment(4 << 20);
-    let off = Stream::create(&seg.heap().unwrap(), 64).unwrap();
+    let off = Stream::create(&arena(&seg), 64).unwrap().offset();
     let scratch = Scratch::new();
     let reader = fork_child(|| {
-        let (_mine, heap) = remap_heap(&seg);
-        let _r = StreamReader::open(&heap, off).unwrap();
+        let mine = remap(&seg);
+        let _r = reader(&mine, off).unwrap();
         scratch.slot(0).store(1, Ordering::Release);
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }
     });
     scratch.wait_for(0, 1, LIMIT);
-    let mut w = StreamWriter::open(&seg.heap().unwrap(), off).unwrap();
+    let mut w = writer(&seg, off).unwrap();
     w.write_all(&[1u8; 64]).unwrap();
     assert_eq!(reader.kill_and_wait(), Exit::Signal(libc::SIGKILL));
     let e = w.write_all(&[2u8; 10]).unwrap_err();
@@ -189,14 +203,10 @@ fn the_writer_gets_broken_pipe_when_the_reader_is_killed() {
 #[test]
 fn closing_ends_the_stream_and_timeouts_fire() {
     let seg = segment(4 << 20);
-    let heap = seg.heap().unwrap();
-    let off = Stream::create(&heap, 128).unwrap();
-    let mut w = StreamWriter::open(&heap, off).unwrap();
-    let mut r = StreamReader::open(&heap, off).unwrap();
-    assert!(
-        StreamWriter::open(&heap, off).is_err(),
-        "one writer per stream"
-    );
+    let off = Stream::create(&arena(&seg), 128).unwrap().offset();
+    let mut w = writer(&seg, off).unwrap();
+    let mut r = reader(&seg, off).unwrap();
+    assert!(writer(&seg, off).is_err(), "one writer per stream");
     r.set_timeout(Some(Duration::from_millis(50)));
     let start = Instant::now();
     assert_eq!(

@@ -47,11 +47,10 @@ fn every_object_gets_a_verdict_and_unchecked_is_not_clean() {
     list.push_back(1).unwrap();
     let map = Map::<ByteKeyed, [u8; 24], BaseRel>::create_named(&based, "map").unwrap();
     map.insert(ByteKeyed::new(b"k").unwrap(), [7; 24]).unwrap();
-    let q = Queue::create(&heap, QueueConfig::with_capacity(8)).unwrap();
-    dir.construct("queue", AtomicU64::new(q.offset())).unwrap();
-    let s = stream::Stream::create(&heap, 4096).unwrap();
-    dir.construct("stream", AtomicU64::new(s)).unwrap();
-    let _port = PortServer::create(&heap, &dir, "port", QueueConfig::with_capacity(4)).unwrap();
+    // Queues and streams are recorded with typed records, whatever the arena's strategy.
+    Queue::<u64>::create_named(&arena, "queue", QueueConfig::with_capacity(8)).unwrap();
+    stream::Stream::create_named(&based, "stream", 4096).unwrap();
+    let _port = PortServer::create_named(&based, "port", QueueConfig::with_capacity(4)).unwrap();
     dir.construct("counter", AtomicU64::new(7)).unwrap();
     dir.construct("flags", [0u32; 4]).unwrap();
 

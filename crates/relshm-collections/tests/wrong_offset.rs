@@ -4,14 +4,14 @@
 
 mod queue_support;
 
-use queue_support::{queue, segment};
+use queue_support::{arena, queue, segment};
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::list::List;
 use relshm_collections::map::Map;
 use relshm_collections::queue::linked::LinkedQueue;
-use relshm_collections::queue::{Queue, QueueConfig, QueueError};
+use relshm_collections::queue::{Queue, QueueConfig};
+use relshm_collections::stream::Stream;
 use relshm_ptr::{Offset, PtrError};
-use relshm_segment::RegionError;
 
 /// Asserts a collection open failed on the offset itself, for the reason `misaligned`
 /// (or out of bounds), with a message that says what to do.
@@ -101,36 +101,35 @@ fn collections_opened_at_a_wrong_offset_blame_the_offset() {
 }
 
 #[test]
-fn queue_attached_at_a_wrong_offset_does_not_blame_damage() {
+fn queues_and_streams_opened_at_a_wrong_offset_blame_the_offset() {
     let seg = segment(4 << 20);
-    let heap = seg.heap().unwrap();
-    let q = queue(&seg, QueueConfig::with_capacity(8));
-    let other = queue(&seg, QueueConfig::with_capacity(8));
+    let q = queue::<u64>(&seg, QueueConfig::with_capacity(8));
+    let other = queue::<u64>(&seg, QueueConfig::with_capacity(8));
     let off = q.offset();
+    let arena = arena(&seg);
 
-    // Misaligned: says misaligned (a control block starts 64-aligned).
-    let e = Queue::attach(&heap, off + 8).unwrap_err();
-    assert_eq!(
-        e,
-        QueueError::Region(RegionError::Misaligned {
-            offset: off + 8,
-            align: 64
-        })
-    );
-    assert!(e.to_string().contains("misaligned"), "{e}");
-
+    // Misaligned (a control block starts 64-aligned) or outside the segment: the offset's
+    // fault, said as for lists and maps.
+    assert_bad_offset(Queue::<u64>::open(&arena, off + 8), off + 8, true);
+    assert_bad_offset(Queue::<u64>::open(&arena, 1 << 40), 1 << 40, false);
     // Aligned but no queue there (the ring of another queue): not a queue, not damage.
     let wrong = other.offset() + 2368;
-    let e = Queue::attach(&heap, wrong).unwrap_err();
-    assert_eq!(e, QueueError::NotAQueue { offset: wrong });
-    let text = e.to_string();
+    assert_no_such(Queue::<u64>::open(&arena, wrong), "relshm Queue");
+    let e = Queue::<u64>::open(&arena, wrong).unwrap_err();
     assert!(
-        text.contains(&format!(
-            "no queue at offset {wrong:#x} (bad magic): wrong offset or not a queue"
+        e.to_string().contains(&format!(
+            "no relshm Queue at offset {wrong:#x}: wrong magic number"
         )),
-        "{text}"
+        "{e}"
     );
-    assert!(!text.contains("corrupt"), "{text}");
-    assert!(!text.contains("damage"), "{text}");
-    assert_eq!(Queue::attach(&heap, off).unwrap().offset(), off);
+    assert_eq!(Queue::<u64>::open(&arena, off).unwrap().offset(), off);
+
+    // Streams alike.
+    let stream = Stream::create(&arena, 256).unwrap();
+    let s = stream.offset();
+    assert_bad_offset(Stream::open(&arena, s + 8), s + 8, true);
+    assert_bad_offset(Stream::open(&arena, 1 << 40), 1 << 40, false);
+    assert_no_such(Stream::open(&arena, off), "relshm Stream");
+    assert_no_such(Queue::<u64>::open(&arena, s), "relshm Queue");
+    assert_eq!(Stream::open(&arena, s).unwrap().capacity(), 256);
 }

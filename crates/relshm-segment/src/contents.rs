@@ -93,9 +93,27 @@ impl Segment {
     /// # Ok::<(), relshm_segment::SegmentError>(())
     /// ```
     pub fn alloc(&self, size: u64, align: u64) -> Result<u64> {
+        self.alloc_growing(size, align, |heap| heap.alloc(size, align))
+    }
+
+    /// Allocates like [`Heap::alloc_owned`] (a block that carries the owner record
+    /// `owner` from the instant it exists), growing the segment when the heap is full as
+    /// [`alloc`](Self::alloc) does.
+    pub fn alloc_owned(&self, size: u64, align: u64, owner: [u64; 2]) -> Result<u64> {
+        self.alloc_growing(size, align, |heap| heap.alloc_owned(size, align, owner))
+    }
+
+    /// Runs `alloc` on the heap; while it reports the heap full and the segment may grow,
+    /// grows the segment (at least doubling, up to `max_size`) and runs it again.
+    fn alloc_growing(
+        &self,
+        size: u64,
+        align: u64,
+        alloc: impl Fn(&Heap) -> core::result::Result<u64, HeapError>,
+    ) -> Result<u64> {
         loop {
             let heap = self.heap()?;
-            match heap.alloc(size, align) {
+            match alloc(&heap) {
                 Err(HeapError::OutOfMemory { .. }) if self.size() < self.max_size() => {
                     let want = size.saturating_add(align).saturating_add(64 << 10);
                     let target = self

@@ -47,8 +47,10 @@ pub use relshm_collections::CollectionError as Error;
 pub mod prelude {
     pub use relshm_collections::list::List;
     pub use relshm_collections::map::{ByteKey, Map};
+    pub use relshm_collections::port::{PortClient, PortServer};
     pub use relshm_collections::queue::linked::LinkedQueue;
-    pub use relshm_collections::queue::{Queue, QueueConfig, Receiver, Sender};
+    pub use relshm_collections::queue::{Message, Queue, QueueConfig, Receiver, Sender};
+    pub use relshm_collections::stream::{Stream, StreamReader, StreamWriter};
     pub use relshm_collections::{Arena, CollectionError, SegmentExt};
     pub use relshm_ptr::{BaseRel, Link, Offset, Raw, Repr, SegRel, Swizzle, relocatable};
     pub use relshm_segment::{CreateOptions, OpenOptions, Placement, Segment, SegmentError};

@@ -15,6 +15,22 @@ fn handles_are_static_send_and_sync() {
     owned_and_shareable::<Map<[u8; 24], [u8; 40], Offset>>();
     owned_and_shareable::<List<u64>>();
     owned_and_shareable::<LinkedQueue<u64>>();
+    owned_and_shareable::<Queue<u64>>();
+    owned_and_shareable::<Sender<u64>>();
+    owned_and_shareable::<Receiver<u64>>();
+    owned_and_shareable::<Message>();
+    owned_and_shareable::<Stream>();
+}
+
+fn owned_and_movable<T: Send + 'static>() {}
+
+#[test]
+fn single_owner_endpoints_are_static_and_send() {
+    // One writer and one reader per stream, one server per port: moved, not shared.
+    owned_and_movable::<StreamWriter>();
+    owned_and_movable::<StreamReader>();
+    owned_and_movable::<PortServer>();
+    owned_and_movable::<PortClient>();
 }
 
 #[test]

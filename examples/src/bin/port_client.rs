@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use relshm::collections::Arena;
 use relshm::collections::port::PortClient;
 use relshm::segment::{OpenOptions, Segment};
 
@@ -15,7 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: port_client SEGMENT_NAME CLIENT_NUMBER")?;
     let me: usize = args.next().ok_or("missing CLIENT_NUMBER")?.parse()?;
     let seg = Segment::open_named(&name, &OpenOptions::new())?;
-    let client = PortClient::connect(&seg.heap()?, &seg.directory()?, "greeter")?;
+    let arena: Arena = Arena::new(&seg)?;
+    let client = PortClient::connect(&arena, "greeter")?;
     for k in 0..3 {
         let reply = client.request(
             format!("client {me} (pid {}) #{k}", std::process::id()).as_bytes(),

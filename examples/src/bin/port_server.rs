@@ -8,21 +8,17 @@
 use std::process::Command;
 use std::time::Duration;
 
-use relshm::collections::port::{PortError, PortServer};
-use relshm::collections::queue::{QueueConfig, QueueError};
+use relshm::collections::port::PortServer;
+use relshm::collections::queue::QueueConfig;
+use relshm::collections::{Arena, CollectionError};
 use relshm::segment::{CreateOptions, Segment};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clients: usize = std::env::args().nth(1).map_or(Ok(4), |s| s.parse())?;
     let name = format!("/relshm-example-port-{}", std::process::id());
     let seg = Segment::create_named(&name, &CreateOptions::new(8 << 20))?;
-    let heap = seg.heap()?;
-    let mut server = PortServer::create(
-        &heap,
-        &seg.directory()?,
-        "greeter",
-        QueueConfig::with_capacity(16),
-    )?;
+    let arena: Arena = Arena::new(&seg)?;
+    let mut server = PortServer::create_named(&arena, "greeter", QueueConfig::with_capacity(16))?;
     println!(
         "server {}: segment {name} at {:p}",
         std::process::id(),
@@ -50,10 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 served += 1;
             }
             // Idle: stop once every client has come and gone.
-            Err(PortError::Queue(QueueError::Timeout)) if seen_any && server.clients() == 0 => {
+            Err(CollectionError::Timeout) if seen_any && server.clients() == 0 => {
                 break;
             }
-            Err(PortError::Queue(QueueError::Timeout)) => {}
+            Err(CollectionError::Timeout) => {}
             Err(e) => return Err(e.into()),
         }
     }

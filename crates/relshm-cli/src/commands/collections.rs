@@ -13,7 +13,6 @@ use core::sync::atomic::Ordering::Acquire;
 use relshm::collections::verify::{self, LockKind, LockSite};
 use relshm::segment::Segment;
 use relshm::segment::directory::{EntryInfo, SegmentObject};
-use relshm::segment::heap::Heap;
 
 use super::locks::{self, LockState};
 
@@ -21,8 +20,6 @@ use super::locks::{self, LockState};
 pub struct Ctx<'s> {
     /// The read-write mapping.
     pub seg: &'s Segment,
-    /// Its heap, with a lock timeout.
-    pub heap: Heap,
 }
 
 impl Ctx<'_> {
@@ -81,7 +78,7 @@ pub fn entry_name(e: &EntryInfo) -> String {
 
 /// Describes a directory entry.
 pub fn describe(ctx: &Ctx, e: &EntryInfo) -> Described {
-    if let Some(d) = verify::describe(ctx.seg, &ctx.heap, e) {
+    if let Some(d) = verify::describe(ctx.seg, e) {
         return Described {
             holds: d.holds,
             locks: d.locks.iter().filter_map(|s| lock_state(ctx, s)).collect(),

@@ -225,7 +225,7 @@ pub fn report(t: &Target) -> Result<Report, CliError> {
         Err(e) => rep.heap_error = Some(e.to_string()),
     }
     let entries = dir.and_then(|d| d.entries());
-    let ctx = Ctx { seg: &seg, heap };
+    let ctx = Ctx { seg: &seg };
     match entries {
         Ok(entries) => {
             for e in &entries {

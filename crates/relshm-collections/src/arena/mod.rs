@@ -22,10 +22,8 @@
 //! handed out is invalidated). Arenas that do not follow growth see the bytes mapped when
 //! they were made: a full heap is `Err(Heap(OutOfMemory))` there.
 
-mod error;
-
-pub use error::{CollectionError, Result};
-pub(crate) use error::{WRONG_MAGIC, corrupt};
+pub use crate::error::{CollectionError, Result};
+pub(crate) use crate::error::{WRONG_MAGIC, corrupt};
 
 use crate::record::CollectionRecord;
 use core::ptr::NonNull;
@@ -266,6 +264,13 @@ impl<R: Repr> Arena<R> {
         }
     }
 
+    /// The segment, for collections that live in it in place and link by segment offsets
+    /// (queues, streams, ports) whatever the arena's strategy; `Err(ReadOnly)` for a
+    /// translated copy, which has no segment.
+    pub(crate) fn shared_segment(&self) -> Result<&Segment> {
+        self.segment().ok_or(CollectionError::ReadOnly)
+    }
+
     /// Picks up bytes the segment grew by (in this process or another) since the arena
     /// last looked: one load of the segment's size when nothing changed. Every collection
     /// operation calls it before resolving links.
@@ -389,7 +394,20 @@ impl<R: Repr> Arena<R> {
     /// [`at`](Self::at), but an offset that cannot hold one is the caller's
     /// [`CollectionError::BadOffset`], not a broken link.
     pub(crate) fn header_at<T>(&self, off: u64, expected: &'static str) -> Result<NonNull<T>> {
-        self.checked_at(off)
+        let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+        Ok(self.block_at(off, size, align, expected)?.cast())
+    }
+
+    /// Like [`header_at`](Self::header_at) for a header of `size` bytes that must start
+    /// `align`-aligned (queues and streams start on cache lines).
+    pub(crate) fn block_at(
+        &self,
+        off: u64,
+        size: u64,
+        align: u64,
+        expected: &'static str,
+    ) -> Result<NonNull<u8>> {
+        self.checked_range(off, size, align)
             .map_err(|source| CollectionError::BadOffset {
                 expected,
                 offset: off,
@@ -399,6 +417,10 @@ impl<R: Repr> Arena<R> {
 
     fn checked_at<T>(&self, off: u64) -> Result<NonNull<T>, PtrError> {
         let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+        Ok(self.checked_range(off, size, align)?.cast())
+    }
+
+    fn checked_range(&self, off: u64, size: u64, align: u64) -> Result<NonNull<u8>, PtrError> {
         let addr = match relshm_ptr::check_offset(self.base(), self.len(), off, size, align) {
             Ok(addr) => addr,
             Err(e) => {
@@ -408,7 +430,7 @@ impl<R: Repr> Arena<R> {
             }
         };
         // SAFETY: addr lies inside the mapping, which starts above address 0.
-        Ok(unsafe { NonNull::new_unchecked(addr as *mut T) })
+        Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
 
     /// The most `T`s the arena could hold: a bound for walks, so a cycle ends them.

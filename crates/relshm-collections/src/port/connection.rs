@@ -35,17 +35,23 @@
 //! connect); having declared it dead, it also runs [`Heap::reclaim_dead_owners`], for the
 //! large message the dead side had taken or was sending. A side that is killed after the
 //! other has left leaves the connection allocated (nobody is left to notice).
+//!
+//! [`Heap::alloc_owned`]: relshm_segment::heap::Heap::alloc_owned
+//! [`Heap::transfer`]: relshm_segment::heap::Heap::transfer
+//! [`Heap::reclaim_dead_owners`]: relshm_segment::heap::Heap::reclaim_dead_owners
 
 use core::ptr::NonNull;
 
 use relshm_segment::heap::{
-    Heap, OWNER_KIND_SHIFT, OWNER_PROCESS, kill_point, own_process_owner, owner_process,
-    process_alive,
+    OWNER_KIND_SHIFT, OWNER_PROCESS, kill_point, own_process_owner, owner_process, process_alive,
 };
 use relshm_segment::procstat;
 use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
 
-use crate::queue::{Queue, QueueConfig, QueueError};
+use relshm_segment::Segment;
+
+use crate::error::CollectionError;
+use crate::queue::{QueueConfig, RawQueue};
 
 /// `"RSHMCONN"` in little-endian.
 pub const CONNECTION_MAGIC: u64 = u64::from_le_bytes(*b"RSHMCONN");
@@ -146,10 +152,10 @@ impl ConnectionRecord {
 /// One side's share of a connection: frees the queues and the block when dropped by the
 /// side that leaves last. Declared after that side's endpoints, so they are gone by then.
 pub(crate) struct Leave {
-    heap: Heap,
+    seg: Segment,
     record: u64,
     rec: NonNull<ConnectionRecord>,
-    queues: [Queue; 2],
+    queues: [RawQueue; 2],
     side: Side,
     /// False while the other side cannot know of the connection (a client that has not
     /// posted it yet): then this side is the only one, and frees it on drop.
@@ -166,20 +172,20 @@ impl Leave {
     /// and names this process and the server (`server` = pid and start time from the
     /// port). Not yet shared.
     pub(crate) fn create(
-        heap: &Heap,
+        seg: &Segment,
         port: u64,
         config: QueueConfig,
         server: (u64, u64),
-    ) -> Result<Leave, QueueError> {
-        let q = Queue::footprint(config)?;
+    ) -> Result<Leave, CollectionError> {
+        let q = RawQueue::footprint(config)?;
         let owner = [pending(own_process_owner()), ident(port)];
-        let record = heap.alloc_owned(RECORD + 2 * q, 64, owner)?;
+        let record = seg.alloc_owned(RECORD + 2 * q, 64, owner)?;
         kill_point();
         let fail = |e| {
-            let _ = heap.free(record);
+            let _ = seg.free(record);
             e
         };
-        let rec = heap
+        let rec = seg
             .region()
             .resolve_as::<ConnectionRecord>(record)
             .map_err(|e| fail(e.into()))?;
@@ -187,8 +193,8 @@ impl Leave {
         // block, 64-aligned offsets) that nobody else uses until it is posted.
         let queues = unsafe {
             [
-                Queue::format_at(heap, record + RECORD, config).map_err(fail)?,
-                Queue::format_at(heap, record + RECORD + q, config).map_err(fail)?,
+                RawQueue::format_at(seg, record + RECORD, config).map_err(fail)?,
+                RawQueue::format_at(seg, record + RECORD + q, config).map_err(fail)?,
             ]
         };
         // SAFETY: resolved in bounds and aligned; atomics only.
@@ -202,7 +208,7 @@ impl Leave {
         r.magic.store(CONNECTION_MAGIC, Release);
         kill_point();
         Ok(Leave {
-            heap: heap.clone(),
+            seg: seg.clone(),
             record,
             rec,
             queues,
@@ -227,37 +233,37 @@ impl Leave {
     /// under the heap lock; `Ok(None)` if it is no longer that client's pending connection
     /// (a reclaim freed it once the client died). Its two queues are attached.
     pub(crate) fn take(
-        heap: &Heap,
+        seg: &Segment,
         port: u64,
         config: QueueConfig,
         record: u64,
         owner: u64,
-    ) -> Result<Option<Leave>, QueueError> {
+    ) -> Result<Option<Leave>, CollectionError> {
         // The request is consumed and the block still the client's: a server killed here
         // leaves it to the client, which frees it when it leaves (its server is dead).
         kill_point();
         if owner >> OWNER_KIND_SHIFT != KIND_PENDING
-            || !heap.transfer(record, [owner, ident(port)], 0)?
+            || !seg.heap()?.transfer(record, [owner, ident(port)], 0)?
         {
             return Ok(None);
         }
         kill_point();
-        let rec = heap.region().resolve_as::<ConnectionRecord>(record)?;
+        let rec = seg.region().resolve_as::<ConnectionRecord>(record)?;
         // SAFETY: resolved in bounds and aligned; atomics only, any bits valid. The block
         // stays allocated: it is ours (with the client) since the transfer.
         let r = unsafe { rec.as_ref() };
         if r.magic.load(Acquire) != CONNECTION_MAGIC {
-            return Err(QueueError::corrupted(format!(
+            return Err(crate::error::corrupt(format!(
                 "no connection record at offset {record:#x} (wrong magic)"
             )));
         }
-        let q = Queue::footprint(config)?;
+        let q = RawQueue::footprint(config)?;
         let queues = [
-            Queue::attach(heap, record + RECORD)?,
-            Queue::attach(heap, record + RECORD + q)?,
+            RawQueue::attach(seg, record + RECORD)?,
+            RawQueue::attach(seg, record + RECORD + q)?,
         ];
         Ok(Some(Leave {
-            heap: heap.clone(),
+            seg: seg.clone(),
             record,
             rec,
             queues,
@@ -269,32 +275,36 @@ impl Leave {
     /// For the server of the port at `port`: frees every connection of the port whose
     /// client died before the server accepted it (posted or not), and what dead processes
     /// held; returns how many connections were freed.
-    pub(crate) fn reclaim(heap: &Heap, port: u64, config: QueueConfig) -> Result<u64, QueueError> {
+    pub(crate) fn reclaim(
+        seg: &Segment,
+        port: u64,
+        config: QueueConfig,
+    ) -> Result<u64, CollectionError> {
         let mut freed = 0;
-        for (off, [owner, id]) in heap.owned_allocations()? {
+        for (off, [owner, id]) in seg.heap()?.owned_allocations()? {
             if id != ident(port) || !pending_and_dead(owner) {
                 continue;
             }
-            if !heap.transfer(off, [owner, id], 0)? {
+            if !seg.heap()?.transfer(off, [owner, id], 0)? {
                 continue; // accepted or freed meanwhile
             }
-            match Self::formatted(heap, off, owner, config) {
+            match Self::formatted(seg, off, owner, config) {
                 // Leave as the server (the dead client never will): that retires both
                 // queues, freeing what is queued in them, and frees the block.
                 Some(leave) => drop(leave),
                 // Never posted (it died formatting), so nothing queued: the bytes only.
-                None => heap.free(off)?,
+                None => seg.free(off)?,
             }
             freed += 1;
         }
-        heap.reclaim_dead_owners()?;
+        seg.heap()?.reclaim_dead_owners()?;
         Ok(freed)
     }
 
     /// The server's share of the block at `off` (ours since a transfer) if the client
     /// `owner` finished formatting it; `None` if it did not.
-    fn formatted(heap: &Heap, off: u64, owner: u64, config: QueueConfig) -> Option<Leave> {
-        let rec = heap.region().resolve_as::<ConnectionRecord>(off).ok()?;
+    fn formatted(seg: &Segment, off: u64, owner: u64, config: QueueConfig) -> Option<Leave> {
+        let rec = seg.region().resolve_as::<ConnectionRecord>(off).ok()?;
         // SAFETY: resolved in bounds and aligned; atomics only, any bits valid.
         let r = unsafe { rec.as_ref() };
         let client = owner_process((owner & !KIND_MASK) | (OWNER_PROCESS << OWNER_KIND_SHIFT))?;
@@ -303,14 +313,14 @@ impl Leave {
         {
             return None;
         }
-        let q = Queue::footprint(config).ok()?;
+        let q = RawQueue::footprint(config).ok()?;
         Some(Leave {
-            heap: heap.clone(),
+            seg: seg.clone(),
             record: off,
             rec,
             queues: [
-                Queue::attach(heap, off + RECORD).ok()?,
-                Queue::attach(heap, off + RECORD + q).ok()?,
+                RawQueue::attach(seg, off + RECORD).ok()?,
+                RawQueue::attach(seg, off + RECORD + q).ok()?,
             ],
             side: Side::Server,
             shared: true,
@@ -318,12 +328,12 @@ impl Leave {
     }
 
     /// The client-to-server queue.
-    pub(crate) fn requests(&self) -> &Queue {
+    pub(crate) fn requests(&self) -> &RawQueue {
         &self.queues[0]
     }
 
     /// The server-to-client queue.
-    pub(crate) fn replies(&self) -> &Queue {
+    pub(crate) fn replies(&self) -> &RawQueue {
         &self.queues[1]
     }
 
@@ -363,11 +373,11 @@ impl Drop for Leave {
         if retired {
             // SAFETY: as in last_to_leave; this is the last side, so nobody reads it after.
             unsafe { self.rec.as_ref() }.magic.store(0, Release);
-            let _ = self.heap.free(self.record);
+            let _ = self.seg.free(self.record);
         }
         if other_died {
             // A large message the dead side had taken, or was sending.
-            let _ = self.heap.reclaim_dead_owners();
+            let _ = self.seg.heap().map(|h| h.reclaim_dead_owners());
         }
     }
 }

@@ -35,17 +35,18 @@
 //! runs that after each idle sleep.
 //!
 //! ```
+//! use relshm_collections::Arena;
 //! use relshm_collections::port::{PortClient, PortServer};
 //! use relshm_collections::queue::QueueConfig;
 //! use relshm_segment::{CreateOptions, Segment};
 //! use std::time::Duration;
 //!
 //! let seg = Segment::create_unnamed(&CreateOptions::new(4 << 20))?;
-//! let heap = seg.heap()?;
-//! let mut server = PortServer::create(&heap, &seg.directory()?, "echo", QueueConfig::with_capacity(8))?;
+//! let arena: Arena = Arena::new(&seg)?;
+//! let mut server = PortServer::create_named(&arena, "echo", QueueConfig::with_capacity(8))?;
 //! let client = std::thread::scope(|s| {
 //!     let c = s.spawn(|| {
-//!         let client = PortClient::connect(&heap, &seg.directory().unwrap(), "echo").unwrap();
+//!         let client = PortClient::connect(&arena, "echo").unwrap();
 //!         let reply = client.request(b"ping", None).unwrap();
 //!         assert_eq!(&*reply, b"PING");
 //!     });
@@ -66,13 +67,17 @@ use core::ptr::NonNull;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use relshm_segment::directory::{Directory, SegmentObject};
-use relshm_segment::heap::{Heap, kill_point};
+use relshm_ptr::Repr;
+use relshm_segment::Segment;
+use relshm_segment::directory::SegmentObject;
+use relshm_segment::heap::kill_point;
 use relshm_segment::procstat;
 use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
 
+use crate::arena::Arena;
+use crate::error::CollectionError;
 use crate::queue::wait::{Event, SPIN_ROUNDS};
-use crate::queue::{Message, Queue, QueueConfig, QueueError, Receiver, Sender};
+use crate::queue::{Message, QueueConfig, RawQueue, Receiver, Sender};
 use connection::Leave;
 
 /// `"RSHMPORT"` in little-endian.
@@ -117,30 +122,6 @@ pub struct ConnectRequest {
 /// Identifies a connected client at its server.
 pub type ClientId = u64;
 
-/// What went wrong with a port.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PortError {
-    /// A queue operation failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-    /// The directory failed (name taken, not found, wrong type, ...).
-    #[error("port directory: {0}")]
-    Directory(#[from] relshm_segment::directory::DirectoryError),
-    /// The port record is not a valid port.
-    #[error("port {name:?} is corrupted: {what}; recreate it")]
-    Corrupted {
-        /// The port's name.
-        name: String,
-        /// What is wrong.
-        what: &'static str,
-    },
-    /// `reply` to a client that is not connected (any more).
-    #[error("client {0} is not connected (it disconnected, or the id is wrong)")]
-    NoSuchClient(ClientId),
-}
-
-/// The per-client queues' layout recorded in the port.
 fn client_config(rec: &PortRecord) -> QueueConfig {
     QueueConfig {
         capacity: rec.capacity.load(Relaxed),
@@ -165,7 +146,7 @@ struct Connection {
 
 /// The server side of a named port.
 pub struct PortServer {
-    heap: Heap,
+    seg: Segment,
     record: u64,
     rec: NonNull<PortRecord>,
     incoming: Receiver<ConnectRequest>,
@@ -189,15 +170,17 @@ impl core::fmt::Debug for PortServer {
 }
 
 impl PortServer {
-    /// Creates the port `name` in `dir` (the directory of `heap`'s segment); clients get
-    /// per-client queues laid out as `config`.
-    pub fn create(
-        heap: &Heap,
-        dir: &Directory,
+    /// Creates the port `name` in the directory of `arena`'s segment (any strategy: a
+    /// port links by segment offsets); clients get per-client queues laid out as
+    /// `config`, allocated (growing the segment when it may) as they connect.
+    pub fn create_named<R: Repr>(
+        arena: &Arena<R>,
         name: &str,
         config: QueueConfig,
-    ) -> Result<PortServer, PortError> {
-        let connect = Queue::create(heap, QueueConfig::with_capacity(64))?;
+    ) -> Result<PortServer, CollectionError> {
+        let seg = arena.shared_segment()?;
+        let dir = seg.directory()?;
+        let connect = RawQueue::create(seg, QueueConfig::with_capacity(64))?;
         let incoming = connect.receiver::<ConnectRequest>()?;
         let rec = dir.construct(
             name,
@@ -212,10 +195,18 @@ impl PortServer {
                 server_start: AtomicU64::new(procstat::own_start_time()),
                 reserved: Default::default(),
             },
-        )?;
+        );
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => {
+                drop(incoming);
+                let _ = connect.destroy();
+                return Err(relshm_segment::SegmentError::from(e).into());
+            }
+        };
         rec.magic.store(PORT_MAGIC, Release);
         Ok(PortServer {
-            heap: heap.clone(),
+            seg: seg.clone(),
             record: rec.offset(),
             rec: rec.as_ptr(),
             incoming,
@@ -232,10 +223,10 @@ impl PortServer {
     /// runs it after each idle sleep; safe to call at any time.
     ///
     /// [`recv`]: Self::recv
-    pub fn reclaim(&self) -> Result<u64, PortError> {
+    pub fn reclaim(&self) -> Result<u64, CollectionError> {
         // SAFETY: as in `recv`.
         let config = client_config(unsafe { self.rec.as_ref() });
-        Ok(Leave::reclaim(&self.heap, self.record, config)?)
+        Leave::reclaim(&self.seg, self.record, config)
     }
 
     /// Connected clients.
@@ -245,24 +236,27 @@ impl PortServer {
 
     /// Waits (at most `timeout`, `None` = forever) for the next request from any client,
     /// accepting new connections on the way; clients are served round-robin.
-    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<(ClientId, Message), PortError> {
-        // SAFETY: resolved in the mapping at creation; the heap's mapping outlives the
-        // server; atomics only. Not borrowed from `self`, so `poll` may take `&mut self`.
+    pub fn recv(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<(ClientId, Message), CollectionError> {
+        // SAFETY: resolved in the mapping at creation; the server's segment clone keeps it
+        // mapped; atomics only. Not borrowed from `self`, so `poll` may take `&mut self`.
         let bell = doorbell(unsafe { self.rec.as_ref() });
         let sleeping = AtomicU32::new(0);
         let reap = Cell::new(false);
-        Ok(bell.block_on(
+        bell.block_on(
             &sleeping,
             timeout,
             SPIN_ROUNDS,
             || self.poll(reap.replace(false)),
             || reap.set(true),
-        )?)
+        )
     }
 
     /// One pass: new connections, then each client once.
     /// `reap`: also look for clients that died (after an idle sleep).
-    fn poll(&mut self, reap: bool) -> Result<Option<(ClientId, Message)>, QueueError> {
+    fn poll(&mut self, reap: bool) -> Result<Option<(ClientId, Message)>, CollectionError> {
         if reap {
             for conn in self.clients.values() {
                 let _ = conn.requests.queue().reap_dead();
@@ -287,7 +281,7 @@ impl PortServer {
                     self.cursor = (i + 1) % n;
                     return Ok(Some((id, m)));
                 }
-                Err(QueueError::Empty) => {}
+                Err(CollectionError::Empty) => {}
                 Err(_) => {
                     // Disconnected (or broken): forget the client; retry next round.
                     self.clients.remove(&id);
@@ -302,10 +296,10 @@ impl PortServer {
 
     /// The connection `req` posted, taken over; `None` if it is gone (its client died and
     /// a reclaim freed it).
-    fn accept(&self, req: ConnectRequest) -> Result<Option<Connection>, PortError> {
+    fn accept(&self, req: ConnectRequest) -> Result<Option<Connection>, CollectionError> {
         // SAFETY: as in `recv`.
         let config = client_config(unsafe { self.rec.as_ref() });
-        let Some(leave) = Leave::take(&self.heap, self.record, config, req.connection, req.owner)?
+        let Some(leave) = Leave::take(&self.seg, self.record, config, req.connection, req.owner)?
         else {
             return Ok(None);
         };
@@ -318,11 +312,11 @@ impl PortServer {
 
     /// Sends `reply` to `client` (waits while its reply queue is full, at most 10 s: a
     /// client that does not read its replies is not waited for forever).
-    pub fn reply(&self, client: ClientId, reply: &[u8]) -> Result<(), PortError> {
+    pub fn reply(&self, client: ClientId, reply: &[u8]) -> Result<(), CollectionError> {
         let conn = self
             .clients
             .get(&client)
-            .ok_or(PortError::NoSuchClient(client))?;
+            .ok_or(CollectionError::NoSuchClient(client))?;
         conn.replies
             .send_bytes(reply, Some(Duration::from_secs(10)))?;
         Ok(())
@@ -351,25 +345,30 @@ impl core::fmt::Debug for PortClient {
 }
 
 impl PortClient {
-    /// Connects to the port `name` in `dir`: allocates this client's pair of queues and
-    /// their connection record in `heap` and posts the record to the server.
-    pub fn connect(heap: &Heap, dir: &Directory, name: &str) -> Result<PortClient, PortError> {
-        let named = dir.find::<PortRecord>(name)?;
+    /// Connects to the port `name` in the directory of `arena`'s segment: allocates this
+    /// client's pair of queues and their connection record there (growing the segment
+    /// when it may) and posts the record to the server.
+    pub fn connect<R: Repr>(arena: &Arena<R>, name: &str) -> Result<PortClient, CollectionError> {
+        let seg = arena.shared_segment()?;
+        let dir = seg.directory()?;
+        let named = dir
+            .find::<PortRecord>(name)
+            .map_err(relshm_segment::SegmentError::from)?;
         let rec = named.get();
-        let bad = |what| PortError::Corrupted {
+        let bad = |why: &str| CollectionError::BadRecord {
             name: name.to_owned(),
-            what,
+            why: why.to_owned(),
         };
         if rec.magic.load(Acquire) != PORT_MAGIC {
             return Err(bad(
                 "wrong magic (the server has not finished creating it?)",
             ));
         }
-        let connect = Queue::attach(heap, rec.connect_queue.load(Relaxed))?;
+        let connect = RawQueue::attach(seg, rec.connect_queue.load(Relaxed))?;
         let server = (rec.server_pid.load(Relaxed), rec.server_start.load(Relaxed));
         // Before the endpoints: on an early return they are dropped first, then this frees
         // the connection (the server never heard of it).
-        let mut leave = Leave::create(heap, named.offset(), client_config(rec), server)?;
+        let mut leave = Leave::create(seg, named.offset(), client_config(rec), server)?;
         let requests = leave.requests().sender::<u8>()?;
         let replies = leave.replies().receiver::<u8>()?;
         connect.sender::<ConnectRequest>()?.send_timeout(
@@ -393,26 +392,30 @@ impl PortClient {
     }
 
     fn record(&self) -> &PortRecord {
-        // SAFETY: resolved in the mapping by the directory at connect; the heap's mapping
-        // outlives the client; atomics only.
+        // SAFETY: resolved in the mapping by the directory at connect; the connection's
+        // segment clone (in `_leave`) keeps it mapped while the client lives; atomics only.
         unsafe { self.rec.as_ref() }
     }
 
     /// Sends `request` and waits (at most `timeout`) for the server's reply.
-    pub fn request(&self, request: &[u8], timeout: Option<Duration>) -> Result<Message, PortError> {
+    pub fn request(
+        &self,
+        request: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Message, CollectionError> {
         self.send(request, timeout)?;
-        Ok(self.replies.recv_bytes(timeout)?)
+        self.replies.recv_bytes(timeout)
     }
 
     /// Sends a message to the server without waiting for a reply.
-    pub fn send(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PortError> {
+    pub fn send(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), CollectionError> {
         self.requests.send_bytes(msg, timeout)?;
         doorbell(self.record()).notify(false);
         Ok(())
     }
 
     /// Waits for the next message from the server.
-    pub fn recv(&self, timeout: Option<Duration>) -> Result<Message, PortError> {
-        Ok(self.replies.recv_bytes(timeout)?)
+    pub fn recv(&self, timeout: Option<Duration>) -> Result<Message, CollectionError> {
+        self.replies.recv_bytes(timeout)
     }
 }

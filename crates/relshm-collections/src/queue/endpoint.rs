@@ -15,18 +15,18 @@ use relshm_segment::procstat;
 use relshm_sync::facade::Ordering::*;
 use relshm_sync::{Acquired, LockError};
 
-use super::error::QueueError;
 use super::layout::{
     Control, EP_RECEIVER, EP_SENDER, EndpointSlot, MAX_ENDPOINTS, RETIRED, owner_word, split_owner,
 };
 use super::ring::{Ring, Slots};
+use crate::error::CollectionError;
 
 /// How long a reaper waits for another reaper before giving up this round.
 const REAP_LOCK_WAIT: Duration = Duration::from_millis(200);
 
 impl Control {
     /// Registers the calling process as an endpoint of `kind`; returns (index, owner word).
-    pub(crate) fn register(&self, kind: u64) -> Result<(usize, u64), QueueError> {
+    pub(crate) fn register(&self, kind: u64) -> Result<(usize, u64), CollectionError> {
         let pid = std::process::id();
         let start = procstat::own_start_time();
         for (i, ep) in self.endpoints.iter().enumerate() {
@@ -52,7 +52,7 @@ impl Control {
                 } else {
                     "sender"
                 };
-                return Err(QueueError::Disconnected { peer });
+                return Err(CollectionError::Disconnected { peer });
             }
             ep.start_time.store(start, Release);
             ep.sleeping.store(0, Relaxed);
@@ -64,7 +64,7 @@ impl Control {
             }
             return Ok((i, mine));
         }
-        Err(QueueError::TooManyEndpoints { max: MAX_ENDPOINTS })
+        Err(CollectionError::TooManyEndpoints { max: MAX_ENDPOINTS })
     }
 
     /// Whether any endpoint is registered (by any process, dead or alive).
@@ -90,7 +90,7 @@ impl Control {
 
     /// Reclaims the registrations of dead processes; returns how many. Skips the round if
     /// another process is reaping (or its lock is unusable).
-    pub(crate) fn reap<S: Slots>(&self, ring: &Ring<'_, S>) -> Result<u32, QueueError> {
+    pub(crate) fn reap<S: Slots>(&self, ring: &Ring<'_, S>) -> Result<u32, CollectionError> {
         let acquired = match self.reap_lock.lock_timeout(REAP_LOCK_WAIT) {
             Ok(a) => a,
             Err(LockError::TimedOut) => return Ok(0),

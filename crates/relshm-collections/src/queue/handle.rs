@@ -1,14 +1,16 @@
-//! The process-side handles: [`Queue`] (an attached queue), [`Sender`], [`Receiver`] and
-//! received [`Message`]s.
+//! The process-side handles: [`Queue`] (a typed, owning handle on a queue), [`Sender`],
+//! [`Receiver`] and received [`Message`]s, over the untyped [`RawQueue`] that ports share.
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use std::time::Duration;
 
-use relshm_segment::heap::{Heap, kill_point, own_process_owner};
+use bytemuck::Pod;
+use relshm_ptr::Repr;
+use relshm_segment::Segment;
+use relshm_segment::heap::{kill_point, own_process_owner};
 use relshm_sync::facade::Ordering::*;
 
-use super::error::QueueError;
 use super::large::{LARGE_HEADER, LARGE_MAGIC, LargeHeader, ident, queued, queued_pos};
 use super::layout::{
     Control, EP_RECEIVER, EP_SENDER, KIND_HEAP, KIND_INLINE, MAX_CAPACITY, MAX_SLOT_SIZE,
@@ -18,6 +20,9 @@ use super::layout::{
 use super::ops::{recv_once, send_once};
 use super::ring::{Ring, Slots};
 use super::wait::SPIN_ROUNDS;
+use crate::arena::Arena;
+use crate::error::{CollectionError, WRONG_MAGIC};
+use crate::record::CollectionRecord;
 
 /// How a queue is laid out; see [`Queue::create`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +32,8 @@ pub struct QueueConfig {
     /// Inline payload bytes per slot: a multiple of 8, 8 to 65536 (default 256). Longer
     /// messages go through the heap.
     pub slot_size: u32,
-    /// Whether messages longer than `slot_size` may be sent (allocated in the heap the
-    /// queue was created in).
+    /// Whether messages longer than `slot_size` may be sent (allocated in the segment the
+    /// queue was created in, which grows for them when it may).
     pub large_messages: bool,
 }
 
@@ -51,8 +56,8 @@ impl QueueConfig {
         }
     }
 
-    fn check(&self) -> Result<(), QueueError> {
-        let bad = |what| Err(QueueError::BadConfig { what });
+    fn check(&self) -> Result<(), CollectionError> {
+        let bad = |what| Err(CollectionError::BadConfig { what });
         if !self.capacity.is_power_of_two()
             || self.capacity < 2
             || u64::from(self.capacity) > MAX_CAPACITY
@@ -115,15 +120,11 @@ impl Slots for SegSlots {
     }
 }
 
-/// A queue in a segment, attached in this process. Cheap to clone.
-///
-/// Create one with [`Queue::create`] (it allocates in a [`Heap`]); other processes
-/// [`attach`](Queue::attach) by its offset (same in every process), usually found through
-/// a named directory entry or a [`crate::port`]. Send and receive through [`Sender`] and
-/// [`Receiver`] endpoints.
+/// A queue in a segment, attached in this process, untyped: the machinery under
+/// [`Queue`] and the port connections. Cheap to clone; keeps the segment mapped.
 #[derive(Clone)]
-pub struct Queue {
-    heap: Heap,
+pub(crate) struct RawQueue {
+    seg: Segment,
     offset: u64,
     ctl: NonNull<Control>,
     slots: SegSlots,
@@ -134,11 +135,11 @@ pub struct Queue {
 
 // SAFETY: the handle names shared memory; all access to it goes through atomics and the
 // claim protocol, which are made for concurrent use from any thread or process.
-unsafe impl Send for Queue {}
+unsafe impl Send for RawQueue {}
 // SAFETY: as for Send.
-unsafe impl Sync for Queue {}
+unsafe impl Sync for RawQueue {}
 
-impl core::fmt::Debug for Queue {
+impl core::fmt::Debug for RawQueue {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Queue")
             .field("offset", &self.offset)
@@ -149,30 +150,19 @@ impl core::fmt::Debug for Queue {
     }
 }
 
-impl Queue {
-    /// Allocates and formats a queue in `heap`; returns it attached. Its
-    /// [`offset`](Self::offset) is how other processes attach.
-    ///
-    /// ```
-    /// use relshm_collections::queue::{Queue, QueueConfig};
-    /// use relshm_segment::{CreateOptions, Segment};
-    /// let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
-    /// let q = Queue::create(&seg.heap()?, QueueConfig::with_capacity(64))?;
-    /// let (tx, rx) = (q.sender::<u64>()?, q.receiver::<u64>()?);
-    /// tx.try_send(&42)?;
-    /// assert_eq!(rx.try_recv()?, 42);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create(heap: &Heap, config: QueueConfig) -> Result<Queue, QueueError> {
-        let offset = heap.alloc(Self::footprint(config)?, 64)?;
+impl RawQueue {
+    /// Allocates (growing the segment if it must and may) and formats a queue in `seg`;
+    /// returns it attached. Its [`offset`](Self::offset) is how other processes attach.
+    pub(crate) fn create(seg: &Segment, config: QueueConfig) -> Result<RawQueue, CollectionError> {
+        let offset = seg.alloc(Self::footprint(config)?, 64)?;
         // SAFETY: a fresh allocation of the footprint, 64-aligned, not yet shared.
-        unsafe { Self::format_at(heap, offset, config) }.inspect_err(|_| {
-            let _ = heap.free(offset);
+        unsafe { Self::format_at(seg, offset, config) }.inspect_err(|_| {
+            let _ = seg.free(offset);
         })
     }
 
     /// Bytes a queue laid out as `config` takes (control block and ring).
-    pub(crate) fn footprint(config: QueueConfig) -> Result<u64, QueueError> {
+    pub(crate) fn footprint(config: QueueConfig) -> Result<u64, CollectionError> {
         config.check()?;
         Ok(RING_OFFSET + u64::from(config.capacity) * stride_for(config.slot_size))
     }
@@ -182,18 +172,18 @@ impl Queue {
     ///
     /// # Safety
     ///
-    /// `[offset, offset + footprint)` must be heap bytes the caller allocated and that no
+    /// `[offset, offset + footprint)` must be segment bytes the caller allocated and that no
     /// other thread or process reads or writes yet (they are overwritten).
     ///
     /// [`retire`]: Self::retire
     pub(crate) unsafe fn format_at(
-        heap: &Heap,
+        seg: &Segment,
         offset: u64,
         config: QueueConfig,
-    ) -> Result<Queue, QueueError> {
+    ) -> Result<RawQueue, CollectionError> {
         let total = Self::footprint(config)?;
         let stride = stride_for(config.slot_size);
-        let base = heap.region().resolve(offset, total, 64)?;
+        let base = seg.region().resolve(offset, total, 64)?;
         // SAFETY: the caller's bytes that nobody else uses yet (the contract), resolved in
         // bounds; all-zero bytes are a valid Control (unlocked lock, free endpoints, empty masks).
         unsafe { base.as_ptr().write_bytes(0, total as usize) };
@@ -205,33 +195,33 @@ impl Queue {
         ctl.stride.store(stride, Relaxed);
         ctl.heap_offset.store(
             if config.large_messages {
-                heap.offset()
+                seg.heap_offset()
             } else {
                 0
             },
             Relaxed,
         );
         ctl.total_size.store(total, Relaxed);
-        let q = Self::view(heap, offset, base.cast(), config.capacity.into(), stride)?;
+        let q = Self::view(seg, offset, base.cast(), config.capacity.into(), stride)?;
         for i in 0..q.capacity {
             q.slots.header(i).seq.store(i, Relaxed);
         }
         ctl.magic.store(QUEUE_MAGIC, Release);
-        Queue::attach(heap, offset)
+        RawQueue::attach(seg, offset)
     }
 
     fn view(
-        heap: &Heap,
+        seg: &Segment,
         offset: u64,
         ctl: NonNull<Control>,
         capacity: u64,
         stride: u64,
-    ) -> Result<Queue, QueueError> {
-        let ring = heap
+    ) -> Result<RawQueue, CollectionError> {
+        let ring = seg
             .region()
             .resolve(offset + RING_OFFSET, capacity * stride, 64)?;
-        Ok(Queue {
-            heap: heap.clone(),
+        Ok(RawQueue {
+            seg: seg.clone(),
             offset,
             ctl,
             slots: SegSlots { ring, stride },
@@ -241,10 +231,10 @@ impl Queue {
         })
     }
 
-    /// Attaches to the queue whose control block is at `offset` in `heap`'s segment,
-    /// validating every field.
-    pub fn attach(heap: &Heap, offset: u64) -> Result<Queue, QueueError> {
-        let region = heap.region();
+    /// Attaches to the queue whose control block is at `offset` in `seg`, validating
+    /// every field.
+    pub(crate) fn attach(seg: &Segment, offset: u64) -> Result<RawQueue, CollectionError> {
+        let region = seg.region();
         // A control block starts 64-aligned: any other offset is named misaligned.
         let ctl_ptr = region
             .resolve(offset, size_of::<Control>() as u64, 64)?
@@ -253,10 +243,14 @@ impl Queue {
         // (atomics and a RawMutex, which accepts any word).
         let ctl = unsafe { ctl_ptr.as_ref() };
         if ctl.magic.load(Acquire) != QUEUE_MAGIC {
-            return Err(QueueError::NotAQueue { offset });
+            return Err(CollectionError::BadHeader {
+                expected: "relshm Queue",
+                offset,
+                why: WRONG_MAGIC,
+            });
         }
         if ctl.version.load(Relaxed) != QUEUE_VERSION {
-            return Err(QueueError::corrupted("unsupported queue layout version"));
+            return Err(crate::error::corrupt("unsupported queue layout version"));
         }
         let config = QueueConfig {
             capacity: u32::try_from(ctl.capacity.load(Relaxed)).unwrap_or(0),
@@ -265,20 +259,20 @@ impl Queue {
         };
         config
             .check()
-            .map_err(|_| QueueError::corrupted("capacity or slot size out of range"))?;
+            .map_err(|_| crate::error::corrupt("capacity or slot size out of range"))?;
         let stride = stride_for(config.slot_size);
         let total = RING_OFFSET + u64::from(config.capacity) * stride;
         if ctl.stride.load(Relaxed) != stride || ctl.total_size.load(Relaxed) != total {
-            return Err(QueueError::corrupted(
+            return Err(crate::error::corrupt(
                 "stride or size disagree with the slot size",
             ));
         }
-        if config.large_messages && ctl.heap_offset.load(Relaxed) != heap.offset() {
-            return Err(QueueError::corrupted(
-                "the queue's heap is not the heap it was attached through",
+        if config.large_messages && ctl.heap_offset.load(Relaxed) != seg.heap_offset() {
+            return Err(crate::error::corrupt(
+                "the queue's heap is not the heap of the segment it was opened in",
             ));
         }
-        let mut q = Self::view(heap, offset, ctl_ptr, config.capacity.into(), stride)?;
+        let mut q = Self::view(seg, offset, ctl_ptr, config.capacity.into(), stride)?;
         q.slot_size = config.slot_size;
         q.large = config.large_messages;
         Ok(q)
@@ -330,8 +324,8 @@ impl Queue {
     }
 
     pub(crate) fn ctl(&self) -> &Control {
-        // SAFETY: resolved and validated at attach; the heap's region stays mapped while
-        // handles exist (Heap's contract); every bit pattern is a valid Control.
+        // SAFETY: resolved and validated at attach; the handle's segment clone keeps the
+        // mapping alive; every bit pattern is a valid Control.
         unsafe { self.ctl.as_ref() }
     }
 
@@ -345,7 +339,7 @@ impl Queue {
 
     /// A new sender endpoint for messages of type `T` (at most `slot_size` bytes, or any
     /// size with large messages).
-    pub fn sender<T: bytemuck::Pod>(&self) -> Result<Sender<T>, QueueError> {
+    pub(crate) fn sender<T: bytemuck::Pod>(&self) -> Result<Sender<T>, CollectionError> {
         Ok(Sender {
             ep: self.register::<T>(EP_SENDER)?,
             _t: PhantomData,
@@ -353,7 +347,7 @@ impl Queue {
     }
 
     /// A new receiver endpoint for messages of type `T`.
-    pub fn receiver<T: bytemuck::Pod>(&self) -> Result<Receiver<T>, QueueError> {
+    pub(crate) fn receiver<T: bytemuck::Pod>(&self) -> Result<Receiver<T>, CollectionError> {
         Ok(Receiver {
             ep: self.register::<T>(EP_RECEIVER)?,
             _t: PhantomData,
@@ -361,22 +355,14 @@ impl Queue {
     }
 
     /// Registers an endpoint of `kind` for messages of type `T`.
-    fn register<T>(&self, kind: u64) -> Result<Endpoint, QueueError> {
+    fn register<T>(&self, kind: u64) -> Result<Endpoint, CollectionError> {
         self.check_type::<T>()?;
         let (index, owner) = self.ctl().register(kind)?;
         Ok(Endpoint::new(self.clone(), index, owner))
     }
 
-    fn check_type<T>(&self) -> Result<(), QueueError> {
-        let len = size_of::<T>() as u64;
-        if len > u64::from(self.slot_size) && !self.large {
-            return Err(QueueError::TooLarge {
-                len,
-                slot_size: self.slot_size,
-                why: "the queue was created without large messages",
-            });
-        }
-        Ok(())
+    fn check_type<T>(&self) -> Result<(), CollectionError> {
+        check_fits::<T>(self.slot_size, self.large)
     }
 
     /// Closes the queue: every blocked or later call on any endpoint, in any process,
@@ -390,7 +376,7 @@ impl Queue {
     /// Reclaims the endpoint registrations (and resolves the half-done ring claims) of
     /// processes that died; returns how many were reclaimed. Blocked calls do this on
     /// their own every [`LIVENESS_INTERVAL`](super::LIVENESS_INTERVAL).
-    pub fn reap_dead(&self) -> Result<u32, QueueError> {
+    pub fn reap_dead(&self) -> Result<u32, CollectionError> {
         self.ctl().reap(&self.ring())
     }
 
@@ -401,10 +387,11 @@ impl Queue {
     /// run while the queue is in use.
     ///
     /// Blocks owned by a dead process are freed whatever they are (see
-    /// [`Heap::reclaim_dead_owners`]); queued messages only for this queue.
-    pub fn reclaim(&self) -> Result<u64, QueueError> {
+    /// [`Heap::reclaim_dead_owners`](relshm_segment::heap::Heap::reclaim_dead_owners));
+    /// queued messages only for this queue.
+    pub fn reclaim(&self) -> Result<u64, CollectionError> {
         self.reap_dead()?;
-        Ok(self.heap.reclaim_dead_owners()? + self.free_large(false)?)
+        Ok(self.seg.heap()?.reclaim_dead_owners()? + self.free_large(false)?)
     }
 
     /// Frees the queue's memory: its control block and slots, and the large messages still
@@ -420,34 +407,18 @@ impl Queue {
     /// when another call is freeing it. Registrations of dead processes are reaped first.
     /// A message a live process received and still holds stays its own: it frees it on
     /// drop as always.
-    ///
-    /// ```
-    /// use relshm_collections::queue::{Queue, QueueConfig};
-    /// use relshm_segment::{CreateOptions, Segment};
-    /// let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
-    /// let heap = seg.heap()?;
-    /// let before = heap.stats()?.used_bytes;
-    /// let q = Queue::create(&heap, QueueConfig::with_capacity(8))?;
-    /// let tx = q.sender::<u8>()?;
-    /// tx.send_bytes(&[1; 5000], None)?; // a large message, queued in the heap
-    /// assert!(!q.destroy()?); // tx is registered
-    /// drop(tx);
-    /// assert!(q.destroy()?);
-    /// assert_eq!(heap.stats()?.used_bytes, before);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn destroy(&self) -> Result<bool, QueueError> {
+    pub fn destroy(&self) -> Result<bool, CollectionError> {
         if !self.retire()? {
             return Ok(false);
         }
-        self.heap.free(self.offset)?;
+        self.seg.free(self.offset)?;
         Ok(true)
     }
 
     /// [`destroy`](Self::destroy) but for freeing the queue's own bytes: for a queue made
     /// with [`format_at`](Self::format_at), whose bytes are freed with the block that
     /// holds them. `Ok(true)` if this call retired it (the caller may free the block).
-    pub(crate) fn retire(&self) -> Result<bool, QueueError> {
+    pub(crate) fn retire(&self) -> Result<bool, CollectionError> {
         self.reap_dead()?;
         let ctl = self.ctl();
         // One destroyer: the call whose swap retires the queue.
@@ -470,16 +441,17 @@ impl Queue {
     /// Frees this queue's queued large messages that no ring slot refers to any more
     /// (their sender died before publishing, or their receiver before taking them), and,
     /// when `retiring`, every queued one.
-    fn free_large(&self, retiring: bool) -> Result<u64, QueueError> {
+    fn free_large(&self, retiring: bool) -> Result<u64, CollectionError> {
         let mut freed = 0;
         let mine = ident(self.offset);
-        for (off, record) in self.heap.owned_allocations()? {
+        let heap = self.seg.heap()?;
+        for (off, record) in heap.owned_allocations()? {
             let Some(pos) = queued_pos(record[0]).filter(|_| record[1] == mine) else {
                 continue;
             };
             // A slot that no longer refers to the message never will again (positions
             // only grow), and free_owned re-checks the record under the heap lock.
-            if (retiring || !self.ring_refers_to(off, pos)) && self.heap.free_owned(off, record)? {
+            if (retiring || !self.ring_refers_to(off, pos)) && heap.free_owned(off, record)? {
                 freed += 1;
             }
         }
@@ -493,16 +465,255 @@ impl Queue {
     }
 }
 
+/// A bounded multi-producer multi-consumer queue of `T`s in a segment: an owning handle
+/// (it keeps the segment mapped), so an application keeps it in its own structs, moves it
+/// to other threads, and clones it cheaply. Send and receive through [`Sender`] and
+/// [`Receiver`] endpoints, which own what they need too.
+///
+/// Made with [`create`](Self::create) or [`create_named`](Self::create_named) on an
+/// [`Arena`] (of any strategy: a queue links nothing, it uses segment offsets), found by
+/// another process with [`open`](Self::open) (the [`offset`](Self::offset)) or
+/// [`open_named`](Self::open_named), which checks that the queue was made for `T`.
+/// Byte messages of any length ([`Sender::send_bytes`], [`Receiver::recv_bytes`]) work
+/// on any queue; use `Queue<u8>` for a queue of byte messages only.
+///
+/// ```
+/// use relshm_collections::{Arena, CollectionError};
+/// use relshm_collections::queue::{Queue, QueueConfig};
+/// use relshm_segment::{CreateOptions, Placement, Segment};
+///
+/// let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+/// let arena: Arena = Arena::new(&seg)?; // the strategy does not matter to a queue
+/// let q = Queue::<u64>::create_named(&arena, "jobs", QueueConfig::with_capacity(64))?;
+/// let tx = q.sender()?;
+/// tx.try_send(&42)?;
+///
+/// let elsewhere: Arena = Arena::new(&seg.reopen(Placement::Anywhere)?)?; // as another process would
+/// let rx = Queue::<u64>::open_named(&elsewhere, "jobs")?.receiver()?;
+/// assert_eq!(rx.try_recv()?, 42);
+/// assert!(matches!(
+///     Queue::<u32>::open_named(&elsewhere, "jobs"),
+///     Err(CollectionError::RecordMismatch { .. })
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Queue<T> {
+    raw: RawQueue,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            raw: self.raw.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> core::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+/// Whether a `T` fits a slot of `slot_size` bytes, or may go the large-message way.
+fn check_fits<T>(slot_size: u32, large: bool) -> Result<(), CollectionError> {
+    let len = size_of::<T>() as u64;
+    if len > u64::from(slot_size) && !large {
+        return Err(CollectionError::TooLarge {
+            len,
+            slot_size,
+            why: "the queue was created without large messages",
+        });
+    }
+    Ok(())
+}
+
+impl<T: Pod> Queue<T> {
+    /// Allocates and formats a queue laid out as `config` in `arena`'s segment (growing
+    /// the segment if its heap is full and it may grow). Its [`offset`](Self::offset) is
+    /// how other processes [`open`](Self::open) it.
+    ///
+    /// `Err(TooLarge)` if a `T` does not fit a slot and `config` forbids large messages.
+    pub fn create<R: Repr>(arena: &Arena<R>, config: QueueConfig) -> Result<Self, CollectionError> {
+        let seg = arena.shared_segment()?;
+        check_fits::<T>(config.slot_size, config.large_messages)?;
+        Ok(Self::typed(RawQueue::create(seg, config)?))
+    }
+
+    /// Opens the queue whose control block is at `offset` (from [`offset`](Self::offset),
+    /// the same in every process), validating every field of it.
+    ///
+    /// The offset carries no type: nothing checks that the queue was made for `T` beyond
+    /// its slots being able to hold one (received messages of another length are
+    /// `WrongSize`). Prefer [`open_named`](Self::open_named), which does check.
+    pub fn open<R: Repr>(arena: &Arena<R>, offset: u64) -> Result<Self, CollectionError> {
+        let seg = arena.shared_segment()?;
+        // A caller's offset that cannot hold a control block is the caller's mistake.
+        arena.block_at(offset, size_of::<Control>() as u64, 64, "relshm Queue")?;
+        let raw = RawQueue::attach(seg, offset)?;
+        raw.check_type::<T>()?;
+        Ok(Self::typed(raw))
+    }
+
+    /// Like [`create`](Self::create), and records the queue under `name` in the segment's
+    /// directory (kind queue, element size and alignment of `T`).
+    pub fn create_named<R: Repr>(
+        arena: &Arena<R>,
+        name: &str,
+        config: QueueConfig,
+    ) -> Result<Self, CollectionError> {
+        let q = Self::create(arena, config)?;
+        let dir = arena.shared_segment()?.directory()?;
+        crate::record::write(&dir, name, Self::record().at(q.offset())).inspect_err(|_| {
+            let _ = q.raw.destroy();
+        })?;
+        Ok(q)
+    }
+
+    /// Opens the queue recorded under `name`, checking that it was made for `T`
+    /// (`Err(RecordMismatch)` otherwise).
+    pub fn open_named<R: Repr>(arena: &Arena<R>, name: &str) -> Result<Self, CollectionError> {
+        let dir = arena.shared_segment()?.directory()?;
+        let offset = crate::record::read(&dir, name, &Self::record())?;
+        Self::open(arena, offset)
+    }
+
+    /// The directory record of a queue of `T`s.
+    fn record() -> CollectionRecord {
+        CollectionRecord::queue::<T>()
+    }
+
+    fn typed(raw: RawQueue) -> Self {
+        Self {
+            raw,
+            _t: PhantomData,
+        }
+    }
+
+    /// A new sender endpoint. It owns what it needs: it outlives this handle if kept.
+    pub fn sender(&self) -> Result<Sender<T>, CollectionError> {
+        self.raw.sender()
+    }
+
+    /// A new receiver endpoint. It owns what it needs: it outlives this handle if kept.
+    pub fn receiver(&self) -> Result<Receiver<T>, CollectionError> {
+        self.raw.receiver()
+    }
+}
+
+impl<T> Queue<T> {
+    /// The queue's offset in the segment (the same in every process).
+    pub fn offset(&self) -> u64 {
+        self.raw.offset
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.raw.capacity
+    }
+
+    /// Inline payload bytes per slot.
+    pub fn slot_size(&self) -> u32 {
+        self.raw.slot_size
+    }
+
+    /// Messages published and not yet claimed (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.raw.len()
+    }
+
+    /// Whether no message is waiting (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Receivers sleeping in a blocking receive right now (a snapshot; a process killed
+    /// while asleep stays counted until it is reaped).
+    pub fn waiting_receivers(&self) -> u32 {
+        self.raw.waiting_receivers()
+    }
+
+    /// Senders sleeping in a blocking send right now (a snapshot).
+    pub fn waiting_senders(&self) -> u32 {
+        self.raw.waiting_senders()
+    }
+
+    /// Registered senders and receivers (a snapshot: registrations of processes that died
+    /// count until they are reaped).
+    pub fn endpoints(&self) -> (u32, u32) {
+        self.raw.endpoints()
+    }
+
+    /// Closes the queue: every blocked or later call on any endpoint, in any process,
+    /// returns `Disconnected` (receivers once the queue is drained).
+    pub fn close(&self) {
+        self.raw.close()
+    }
+
+    /// Reclaims the endpoint registrations (and resolves the half-done ring claims) of
+    /// processes that died; returns how many were reclaimed. Blocked calls do this on
+    /// their own every [`LIVENESS_INTERVAL`](super::LIVENESS_INTERVAL).
+    pub fn reap_dead(&self) -> Result<u32, CollectionError> {
+        self.raw.reap_dead()
+    }
+
+    /// Frees the large-message allocations that dead processes leaked (a sender killed
+    /// at any point before its message was queued, a receiver killed holding a
+    /// [`Message`], a message whose receiver died mid-receive or whose sender died before
+    /// publishing it); returns how many were freed. Reaps dead endpoints first. Safe to
+    /// run while the queue is in use. Blocks owned by a dead process are freed whatever
+    /// they are; queued messages only for this queue.
+    pub fn reclaim(&self) -> Result<u64, CollectionError> {
+        self.raw.reclaim()
+    }
+
+    /// Frees the queue's memory: its control block and slots, and the large messages still
+    /// queued in it. For a queue nobody will open again: the heap reuses the bytes, so
+    /// a process that still remembers the offset must not open it afterwards, nor call
+    /// `destroy` (the bytes may be another queue by then). When several parties may free
+    /// a queue, agree on the last one first, as ports do. A name recorded for it stays
+    /// in the directory.
+    ///
+    /// Returns `Ok(true)` if this call freed it. `Ok(false)` (nothing freed) while an
+    /// endpoint is still registered by a live process (drop every [`Sender`] and
+    /// [`Receiver`] first; the queue is left closed, so theirs report `Disconnected`), or
+    /// when another call is freeing it. Registrations of dead processes are reaped first.
+    /// A message a live process received and still holds stays its own: it frees it on
+    /// drop as always.
+    ///
+    /// ```
+    /// use relshm_collections::Arena;
+    /// use relshm_collections::queue::{Queue, QueueConfig};
+    /// use relshm_segment::{CreateOptions, Segment};
+    /// let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
+    /// let before = seg.heap()?.stats()?.used_bytes;
+    /// let arena: Arena = Arena::new(&seg)?;
+    /// let q = Queue::<u8>::create(&arena, QueueConfig::with_capacity(8))?;
+    /// let tx = q.sender()?;
+    /// tx.send_bytes(&[1; 5000], None)?; // a large message, queued in the heap
+    /// assert!(!q.destroy()?); // tx is registered
+    /// drop(tx);
+    /// assert!(q.destroy()?);
+    /// assert_eq!(seg.heap()?.stats()?.used_bytes, before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn destroy(&self) -> Result<bool, CollectionError> {
+        self.raw.destroy()
+    }
+}
+
 /// One registration; unregisters on drop (in the process that registered).
 struct Endpoint {
-    q: Queue,
+    q: RawQueue,
     index: usize,
     owner: u64,
     pid: u32,
 }
 
 impl Endpoint {
-    fn new(q: Queue, index: usize, owner: u64) -> Self {
+    fn new(q: RawQueue, index: usize, owner: u64) -> Self {
         Self {
             q,
             index,
@@ -550,43 +761,43 @@ struct Staged {
 
 impl<T: bytemuck::Pod> Sender<T> {
     /// Sends `value` if a slot is free; `Full` otherwise. Never blocks.
-    pub fn try_send(&self, value: &T) -> Result<(), QueueError> {
+    pub fn try_send(&self, value: &T) -> Result<(), CollectionError> {
         self.try_send_bytes(bytemuck::bytes_of(value))
     }
 
     /// Sends `value`, waiting while the queue is full.
-    pub fn send(&self, value: &T) -> Result<(), QueueError> {
+    pub fn send(&self, value: &T) -> Result<(), CollectionError> {
         self.send_bytes_until(bytemuck::bytes_of(value), None, SPIN_ROUNDS)
     }
 
     /// Sends `value`, waiting at most `timeout` while the queue is full.
-    pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), QueueError> {
+    pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), CollectionError> {
         self.send_bytes_until(bytemuck::bytes_of(value), Some(timeout), SPIN_ROUNDS)
     }
 }
 
 impl<T> Sender<T> {
-    /// The queue this endpoint sends into.
-    pub fn queue(&self) -> &Queue {
-        &self.ep.q
+    /// The offset of the queue this endpoint sends into.
+    pub fn queue_offset(&self) -> u64 {
+        self.ep.q.offset
     }
 
     /// Sends a byte message without blocking. Messages longer than the slot size are
     /// written into a heap allocation whose offset travels instead.
-    pub fn try_send_bytes(&self, msg: &[u8]) -> Result<(), QueueError> {
+    pub fn try_send_bytes(&self, msg: &[u8]) -> Result<(), CollectionError> {
         let staged = self.stage(msg)?;
         match self.attempt(msg, staged.as_ref()) {
             Ok(Some(())) => Ok(()),
             r => {
                 self.unstage(staged);
                 r?;
-                Err(QueueError::Full)
+                Err(CollectionError::Full)
             }
         }
     }
 
     /// Sends a byte message, waiting while the queue is full (at most `timeout`).
-    pub fn send_bytes(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
+    pub fn send_bytes(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), CollectionError> {
         self.send_bytes_until(msg, timeout, SPIN_ROUNDS)
     }
 
@@ -597,7 +808,7 @@ impl<T> Sender<T> {
         msg: &[u8],
         timeout: Option<Duration>,
         spin: u32,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), CollectionError> {
         self.send_bytes_until(msg, timeout, spin)
     }
 
@@ -606,7 +817,7 @@ impl<T> Sender<T> {
         msg: &[u8],
         timeout: Option<Duration>,
         spin: u32,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), CollectionError> {
         let staged = self.stage(msg)?;
         let ctl = self.ep.q.ctl();
         let r = ctl.send_event().block_on(
@@ -624,14 +835,14 @@ impl<T> Sender<T> {
         r
     }
 
-    fn stage(&self, msg: &[u8]) -> Result<Option<Staged>, QueueError> {
+    fn stage(&self, msg: &[u8]) -> Result<Option<Staged>, CollectionError> {
         let q = &self.ep.q;
         let len = msg.len() as u64;
         if len <= u64::from(q.slot_size) {
             return Ok(None);
         }
         if !q.large {
-            return Err(QueueError::TooLarge {
+            return Err(CollectionError::TooLarge {
                 len,
                 slot_size: q.slot_size,
                 why: "the queue was created without large messages",
@@ -639,13 +850,13 @@ impl<T> Sender<T> {
         }
         // Owned by this process from the instant it exists: a sender killed from here
         // until the message is queued leaves a block that reclaim frees.
-        let off = q.heap.alloc_owned(
+        let off = q.seg.alloc_owned(
             LARGE_HEADER + len,
             64,
             [own_process_owner(), ident(q.offset)],
         )?;
         kill_point();
-        let base = q.heap.region().resolve(off, LARGE_HEADER + len, 64)?;
+        let base = q.seg.region().resolve(off, LARGE_HEADER + len, 64)?;
         // SAFETY: a fresh allocation of LARGE_HEADER + len bytes that only this process
         // owns; the owner record (first 16 bytes) is left alone, the rest of the header is
         // atomics (zeroed), the payload plain bytes.
@@ -673,12 +884,12 @@ impl<T> Sender<T> {
     fn unstage(&self, staged: Option<Staged>) {
         if let Some(s) = staged {
             // Still ours (never queued): give it back.
-            let _ = self.ep.q.heap.free(s.off);
+            let _ = self.ep.q.seg.free(s.off);
         }
     }
 
     /// One send attempt: `Some` if sent, `None` if full.
-    fn attempt(&self, msg: &[u8], staged: Option<&Staged>) -> Result<Option<()>, QueueError> {
+    fn attempt(&self, msg: &[u8], staged: Option<&Staged>) -> Result<Option<()>, CollectionError> {
         let q = &self.ep.q;
         send_once(&q.ring(), self.ep.index as u64, |pos| {
             let i = pos & (q.capacity - 1);
@@ -723,22 +934,22 @@ impl<T> core::fmt::Debug for Receiver<T> {
 
 impl<T: bytemuck::Pod> Receiver<T> {
     /// Receives a message if one is ready: `Empty` (or `Disconnected`) otherwise.
-    pub fn try_recv(&self) -> Result<T, QueueError> {
+    pub fn try_recv(&self) -> Result<T, CollectionError> {
         Self::decode(self.try_recv_bytes()?)
     }
 
     /// Receives a message, waiting while the queue is empty.
-    pub fn recv(&self) -> Result<T, QueueError> {
+    pub fn recv(&self) -> Result<T, CollectionError> {
         Self::decode(self.recv_bytes_until(None, SPIN_ROUNDS)?)
     }
 
     /// Receives a message, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, CollectionError> {
         Self::decode(self.recv_bytes_until(Some(timeout), SPIN_ROUNDS)?)
     }
 
-    fn decode(m: Message) -> Result<T, QueueError> {
-        bytemuck::try_pod_read_unaligned(&m).map_err(|_| QueueError::WrongSize {
+    fn decode(m: Message) -> Result<T, CollectionError> {
+        bytemuck::try_pod_read_unaligned(&m).map_err(|_| CollectionError::WrongSize {
             got: m.len() as u64,
             expected: size_of::<T>() as u64,
         })
@@ -747,20 +958,25 @@ impl<T: bytemuck::Pod> Receiver<T> {
 
 impl<T> Receiver<T> {
     /// The queue this endpoint receives from.
-    pub fn queue(&self) -> &Queue {
+    pub(crate) fn queue(&self) -> &RawQueue {
         &self.ep.q
     }
 
+    /// The offset of the queue this endpoint receives from.
+    pub fn queue_offset(&self) -> u64 {
+        self.ep.q.offset
+    }
+
     /// Receives a byte message without blocking.
-    pub fn try_recv_bytes(&self) -> Result<Message, QueueError> {
+    pub fn try_recv_bytes(&self) -> Result<Message, CollectionError> {
         match self.attempt()? {
             Some(m) => Ok(m),
-            None => Err(QueueError::Empty),
+            None => Err(CollectionError::Empty),
         }
     }
 
     /// Receives a byte message, waiting while the queue is empty (at most `timeout`).
-    pub fn recv_bytes(&self, timeout: Option<Duration>) -> Result<Message, QueueError> {
+    pub fn recv_bytes(&self, timeout: Option<Duration>) -> Result<Message, CollectionError> {
         self.recv_bytes_until(timeout, SPIN_ROUNDS)
     }
 
@@ -770,7 +986,7 @@ impl<T> Receiver<T> {
         &self,
         timeout: Option<Duration>,
         spin: u32,
-    ) -> Result<Message, QueueError> {
+    ) -> Result<Message, CollectionError> {
         self.recv_bytes_until(timeout, spin)
     }
 
@@ -778,7 +994,7 @@ impl<T> Receiver<T> {
         &self,
         timeout: Option<Duration>,
         spin: u32,
-    ) -> Result<Message, QueueError> {
+    ) -> Result<Message, CollectionError> {
         self.ep.q.ctl().recv_event().block_on(
             &self.ep.slot().sleeping,
             timeout,
@@ -798,7 +1014,7 @@ impl<T> Receiver<T> {
         timeout: Option<Duration>,
         spin: u32,
         f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<R, QueueError> {
+    ) -> Result<R, CollectionError> {
         let mut f = Some(f);
         self.ep.q.ctl().recv_event().block_on(
             &self.ep.slot().sleeping,
@@ -814,7 +1030,7 @@ impl<T> Receiver<T> {
     fn attempt_with<R, F: FnOnce(&[u8]) -> R>(
         &self,
         f: &mut Option<F>,
-    ) -> Result<Option<R>, QueueError> {
+    ) -> Result<Option<R>, CollectionError> {
         let q = &self.ep.q;
         recv_once(&q.ring(), self.ep.index as u64, |pos| {
             let i = pos & (q.capacity - 1);
@@ -823,7 +1039,7 @@ impl<T> Receiver<T> {
             let (len, kind) = (meta & 0xffff_ffff, meta >> 32);
             let f = f
                 .take()
-                .ok_or_else(|| QueueError::corrupted("receive callback used twice"))?;
+                .ok_or_else(|| crate::error::corrupt("receive callback used twice"))?;
             match kind {
                 KIND_INLINE if len <= u64::from(q.slot_size) => {
                     // SAFETY: we hold the read claim until recv_once frees the slot after
@@ -831,7 +1047,7 @@ impl<T> Receiver<T> {
                     Ok(f(unsafe { q.slots.payload(i, len as usize) }))
                 }
                 KIND_HEAP => Ok(f(&self.take_large(slot.heap.load(Relaxed), len, pos)?)),
-                _ => Err(QueueError::corrupted(format!(
+                _ => Err(crate::error::corrupt(format!(
                     "slot {i} has payload kind {kind} and length {len}"
                 ))),
             }
@@ -839,7 +1055,7 @@ impl<T> Receiver<T> {
     }
 
     /// One receive attempt: `Some` message, `None` if empty.
-    fn attempt(&self) -> Result<Option<Message>, QueueError> {
+    fn attempt(&self) -> Result<Option<Message>, CollectionError> {
         let q = &self.ep.q;
         recv_once(&q.ring(), self.ep.index as u64, |pos| {
             let i = pos & (q.capacity - 1);
@@ -854,20 +1070,20 @@ impl<T> Receiver<T> {
                     Ok(Message::Inline(buf))
                 }
                 KIND_HEAP => self.take_large(slot.heap.load(Relaxed), len, pos),
-                _ => Err(QueueError::corrupted(format!(
+                _ => Err(crate::error::corrupt(format!(
                     "slot {i} has payload kind {kind} and length {len}"
                 ))),
             }
         })
     }
 
-    fn take_large(&self, off: u64, len: u64, pos: u64) -> Result<Message, QueueError> {
+    fn take_large(&self, off: u64, len: u64, pos: u64) -> Result<Message, CollectionError> {
         let q = &self.ep.q;
-        let bad = |what: &str| QueueError::corrupted(format!("large message at {off:#x}: {what}"));
+        let bad = |what: &str| crate::error::corrupt(format!("large message at {off:#x}: {what}"));
         let total = LARGE_HEADER
             .checked_add(len)
             .ok_or_else(|| bad("length overflows"))?;
-        let p = q.heap.region().resolve(off, total, 64)?;
+        let p = q.seg.region().resolve(off, total, 64)?;
         // SAFETY: resolved in bounds and aligned; header fields are atomics.
         let h = unsafe { p.cast::<LargeHeader>().as_ref() };
         if h.magic.load(Acquire) != LARGE_MAGIC
@@ -884,7 +1100,7 @@ impl<T> Receiver<T> {
             return Err(bad("not queued at this position (reclaimed or corrupted)"));
         }
         Ok(Message::Large {
-            heap: q.heap.clone(),
+            seg: q.seg.clone(),
             off,
             // SAFETY: payload resolved above (total bytes from off), owned by us now.
             data: unsafe { NonNull::new_unchecked(p.as_ptr().add(LARGE_HEADER as usize)) },
@@ -900,8 +1116,8 @@ pub enum Message {
     Inline(Vec<u8>),
     /// In the segment's heap; owned by this process until dropped.
     Large {
-        /// The heap to free it in.
-        heap: Heap,
+        /// The segment to free it in (kept mapped while the message lives).
+        seg: Segment,
         /// The allocation's offset.
         off: u64,
         /// The payload in this mapping.
@@ -942,10 +1158,10 @@ impl core::ops::Deref for Message {
 
 impl Drop for Message {
     fn drop(&mut self) {
-        if let Message::Large { heap, off, .. } = self {
+        if let Message::Large { seg, off, .. } = self {
             // Owned by this process: the free drops the owner record with the block, and a
             // death before it leaves a dead owner that reclaim frees.
-            let _ = heap.free(*off);
+            let _ = seg.free(*off);
         }
     }
 }

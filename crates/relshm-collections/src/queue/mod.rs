@@ -26,8 +26,14 @@
 //!   representation (offset, segment-relative, fixed-address raw) for per-strategy
 //!   comparison; it is a two-lock Michael–Scott queue with robust locks.
 //! - **Large messages**: longer than the slot size, a message is written once into a heap
-//!   allocation and only its offset travels; the receiver reads it in place ([`Message`])
-//!   and frees it on drop. [`Queue::reclaim`] frees what dead processes leaked.
+//!   allocation (the segment grows for it when it was created with room to grow) and only
+//!   its offset travels; the receiver reads it in place ([`Message`]) and frees it on
+//!   drop. [`Queue::reclaim`] frees what dead processes leaked.
+//! - **Handles**: [`Queue<T>`] is typed and owning (it keeps the segment mapped), made on
+//!   an [`Arena`](crate::Arena) like a list or map, and recorded by name with a typed
+//!   directory record ([`CollectionRecord::queue`](crate::record::CollectionRecord::queue));
+//!   its [`Sender`]s and [`Receiver`]s own what they need too. Every error is a
+//!   [`CollectionError`](crate::CollectionError).
 //!
 //! # Layout
 //!
@@ -39,24 +45,26 @@
 //! # Example
 //!
 //! ```
+//! use relshm_collections::Arena;
 //! use relshm_collections::queue::{Queue, QueueConfig};
 //! use relshm_segment::{CreateOptions, Segment};
 //! use std::time::Duration;
 //!
-//! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
-//! let q = Queue::create(&seg.heap()?, QueueConfig::default())?;
-//! let tx = q.sender::<u8>()?;
-//! let rx = q.receiver::<u8>()?;
+//! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20).max_size(16 << 20))?;
+//! let arena: Arena = Arena::new(&seg)?;
+//! let q = Queue::<u8>::create(&arena, QueueConfig::default())?;
+//! let tx = q.sender()?;
+//! let rx = q.receiver()?;
 //! tx.send_bytes(b"hello", None)?;
-//! tx.send_bytes(&vec![7u8; 100_000], None)?; // large: through the heap
+//! tx.send_bytes(&vec![7u8; 4 << 20], None)?; // large: through the heap, which grows
 //! assert_eq!(&*rx.recv_bytes(None)?, b"hello");
-//! assert_eq!(rx.recv_bytes(Some(Duration::from_secs(1)))?.len(), 100_000);
+//! assert_eq!(rx.recv_bytes(Some(Duration::from_secs(1)))?.len(), 4 << 20);
+//! assert!(seg.size() > 4 << 20);
 //! drop(tx);
 //! assert!(rx.recv_bytes(None).is_err()); // disconnected: the only sender is gone
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod error;
 pub mod layout;
 pub(crate) mod ops;
 pub(crate) mod ring;
@@ -71,7 +79,8 @@ pub mod large;
 #[cfg(not(loom))]
 pub mod linked;
 
-pub use error::QueueError;
+#[cfg(not(loom))]
+pub(crate) use handle::RawQueue;
 #[cfg(not(loom))]
 pub use handle::{Message, Queue, QueueConfig, Receiver, Sender};
 pub use wait::LIVENESS_INTERVAL;

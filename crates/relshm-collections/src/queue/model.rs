@@ -9,10 +9,10 @@ use loom::cell::UnsafeCell;
 use relshm_sync::RawMutex;
 use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
 
-use super::error::QueueError;
 use super::layout::{Control, EP_RECEIVER, EP_SENDER, EndpointSlot, MAX_ENDPOINTS, SlotHeader};
 use super::ops::{recv_once, send_once};
 use super::ring::{Claim, Ring, Slots};
+use crate::error::CollectionError;
 
 /// Modelled slots: headers and one `u64` payload each.
 pub struct ModelSlots {
@@ -141,7 +141,7 @@ impl ModelQueue {
         self.ctl.send_event().wake_all();
     }
 
-    fn send_attempt(&self, ep: usize, v: u64) -> Result<Option<()>, QueueError> {
+    fn send_attempt(&self, ep: usize, v: u64) -> Result<Option<()>, CollectionError> {
         send_once(&self.ring(), ep as u64, |pos| {
             // SAFETY: send_once calls this with the write claim of `pos` held.
             unsafe {
@@ -151,7 +151,7 @@ impl ModelQueue {
         })
     }
 
-    fn recv_attempt(&self, ep: usize) -> Result<Option<u64>, QueueError> {
+    fn recv_attempt(&self, ep: usize) -> Result<Option<u64>, CollectionError> {
         recv_once(&self.ring(), ep as u64, |pos| {
             let mut b = [0u8; 8];
             // SAFETY: recv_once calls this with the read claim of `pos` held.
@@ -161,17 +161,22 @@ impl ModelQueue {
     }
 
     /// Non-blocking send.
-    pub fn try_send(&self, ep: usize, v: u64) -> Result<(), QueueError> {
-        self.send_attempt(ep, v)?.ok_or(QueueError::Full)
+    pub fn try_send(&self, ep: usize, v: u64) -> Result<(), CollectionError> {
+        self.send_attempt(ep, v)?.ok_or(CollectionError::Full)
     }
 
     /// Non-blocking receive.
-    pub fn try_recv(&self, ep: usize) -> Result<u64, QueueError> {
-        self.recv_attempt(ep)?.ok_or(QueueError::Empty)
+    pub fn try_recv(&self, ep: usize) -> Result<u64, CollectionError> {
+        self.recv_attempt(ep)?.ok_or(CollectionError::Empty)
     }
 
     /// Blocking send (timeout `None` = forever).
-    pub fn send(&self, ep: usize, v: u64, timeout: Option<Duration>) -> Result<(), QueueError> {
+    pub fn send(
+        &self,
+        ep: usize,
+        v: u64,
+        timeout: Option<Duration>,
+    ) -> Result<(), CollectionError> {
         self.ctl.send_event().block_on(
             &self.ctl.endpoints[ep].sleeping,
             timeout,
@@ -182,7 +187,7 @@ impl ModelQueue {
     }
 
     /// Blocking receive (timeout `None` = forever).
-    pub fn recv(&self, ep: usize, timeout: Option<Duration>) -> Result<u64, QueueError> {
+    pub fn recv(&self, ep: usize, timeout: Option<Duration>) -> Result<u64, CollectionError> {
         self.ctl.recv_event().block_on(
             &self.ctl.endpoints[ep].sleeping,
             timeout,

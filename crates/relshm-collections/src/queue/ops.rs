@@ -4,10 +4,10 @@
 
 use relshm_sync::facade::{AtomicU64, Ordering::*};
 
-use super::error::QueueError;
 use super::layout::{Control, EP_RECEIVER, EP_SENDER};
 use super::ring::{Claim, Ring, Slots};
 use super::wait::Event;
+use crate::error::CollectionError;
 
 impl Control {
     pub(crate) fn mask(&self, kind: u64) -> &AtomicU64 {
@@ -51,9 +51,9 @@ pub(crate) fn send_once<S: Slots>(
     ring: &Ring<'_, S>,
     ep: u64,
     write: impl FnOnce(u64),
-) -> Result<Option<()>, QueueError> {
+) -> Result<Option<()>, CollectionError> {
     if ring.ctl.peers_gone(EP_RECEIVER) {
-        return Err(QueueError::Disconnected { peer: "receiver" });
+        return Err(CollectionError::Disconnected { peer: "receiver" });
     }
     let Claim::Got(pos) = ring.claim_write(ep)? else {
         return Ok(None);
@@ -70,14 +70,14 @@ pub(crate) fn send_once<S: Slots>(
 pub(crate) fn recv_once<S: Slots, R>(
     ring: &Ring<'_, S>,
     ep: u64,
-    read: impl FnOnce(u64) -> Result<R, QueueError>,
-) -> Result<Option<R>, QueueError> {
+    read: impl FnOnce(u64) -> Result<R, CollectionError>,
+) -> Result<Option<R>, CollectionError> {
     let mut got = ring.claim_read(ep)?;
     if got == Claim::None && ring.ctl.peers_gone(EP_SENDER) {
         // The last sender may have published just before leaving: look once more.
         got = ring.claim_read(ep)?;
         if got == Claim::None {
-            return Err(QueueError::Disconnected { peer: "sender" });
+            return Err(CollectionError::Disconnected { peer: "sender" });
         }
     }
     let Claim::Got(pos) = got else {

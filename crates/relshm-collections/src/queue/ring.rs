@@ -12,10 +12,10 @@
 
 use relshm_sync::facade::{AtomicU64, Ordering::*};
 
-use super::error::QueueError;
 use super::layout::{
     Control, PLAIN, POS_MASK, READING, SKIPPED, SlotHeader, WRITING, seq_word, split_seq,
 };
+use crate::error::CollectionError;
 
 /// How the ring reaches its slots: in a segment (real) or in a loom model.
 pub(crate) trait Slots {
@@ -62,10 +62,10 @@ impl<S: Slots> Ring<'_, S> {
     /// Reads a position hint; one past [`POS_MASK`] is corruption (positions count
     /// messages and never get there), refused before it can overflow any arithmetic.
     #[inline]
-    fn hint(word: &AtomicU64) -> Result<u64, QueueError> {
+    fn hint(word: &AtomicU64) -> Result<u64, CollectionError> {
         let pos = word.load(Acquire);
         if pos > POS_MASK {
-            return Err(QueueError::corrupted(format!(
+            return Err(crate::error::corrupt(format!(
                 "position hint {pos:#x} is out of range"
             )));
         }
@@ -78,7 +78,7 @@ impl<S: Slots> Ring<'_, S> {
     }
 
     /// Claims the next free position for endpoint `ep` (the slot is then `WRITING`).
-    pub(crate) fn claim_write(&self, ep: u64) -> Result<Claim, QueueError> {
+    pub(crate) fn claim_write(&self, ep: u64) -> Result<Claim, CollectionError> {
         for _ in 0..MAX_RETRIES {
             let pos = Self::hint(&self.ctl.tail)?;
             let slot = self.slot(pos);
@@ -101,7 +101,7 @@ impl<S: Slots> Ring<'_, S> {
                 return Ok(Claim::None);
             }
         }
-        Err(QueueError::corrupted("the ring's positions never settle"))
+        Err(crate::error::corrupt("the ring's positions never settle"))
     }
 
     /// Publishes the message written at `pos`.
@@ -113,7 +113,7 @@ impl<S: Slots> Ring<'_, S> {
 
     /// Claims the next published message for endpoint `ep` (the slot is then `READING`).
     /// `Claim::None` also when the next position is still being written.
-    pub(crate) fn claim_read(&self, ep: u64) -> Result<Claim, QueueError> {
+    pub(crate) fn claim_read(&self, ep: u64) -> Result<Claim, CollectionError> {
         for _ in 0..MAX_RETRIES {
             let pos = Self::hint(&self.ctl.head)?;
             let slot = self.slot(pos);
@@ -146,7 +146,7 @@ impl<S: Slots> Ring<'_, S> {
                     }
                     READING => Self::help(&self.ctl.head, pos),
                     _ => {
-                        return Err(QueueError::corrupted(
+                        return Err(crate::error::corrupt(
                             "a slot is being written one lap ahead",
                         ));
                     }
@@ -159,7 +159,7 @@ impl<S: Slots> Ring<'_, S> {
                 return Ok(Claim::None);
             }
         }
-        Err(QueueError::corrupted("the ring's positions never settle"))
+        Err(crate::error::corrupt("the ring's positions never settle"))
     }
 
     /// Frees the slot of a message read at `pos` for the next lap.

@@ -22,7 +22,7 @@ use relshm_sync::facade::{
     fence, futex_wait, futex_wake,
 };
 
-use super::error::QueueError;
+use crate::error::CollectionError;
 
 /// Busy rounds (each one attempt) before sleeping.
 #[cfg(not(loom))]
@@ -85,9 +85,9 @@ impl Event<'_> {
         sleeping: &AtomicU32,
         timeout: Option<Duration>,
         spin: u32,
-        mut attempt: impl FnMut() -> Result<Option<T>, QueueError>,
+        mut attempt: impl FnMut() -> Result<Option<T>, CollectionError>,
         idle: impl FnMut(),
-    ) -> Result<T, QueueError> {
+    ) -> Result<T, CollectionError> {
         // Even with `spin` 0: registering as a waiter writes lines the other side reads,
         // and would make it pay a futex wake for a wait that never sleeps.
         if let Some(v) = attempt()? {
@@ -113,9 +113,9 @@ impl Event<'_> {
         &self,
         sleeping: &AtomicU32,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Result<Option<T>, QueueError>,
+        mut attempt: impl FnMut() -> Result<Option<T>, CollectionError>,
         mut idle: impl FnMut(),
-    ) -> Result<T, QueueError> {
+    ) -> Result<T, CollectionError> {
         loop {
             // Until this call has looked at the queue after its last wake-up, a death
             // hands the wake-up on (see the module docs). Re-armed every round: a lock
@@ -143,7 +143,7 @@ impl Event<'_> {
             match (r, woke) {
                 (Ok(Some(v)), _) => return Ok(v),
                 (Err(e), _) => return Err(e),
-                (Ok(None), None) => return Err(QueueError::Timeout),
+                (Ok(None), None) => return Err(CollectionError::Timeout),
                 (Ok(None), Some(Wake::TimedOut)) => idle(),
                 (Ok(None), Some(Wake::Woken)) => {}
             }

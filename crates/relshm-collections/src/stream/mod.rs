@@ -28,15 +28,16 @@
 //! reader checks (a larger gap is corruption, reported as an error, not a wild read).
 //!
 //! ```
-//! use relshm_collections::stream::{Stream, StreamReader, StreamWriter};
+//! use relshm_collections::Arena;
+//! use relshm_collections::stream::Stream;
 //! use relshm_segment::{CreateOptions, Segment};
 //! use std::io::{Read, Write};
 //!
 //! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
-//! let heap = seg.heap()?;
-//! let off = Stream::create(&heap, 4096)?;
-//! let mut w = StreamWriter::open(&heap, off)?;
-//! let mut r = StreamReader::open(&heap, off)?;
+//! let arena: Arena = Arena::new(&seg)?;
+//! let stream = Stream::create_named(&arena, "log", 4096)?;
+//! let mut w = stream.writer()?;
+//! let mut r = Stream::open_named(&arena, "log")?.reader()?;
 //! w.write_all(b"through shared memory")?;
 //! drop(w); // end of stream
 //! let mut s = String::new();
@@ -50,15 +51,20 @@ use core::ptr::NonNull;
 use std::io;
 use std::time::Duration;
 
-use relshm_segment::heap::Heap;
+use relshm_ptr::Repr;
+use relshm_segment::Segment;
 use relshm_segment::procstat;
 use relshm_sync::facade::{AtomicU32, AtomicU64, Ordering::*};
 
-use crate::queue::QueueError;
+use crate::arena::Arena;
+use crate::error::CollectionError;
 use crate::queue::wait::{Event, SPIN_ROUNDS};
+use crate::record::CollectionRecord;
 
 /// `"RSHMSTR1"` in little-endian.
 pub const STREAM_MAGIC: u64 = u64::from_le_bytes(*b"RSHMSTR1");
+/// The stream's layout version (recorded in its directory record).
+pub const LAYOUT_VERSION: u64 = 1;
 /// Bytes before the ring.
 pub const STREAM_HEADER: u64 = 256;
 /// Largest ring.
@@ -98,22 +104,47 @@ const _: () = {
     assert!(core::mem::size_of::<StreamControl>() as u64 == STREAM_HEADER);
 };
 
-/// Creating and attaching streams.
-#[derive(Debug)]
-pub struct Stream;
+/// A byte stream in a segment: an owning handle (it keeps the segment mapped, cloning is
+/// cheap) from which the one [`writer`](Self::writer) and the one
+/// [`reader`](Self::reader) are taken, in any processes.
+///
+/// Made with [`create`](Self::create) or [`create_named`](Self::create_named) on an
+/// [`Arena`] of any strategy (a stream links nothing), found with [`open`](Self::open)
+/// (its [`offset`](Self::offset)) or [`open_named`](Self::open_named).
+#[derive(Clone)]
+pub struct Stream {
+    seg: Segment,
+    offset: u64,
+    capacity: u64,
+}
+
+impl core::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stream")
+            .field("offset", &self.offset)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
 
 impl Stream {
     /// Allocates a stream with a ring of `capacity` bytes (a power of two, 64 to 2^30) in
-    /// `heap`; returns its offset, by which a writer and a reader open it.
-    pub fn create(heap: &Heap, capacity: u64) -> Result<u64, QueueError> {
+    /// `arena`'s segment, growing the segment if its heap is full and it may grow.
+    pub fn create<R: Repr>(arena: &Arena<R>, capacity: u64) -> Result<Stream, CollectionError> {
         if !capacity.is_power_of_two() || !(64..=MAX_STREAM_CAPACITY).contains(&capacity) {
-            return Err(QueueError::BadConfig {
+            return Err(CollectionError::BadConfig {
                 what: "stream capacity must be a power of two from 64 to 2^30",
             });
         }
-        let total = STREAM_HEADER + capacity;
-        let off = heap.alloc(total, 64)?;
-        let p = heap.region().resolve(off, STREAM_HEADER, 64)?;
+        let seg = arena.shared_segment()?;
+        let off = seg.alloc(STREAM_HEADER + capacity, 64)?;
+        let p = match seg.region().resolve(off, STREAM_HEADER, 64) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = seg.free(off);
+                return Err(e.into());
+            }
+        };
         // SAFETY: a fresh allocation nobody else knows; zero bytes are a valid control
         // block (all atomics).
         unsafe { p.as_ptr().write_bytes(0, STREAM_HEADER as usize) };
@@ -121,13 +152,83 @@ impl Stream {
         let ctl = unsafe { p.cast::<StreamControl>().as_ref() };
         ctl.capacity.store(capacity, Relaxed);
         ctl.magic.store(STREAM_MAGIC, Release);
-        Ok(off)
+        Ok(Stream {
+            seg: seg.clone(),
+            offset: off,
+            capacity,
+        })
+    }
+
+    /// Opens the stream at `offset` (from [`offset`](Self::offset), the same in every
+    /// process), checking its control block.
+    pub fn open<R: Repr>(arena: &Arena<R>, offset: u64) -> Result<Stream, CollectionError> {
+        let seg = arena.shared_segment()?;
+        // A caller's offset that cannot hold a control block is the caller's mistake.
+        arena.block_at(offset, STREAM_HEADER, 64, "relshm Stream")?;
+        let capacity = End::check(seg, offset)?.1;
+        Ok(Stream {
+            seg: seg.clone(),
+            offset,
+            capacity,
+        })
+    }
+
+    /// Like [`create`](Self::create), and records the stream under `name` in the
+    /// segment's directory (kind stream).
+    pub fn create_named<R: Repr>(
+        arena: &Arena<R>,
+        name: &str,
+        capacity: u64,
+    ) -> Result<Stream, CollectionError> {
+        let s = Self::create(arena, capacity)?;
+        let dir = s.seg.directory()?;
+        crate::record::write(&dir, name, CollectionRecord::stream().at(s.offset)).inspect_err(
+            |_| {
+                let _ = s.seg.free(s.offset);
+            },
+        )?;
+        Ok(s)
+    }
+
+    /// Opens the stream recorded under `name` (`Err(RecordMismatch)` if the name is
+    /// another kind of collection).
+    pub fn open_named<R: Repr>(arena: &Arena<R>, name: &str) -> Result<Stream, CollectionError> {
+        let dir = arena.shared_segment()?.directory()?;
+        let offset = crate::record::read(&dir, name, &CollectionRecord::stream())?;
+        Self::open(arena, offset)
+    }
+
+    /// The stream's offset in the segment (the same in every process).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Ring bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Takes the writing end (one writer per stream, ever: `Err(TooManyEndpoints)` after).
+    pub fn writer(&self) -> Result<StreamWriter, CollectionError> {
+        Ok(StreamWriter {
+            end: End::open(&self.seg, self.offset, true)?,
+            timeout: None,
+        })
+    }
+
+    /// Takes the reading end (one reader per stream, ever: `Err(TooManyEndpoints)` after).
+    pub fn reader(&self) -> Result<StreamReader, CollectionError> {
+        Ok(StreamReader {
+            end: End::open(&self.seg, self.offset, false)?,
+            timeout: None,
+        })
     }
 }
 
 /// An attached stream end (shared by reader and writer).
 struct End {
-    heap: Heap,
+    /// Keeps the mapping (so `ctl` and `ring`) alive.
+    _seg: Segment,
     ctl: NonNull<StreamControl>,
     ring: NonNull<u8>,
     capacity: u64,
@@ -139,24 +240,33 @@ struct End {
 unsafe impl Send for End {}
 
 impl End {
-    fn open(heap: &Heap, off: u64, writer: bool) -> Result<End, QueueError> {
-        let region = heap.region();
-        let p = region.resolve_as::<StreamControl>(off)?;
+    /// The control block at `off` and its ring capacity, checked.
+    fn check(seg: &Segment, off: u64) -> Result<(NonNull<StreamControl>, u64), CollectionError> {
+        let p = seg.region().resolve_as::<StreamControl>(off)?;
         if off % 64 != 0 {
-            return Err(QueueError::corrupted("stream control block not 64-aligned"));
+            return Err(crate::error::corrupt("stream control block not 64-aligned"));
         }
         // SAFETY: resolved in bounds and aligned; all fields are atomics.
         let ctl = unsafe { p.as_ref() };
         if ctl.magic.load(Acquire) != STREAM_MAGIC {
-            return Err(QueueError::corrupted(format!(
-                "no stream at offset {off:#x} (wrong magic)"
-            )));
+            return Err(CollectionError::BadHeader {
+                expected: "relshm Stream",
+                offset: off,
+                why: crate::error::WRONG_MAGIC,
+            });
         }
         let capacity = ctl.capacity.load(Relaxed);
         if !capacity.is_power_of_two() || !(64..=MAX_STREAM_CAPACITY).contains(&capacity) {
-            return Err(QueueError::corrupted("stream capacity out of range"));
+            return Err(crate::error::corrupt("stream capacity out of range"));
         }
-        let ring = region.resolve(off + STREAM_HEADER, capacity, 64)?;
+        Ok((p, capacity))
+    }
+
+    fn open(seg: &Segment, off: u64, writer: bool) -> Result<End, CollectionError> {
+        let (p, capacity) = Self::check(seg, off)?;
+        // SAFETY: resolved in bounds and aligned (check); all fields are atomics.
+        let ctl = unsafe { p.as_ref() };
+        let ring = seg.region().resolve(off + STREAM_HEADER, capacity, 64)?;
         let state = if writer {
             &ctl.writer_state
         } else {
@@ -166,13 +276,13 @@ impl End {
             .compare_exchange(NEVER, OPEN, AcqRel, Acquire)
             .is_err()
         {
-            return Err(QueueError::TooManyEndpoints { max: 1 });
+            return Err(CollectionError::TooManyEndpoints { max: 1 });
         }
         let who = if writer { &ctl.writer } else { &ctl.reader };
         who[0].store(u64::from(std::process::id()), Relaxed);
         who[1].store(procstat::own_start_time(), Release);
         Ok(End {
-            heap: heap.clone(),
+            _seg: seg.clone(),
             ctl: p,
             ring,
             capacity,
@@ -182,7 +292,7 @@ impl End {
     }
 
     fn ctl(&self) -> &StreamControl {
-        // SAFETY: resolved and validated at open; the heap's mapping outlives handles.
+        // SAFETY: resolved and validated at open; the end's segment clone keeps it mapped.
         unsafe { self.ctl.as_ref() }
     }
 
@@ -264,21 +374,21 @@ impl Drop for End {
     }
 }
 
-/// Only for [`Stream`]'s internal heap bookkeeping.
+/// For the writer's and reader's Debug.
 impl core::fmt::Debug for End {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("StreamEnd")
             .field("capacity", &self.capacity)
             .field("writer", &self.writer)
-            .field("heap", &self.heap.offset())
+            .field("ring", &self.ring)
             .finish()
     }
 }
 
-fn to_io(e: QueueError) -> io::Error {
+fn to_io(e: CollectionError) -> io::Error {
     match e {
-        QueueError::Disconnected { .. } => io::Error::new(io::ErrorKind::BrokenPipe, e),
-        QueueError::Timeout => io::Error::new(io::ErrorKind::TimedOut, e),
+        CollectionError::Disconnected { .. } => io::Error::new(io::ErrorKind::BrokenPipe, e),
+        CollectionError::Timeout => io::Error::new(io::ErrorKind::TimedOut, e),
         other => io::Error::other(other),
     }
 }
@@ -291,26 +401,18 @@ pub struct StreamWriter {
 }
 
 impl StreamWriter {
-    /// Opens the stream at `off` for writing (one writer per stream, ever).
-    pub fn open(heap: &Heap, off: u64) -> Result<Self, QueueError> {
-        Ok(Self {
-            end: End::open(heap, off, true)?,
-            timeout: None,
-        })
-    }
-
     /// Bounds how long one `write` waits for space (`None`: forever); `TimedOut` after.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
     }
 
-    fn attempt(&self, buf: &[u8], peer_dead: bool) -> Result<Option<usize>, QueueError> {
+    fn attempt(&self, buf: &[u8], peer_dead: bool) -> Result<Option<usize>, CollectionError> {
         let ctl = self.end.ctl();
         let w = ctl.written.load(Relaxed);
         let r = ctl.read.load(Acquire);
         let free = self.end.capacity.saturating_sub(w.wrapping_sub(r));
         if self.end.closed_peer() || peer_dead {
-            return Err(QueueError::Disconnected { peer: "reader" });
+            return Err(CollectionError::Disconnected { peer: "reader" });
         }
         if free == 0 {
             return Ok(None);
@@ -355,26 +457,18 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
-    /// Opens the stream at `off` for reading (one reader per stream, ever).
-    pub fn open(heap: &Heap, off: u64) -> Result<Self, QueueError> {
-        Ok(Self {
-            end: End::open(heap, off, false)?,
-            timeout: None,
-        })
-    }
-
     /// Bounds how long one `read` waits for data (`None`: forever); `TimedOut` after.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
     }
 
-    fn attempt(&self, buf: &mut [u8], peer_dead: bool) -> Result<Option<usize>, QueueError> {
+    fn attempt(&self, buf: &mut [u8], peer_dead: bool) -> Result<Option<usize>, CollectionError> {
         let ctl = self.end.ctl();
         let r = ctl.read.load(Relaxed);
         let w = ctl.written.load(Acquire);
         let avail = w.wrapping_sub(r);
         if avail > self.end.capacity {
-            return Err(QueueError::corrupted(format!(
+            return Err(crate::error::corrupt(format!(
                 "stream positions {r} (read) and {w} (written) are more than the capacity apart"
             )));
         }

@@ -2,6 +2,8 @@
 //! at another address.
 #![allow(dead_code)]
 
+use bytemuck::Pod;
+use relshm_collections::Arena;
 use relshm_collections::queue::{Queue, QueueConfig};
 use relshm_segment::{CreateOptions, Placement, Segment};
 
@@ -29,21 +31,26 @@ pub fn segment(size: u64) -> Segment {
     Segment::create_unnamed(&CreateOptions::new(size)).expect("create segment")
 }
 
-/// A queue in `seg`.
-pub fn queue(seg: &Segment, config: QueueConfig) -> Queue {
-    Queue::create(&seg.heap().expect("heap"), config).expect("create queue")
+/// The default-strategy arena on `seg` (a queue does not care which).
+pub fn arena(seg: &Segment) -> Arena {
+    Arena::new(seg).expect("arena")
+}
+
+/// A queue of `T`s in `seg`.
+pub fn queue<T: Pod>(seg: &Segment, config: QueueConfig) -> Queue<T> {
+    Queue::create(&arena(seg), config).expect("create queue")
 }
 
 /// In a forked child: maps `seg` again (at another address, asserted), attaches the queue
 /// at `offset`, and returns both (the mapping must outlive the queue).
-pub fn remap(seg: &Segment, offset: u64) -> (Segment, Queue) {
+pub fn remap<T: Pod>(seg: &Segment, offset: u64) -> (Segment, Queue<T>) {
     let mine = seg.reopen(Placement::Anywhere).expect("reopen segment");
     assert_ne!(
         mine.base(),
         seg.base(),
         "the child must map at another address"
     );
-    let q = Queue::attach(&mine.heap().expect("heap"), offset).expect("attach queue");
+    let q = Queue::open(&arena(&mine), offset).expect("open queue");
     (mine, q)
 }
 

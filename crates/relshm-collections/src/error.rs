@@ -1,25 +1,103 @@
-//! [`CollectionError`]: why a List or Map operation failed.
+//! [`CollectionError`]: why an operation on any collection (list, map, queue, port,
+//! stream) failed, and what to do about it.
+//!
+//! The loom build compiles only the queue's lock-free core, so the variants that carry
+//! errors of the segment and pointer layers exist only outside loom.
 
+#[cfg(not(loom))]
 use relshm_ptr::PtrError;
-use relshm_segment::SegmentError;
+#[cfg(not(loom))]
 use relshm_segment::heap::HeapError;
+#[cfg(not(loom))]
+use relshm_segment::{RegionError, SegmentError};
 use relshm_sync::LockError;
 
 /// Why a collection operation failed. Bytes in a segment are untrusted: every corruption a
 /// walk can detect ends up here, never in a panic or undefined behaviour.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CollectionError {
+    /// `try_send`: every slot of the queue holds a message.
+    #[error("the queue is full: receive some messages or use a blocking send")]
+    Full,
+    /// `try_recv`: no message is ready.
+    #[error("the queue is empty: send a message or use a blocking receive")]
+    Empty,
+    /// A blocking call's timeout elapsed.
+    #[error("timed out waiting for the queue: retry, or give the call a longer timeout")]
+    Timeout,
+    /// Every endpoint on the other side is gone (dropped, exited, or killed), or the queue
+    /// was closed, and for receivers no message is left.
+    #[error(
+        "the queue is disconnected: every {peer} has gone (dropped, exited or killed) or the \
+         queue was closed"
+    )]
+    Disconnected {
+        /// "sender", "receiver", "writer" or "reader".
+        peer: &'static str,
+    },
+    /// All endpoint registrations of a queue are taken.
+    #[error(
+        "all {max} endpoint registrations of the queue are taken: drop unused senders or \
+         receivers (registrations of dead processes are reclaimed automatically)"
+    )]
+    TooManyEndpoints {
+        /// The limit.
+        max: usize,
+    },
+    /// A message (or the queue's element type) does not fit a slot.
+    #[error(
+        "message of {len} bytes does not fit: the slot holds {slot_size} bytes inline and \
+         {why}"
+    )]
+    TooLarge {
+        /// The message length.
+        len: u64,
+        /// Inline bytes per slot.
+        slot_size: u32,
+        /// Why the large-message path does not apply.
+        why: &'static str,
+    },
+    /// The message received has another length than the queue's element type.
+    #[error(
+        "received {got} bytes where a {expected}-byte value was expected: sender and receiver \
+         disagree on the message type (open the queue with the type it was created with)"
+    )]
+    WrongSize {
+        /// The length received.
+        got: u64,
+        /// The length expected.
+        expected: u64,
+    },
+    /// The configuration asked for (queue, stream or port) is not possible.
+    #[error("invalid configuration: {what}")]
+    BadConfig {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A port client named by a server is not connected.
+    #[error("client {0} is not connected (it disconnected, or the id is wrong)")]
+    NoSuchClient(u64),
+    /// An offset did not resolve in this process's mapping.
+    #[cfg(not(loom))]
+    #[error(
+        "offset does not resolve in the mapping: {0}; run verify() and re-create the \
+         collection if it fails"
+    )]
+    Region(#[from] RegionError),
     /// A link read from the segment does not resolve (out of bounds, misaligned, stale).
     #[error(
         "invalid link in the segment: {0}; run verify() and re-create the collection if it fails"
     )]
+    #[cfg(not(loom))]
     Link(#[from] PtrError),
     /// The segment (mapping, heap or directory) failed.
     #[error("segment: {0}")]
+    #[cfg(not(loom))]
     Segment(#[from] SegmentError),
     /// The in-segment allocator failed.
     #[error("segment heap: {0}")]
+    #[cfg(not(loom))]
     Heap(#[from] HeapError),
     /// An in-segment lock could not be taken (not recoverable, timed out).
     #[error("collection lock: {0}")]
@@ -41,6 +119,7 @@ pub enum CollectionError {
          collection's offset() returned, or open it by name",
         offset_fault(.source)
     )]
+    #[cfg(not(loom))]
     BadOffset {
         /// What was to be opened (for instance `"relshm List"`).
         expected: &'static str,
@@ -72,6 +151,7 @@ pub enum CollectionError {
         "{name:?} was created as a {recorded}, not a {requested}: open it with the kind, types \
          and strategy it was created with"
     )]
+    #[cfg(not(loom))]
     RecordMismatch {
         /// The name opened.
         name: String,
@@ -98,6 +178,7 @@ pub enum CollectionError {
     },
 }
 
+#[cfg(not(loom))]
 /// Why a caller's offset cannot hold a collection header, in the caller's terms.
 fn offset_fault(source: &PtrError) -> String {
     match *source {
@@ -113,6 +194,7 @@ fn offset_fault(source: &PtrError) -> String {
 
 /// The [`CollectionError::BadHeader`] reason for bytes without the collection's magic:
 /// a caller mistake far more often than damage.
+#[cfg(not(loom))]
 pub(crate) const WRONG_MAGIC: &str = "wrong magic number: the offset is wrong (pass the one offset() returned), or something \
      else lives there";
 
