@@ -103,9 +103,7 @@ impl Workload {
                 }
             }
             Workload::Queue => {
-                let heap = seg.heap()?;
-                let q = Queue::create(&heap, QueueConfig::with_capacity(QUEUE_CAPACITY))?;
-                block[control::OBJECT].store(q.offset(), Ordering::Release);
+                seg.create_queue::<u64>(OBJECT_NAME, QueueConfig::with_capacity(QUEUE_CAPACITY))?;
             }
             Workload::Alloc | Workload::Malloc | Workload::Channel => {}
         }
@@ -185,28 +183,27 @@ impl Workload {
                 })
             }
             Workload::Queue => {
-                let heap = seg.heap()?;
-                let q = Queue::attach(&heap, block[control::OBJECT].load(Ordering::Acquire))?;
+                let q = seg.open_queue::<u64>(OBJECT_NAME)?;
                 if role < workers / 2 {
-                    let tx = q.sender::<u64>()?;
+                    let tx = q.sender()?;
                     control::ready_then_wait(block)?;
                     control::run_until_stopped(block, || {
                         match tx.send_timeout(&u64::from(role), QUEUE_POLL) {
-                            Ok(()) | Err(relshm::collections::queue::QueueError::Timeout) => Ok(0),
+                            Ok(()) | Err(CollectionError::Timeout) => Ok(0),
                             // The consumers leave as soon as the stop is raised.
                             Err(_) if control::stopped(block) => Ok(0),
                             Err(e) => Err(e.into()),
                         }
                     })
                 } else {
-                    let rx = q.receiver::<u64>()?;
+                    let rx = q.receiver()?;
                     control::ready_then_wait(block)?;
                     control::run_until_stopped(block, || match rx.recv_timeout(QUEUE_POLL) {
                         Ok(v) => {
                             black_box(v);
                             Ok(1)
                         }
-                        Err(relshm::collections::queue::QueueError::Timeout) => Ok(0),
+                        Err(CollectionError::Timeout) => Ok(0),
                         Err(_) if control::stopped(block) => Ok(0),
                         Err(e) => Err(e.into()),
                     })
