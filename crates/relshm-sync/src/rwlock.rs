@@ -493,8 +493,9 @@ impl<T> RwLock<T> {
                 // SAFETY: `r` is the result of a shared acquisition on this thread.
                 _held: unsafe { Held::adopt_shared(&self.raw, slot) },
             }),
-            // SAFETY: a shared acquisition that found a dead writer holds exclusive access.
             Ok(ReadAcquired::WriteOwnerDied) => {
+                // SAFETY: a shared acquisition that found a dead writer holds exclusive
+                // access.
                 Err(MutexError::OwnerDied(unsafe { self.wguard() }))
             }
             Err(e) => Err(e.into()),
