@@ -45,7 +45,7 @@ use relshm_segment::verify::{
     Damage, ObjectChecker, ObjectSite, PlainObjects, SegmentReport, Verdict, VerifyOptions,
     wait_unlocked,
 };
-use relshm_sync::{Acquired, LockError, RawRwLock};
+use relshm_sync::{Held, LockError, RawRwLock};
 
 use crate::arena::{Arena, CollectionError};
 use crate::list::ListHeader;
@@ -348,18 +348,10 @@ impl Walk for ListWalk {
         if lock.is_owner_died() {
             return Verdict::Unchecked(HOLDER_DIED.into());
         }
-        let r = match lock.lock_timeout(self.wait) {
-            Ok(Acquired::Clean) => {
-                let r = crate::walk::list(arena, self.off, self.elem);
-                // SAFETY: this thread took the lock just above.
-                unsafe { lock.unlock() };
-                r
-            }
-            Ok(Acquired::OwnerDied) => {
-                // SAFETY: this thread holds the lock; the next user repairs the list.
-                unsafe { lock.unlock_still_owner_died() };
-                return Verdict::Unchecked(HOLDER_DIED.into());
-            }
+        // A holder that died meanwhile leaves the repair to the list's next user.
+        let r = match Held::mutex_if_consistent(lock, Some(self.wait)) {
+            Ok(Some(_held)) => crate::walk::list(arena, self.off, self.elem),
+            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
             Err(e) => Err(e.into()),
         };
         walked::<R>("list", self.off, r, "element(s)")
@@ -386,18 +378,10 @@ impl Walk for MapWalk {
         // Exclusive over the whole map: every operation holds it shared, so no writer is
         // inside while the walk runs (lock-free lookups go on).
         let lock = &hdr.resize;
-        let r = match lock.lock_exclusive_timeout(self.wait) {
-            Ok(Acquired::Clean) => {
-                let r = crate::walk::map(arena, self.off, self.key, self.value);
-                // SAFETY: this thread took exclusive access just above.
-                unsafe { lock.unlock_exclusive() };
-                r
-            }
-            Ok(Acquired::OwnerDied) => {
-                // SAFETY: this thread holds exclusive access; the next user repairs.
-                unsafe { lock.give_back_owner_died() };
-                return Verdict::Unchecked(HOLDER_DIED.into());
-            }
+        let r = match Held::exclusive_if_consistent(lock, Some(self.wait)) {
+            Ok(Some(_held)) => crate::walk::map(arena, self.off, self.key, self.value),
+            // A writer that died meanwhile: the next user repairs the map.
+            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
             Err(e) => Err(e.into()),
         };
         walked::<R>("map", self.off, r, "entr(y/ies)")

@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use relshm_segment::Region;
 use relshm_segment::heap::{HEAP_CONTROL_SIZE, Heap};
+use relshm_sync::LockError;
 
 const ARENA: usize = 256 << 20;
 
@@ -42,9 +43,8 @@ fn bench(c: &mut Criterion) {
     let lock = relshm_sync::RawMutex::new();
     g.bench_function("lock-unlock", |b| {
         b.iter(|| {
-            let _ = black_box(lock.lock().unwrap());
-            // SAFETY: locked just above on this thread.
-            unsafe { lock.unlock() };
+            let held = relshm_sync::Held::mutex(&lock, None, || Ok::<(), LockError>(()));
+            drop(black_box(held.unwrap()));
         })
     });
     for size in [64u64, 32 << 10] {

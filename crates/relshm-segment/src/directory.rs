@@ -29,7 +29,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use relshm_sync::{Acquired, LockError, RawMutex};
+use relshm_sync::{Held, LockError, RawMutex};
 
 use crate::heap::{Heap, HeapError, MAX_ALIGN};
 
@@ -414,18 +414,6 @@ unsafe impl Send for Directory {}
 // SAFETY: as for Send.
 unsafe impl Sync for Directory {}
 
-/// Holds the directory lock; unlocks on drop.
-struct DirLocked<'d> {
-    dir: &'d Directory,
-}
-
-impl Drop for DirLocked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: created only right after this thread acquired the lock in Directory::lock.
-        unsafe { self.dir.header().lock.unlock() };
-    }
-}
-
 fn check_name(name: &[u8]) -> Result<(), DirectoryError> {
     if (1..=MAX_NAME_LEN).contains(&name.len()) {
         Ok(())
@@ -549,18 +537,12 @@ impl Directory {
         }
     }
 
-    fn lock(&self) -> Result<DirLocked<'_>, DirectoryError> {
-        let lock = &self.header().lock;
-        let acquired = match self.heap.lock_timeout() {
-            None => lock.lock()?,
-            Some(d) => lock.lock_timeout(d)?,
-        };
-        if acquired == Acquired::OwnerDied {
-            // Entries are published and retired with single stores: nothing to repair.
-            // SAFETY: this thread holds the lock.
-            unsafe { lock.make_consistent() };
-        }
-        Ok(DirLocked { dir: self })
+    fn lock(&self) -> Result<Held<'_>, DirectoryError> {
+        // Entries are published and retired with single stores: nothing to repair after a
+        // holder's death.
+        Held::mutex(&self.header().lock, self.heap.lock_timeout(), || {
+            Ok::<(), DirectoryError>(())
+        })
     }
 
     /// Probes for `name`: `Ok(Ok(index))` if live, `Ok(Err(slot))` with the first reusable

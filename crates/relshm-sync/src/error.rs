@@ -22,6 +22,15 @@ pub enum LockError {
          its thread id)"
     )]
     TimedOut,
+    /// A previous owner died holding the lock and the data it protects was not repaired.
+    /// Made from a [`MutexError::OwnerDied`] (whose guard is then released unrepaired, so
+    /// the lock is no longer recoverable).
+    #[error(
+        "the previous owner died holding the lock; use lock_or_repair to repair the data it \
+         protects and make the lock consistent (this guard was released unrepaired, so the \
+         lock is now not recoverable)"
+    )]
+    OwnerDied,
 }
 
 /// Why a `lock` on a [`Mutex`](crate::Mutex) (or similar) did not simply succeed.
@@ -67,6 +76,26 @@ impl<G> From<LockError> for MutexError<G> {
             LockError::NotRecoverable => MutexError::NotRecoverable,
             LockError::WouldBlock => MutexError::WouldBlock,
             LockError::TimedOut => MutexError::TimedOut,
+            // Only made from a `MutexError::OwnerDied` whose guard was released unrepaired:
+            // the lock is not recoverable now.
+            LockError::OwnerDied => MutexError::NotRecoverable,
+        }
+    }
+}
+
+/// For `?` in functions returning [`LockError`] (or a type made from it with `From`).
+/// [`OwnerDied`](MutexError::OwnerDied) drops its guard *without* `make_consistent`, so
+/// the lock becomes not recoverable; use `lock_or_repair` to repair instead.
+impl<G> From<MutexError<G>> for LockError {
+    fn from(e: MutexError<G>) -> Self {
+        match e {
+            MutexError::OwnerDied(guard) => {
+                drop(guard);
+                LockError::OwnerDied
+            }
+            MutexError::NotRecoverable => LockError::NotRecoverable,
+            MutexError::WouldBlock => LockError::WouldBlock,
+            MutexError::TimedOut => LockError::TimedOut,
         }
     }
 }

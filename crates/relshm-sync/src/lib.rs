@@ -5,7 +5,10 @@
 //! that map it at different addresses (shared futexes):
 //!
 //! - [`Mutex`] / [`RawMutex`]: robust mutex; `Err(OwnerDied(guard))` after an owner died
-//!   holding it, `make_consistent()` to repair, else permanently `NotRecoverable`.
+//!   holding it, `make_consistent()` to repair, else permanently `NotRecoverable`; or
+//!   [`Mutex::lock_or_repair`], which runs your repair and makes it consistent for you.
+//! - [`Held`]: a raw lock held, with the same lock-then-repair step, for data structures
+//!   built on the raw locks.
 //! - [`RwLock`] / [`RawRwLock`]: writer-preferring readers-writer lock; reader death is
 //!   recovered transparently, writer death is reported with write access.
 //! - [`Condvar`] for [`Mutex`]; counting [`Semaphore`]; [`ManualResetEvent`] and
@@ -31,6 +34,7 @@
 mod condvar;
 pub mod docs;
 mod error;
+mod held;
 #[cfg(not(loom))]
 mod lock_api_impl;
 mod mutex;
@@ -61,6 +65,7 @@ pub mod facade {
 
 pub use condvar::{Condvar, WaitResult};
 pub use error::{LockError, MutexError};
+pub use held::Held;
 pub use mutex::{Mutex, MutexGuard};
 pub use raw_mutex::{Acquired, NOT_RECOVERABLE, OWNER_DIED, RawMutex, TID_MASK, WAITERS};
 #[cfg(not(loom))]

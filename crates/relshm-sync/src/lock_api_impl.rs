@@ -9,7 +9,6 @@
 //! is a bug; code that shares locks between processes that can die should use
 //! [`Mutex`](crate::Mutex) / [`RwLock`](crate::RwLock), which return the typed errors.
 
-use crate::error::LockError;
 use crate::raw_mutex::{Acquired, RawMutex};
 use crate::rwlock::{RawRwLock, ReadAcquired};
 
@@ -96,7 +95,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
                 unsafe { self.give_back_owner_died() };
                 false
             }
-            Err(LockError::WouldBlock | LockError::TimedOut | LockError::NotRecoverable) => false,
+            Err(_) => false,
         }
     }
 

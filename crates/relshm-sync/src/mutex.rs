@@ -1,11 +1,11 @@
 //! `Mutex<T>`: a [`RawMutex`] next to the data it protects.
 
 use core::cell::UnsafeCell;
-use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::time::Duration;
 
 use crate::error::{LockError, MutexError};
+use crate::held::Held;
 use crate::raw_mutex::{Acquired, RawMutex};
 
 /// A robust, process-shared mutex protecting a `T`, usable in place in shared memory.
@@ -25,6 +25,19 @@ use crate::raw_mutex::{Acquired, RawMutex};
 ///     Err(e) => panic!("{e}"),
 /// }
 /// assert_eq!(*M.lock().unwrap(), 1);
+/// ```
+///
+/// Or let the mutex run the repair and make it consistent, so that errors go up with `?`:
+///
+/// ```
+/// use relshm_sync::{LockError, Mutex};
+/// let m = Mutex::new(0u64);
+/// *m.lock_or_repair(|n| {
+///     *n = 0; // only after a holder died: put the data back in a consistent state
+///     Ok::<(), LockError>(())
+/// })? += 1;
+/// assert_eq!(*m.lock_or_repair(|_| Ok::<(), LockError>(()))?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[repr(C)]
 pub struct Mutex<T> {
@@ -58,7 +71,7 @@ impl<T> core::fmt::Debug for Mutex<T> {
 #[must_use = "dropping the guard unlocks the mutex at once"]
 pub struct MutexGuard<'a, T> {
     mutex: &'a Mutex<T>,
-    _not_send: PhantomData<*const ()>,
+    held: Held<'a>,
 }
 
 // SAFETY: a &MutexGuard only gives &T, so sharing it needs T: Sync.
@@ -88,7 +101,8 @@ impl<T> Mutex<T> {
     fn guard(&self, r: Result<Acquired, LockError>) -> LockResult<'_, T> {
         let g = || MutexGuard {
             mutex: self,
-            _not_send: PhantomData,
+            // SAFETY: called only with an `Ok` result of locking `self.raw` on this thread.
+            held: unsafe { Held::adopt_mutex(&self.raw) },
         };
         match r {
             Ok(Acquired::Clean) => Ok(g()),
@@ -115,6 +129,40 @@ impl<T> Mutex<T> {
         self.guard(self.raw.lock_timeout(d))
     }
 
+    /// Blocks until locked. If the previous owner died holding the lock, runs `repair` on
+    /// the data while holding it, then makes the lock consistent. If `repair` fails, the
+    /// lock is released unrepaired (and becomes permanently not recoverable) and its error
+    /// is returned. Lock errors come as `E::from(LockError)`, so `?` works.
+    pub fn lock_or_repair<E: From<LockError>>(
+        &self,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<MutexGuard<'_, T>, E> {
+        self.lock_or_repair_within(None, repair)
+    }
+
+    /// Like [`lock_or_repair`](Self::lock_or_repair), giving up with
+    /// [`LockError::TimedOut`] after `d`.
+    pub fn lock_or_repair_timeout<E: From<LockError>>(
+        &self,
+        d: Duration,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<MutexGuard<'_, T>, E> {
+        self.lock_or_repair_within(Some(d), repair)
+    }
+
+    fn lock_or_repair_within<E: From<LockError>>(
+        &self,
+        timeout: Option<Duration>,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<MutexGuard<'_, T>, E> {
+        let held = Held::mutex(&self.raw, timeout, || {
+            // SAFETY: Held::mutex runs this only while this thread holds the lock, so no
+            // other reference to the data is live.
+            repair(unsafe { &mut *self.data.get() })
+        })?;
+        Ok(MutexGuard { mutex: self, held })
+    }
+
     /// The raw lock (for inspection tools: owner, not-recoverable state).
     pub fn raw(&self) -> &RawMutex {
         &self.raw
@@ -134,8 +182,7 @@ impl<T> Mutex<T> {
 impl<'a, T> MutexGuard<'a, T> {
     /// Declares the protected data repaired after `OwnerDied`; a no-op otherwise.
     pub fn make_consistent(&mut self) {
-        // SAFETY: the guard proves this thread holds the lock.
-        unsafe { self.mutex.raw.make_consistent() }
+        self.held.make_consistent();
     }
 
     /// The mutex this guard locks.
@@ -143,8 +190,8 @@ impl<'a, T> MutexGuard<'a, T> {
         self.mutex
     }
 
-    /// Releases the lock without running the guard's destructor logic twice; used by the
-    /// condition variable. Returns the mutex.
+    /// Releases the lock (its `Held` drops); used by the condition variable. Returns the
+    /// mutex.
     pub(crate) fn unlock_into_mutex(self) -> &'a Mutex<T> {
         let m = self.mutex;
         drop(self);
@@ -169,13 +216,6 @@ impl<T> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in deref, and the &mut self makes this the only access.
         unsafe { &mut *self.mutex.data.get() }
-    }
-}
-
-impl<T> Drop for MutexGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard was created by a successful lock on this thread (it is !Send).
-        unsafe { self.mutex.raw.unlock() }
     }
 }
 

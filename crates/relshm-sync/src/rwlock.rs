@@ -408,8 +408,8 @@ pub struct RwLock<T> {
 }
 
 use crate::error::MutexError;
+use crate::held::Held;
 use core::cell::UnsafeCell;
-use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
 // SAFETY: readers share &T across threads (T: Sync) and a writer may be on any thread
@@ -436,15 +436,15 @@ impl<T: Default> Default for RwLock<T> {
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct RwLockReadGuard<'a, T> {
     lock: &'a RwLock<T>,
-    slot: u32,
-    _not_send: PhantomData<*const ()>,
+    // Read access, or exclusive access when made by `read_or_repair` after a writer died.
+    _held: Held<'a>,
 }
 
 /// Write access to a [`RwLock`]; released on drop. Not `Send` (robust-list ownership).
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct RwLockWriteGuard<'a, T> {
     lock: &'a RwLock<T>,
-    _not_send: PhantomData<*const ()>,
+    held: Held<'a>,
 }
 
 /// Result of a read lock: `OwnerDied` carries a *write* guard.
@@ -476,10 +476,13 @@ impl<T> RwLock<T> {
         &self.raw
     }
 
-    fn wguard(&self) -> RwLockWriteGuard<'_, T> {
+    /// # Safety
+    /// This thread holds exclusive access to `self.raw`.
+    unsafe fn wguard(&self) -> RwLockWriteGuard<'_, T> {
         RwLockWriteGuard {
             lock: self,
-            _not_send: PhantomData,
+            // SAFETY: per this function's contract.
+            held: unsafe { Held::adopt_exclusive(&self.raw) },
         }
     }
 
@@ -487,18 +490,24 @@ impl<T> RwLock<T> {
         match r {
             Ok(ReadAcquired::Read(slot)) => Ok(RwLockReadGuard {
                 lock: self,
-                slot,
-                _not_send: PhantomData,
+                // SAFETY: `r` is the result of a shared acquisition on this thread.
+                _held: unsafe { Held::adopt_shared(&self.raw, slot) },
             }),
-            Ok(ReadAcquired::WriteOwnerDied) => Err(MutexError::OwnerDied(self.wguard())),
+            Ok(ReadAcquired::WriteOwnerDied) => {
+                // SAFETY: a shared acquisition that found a dead writer holds exclusive
+                // access.
+                Err(MutexError::OwnerDied(unsafe { self.wguard() }))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     fn write_result(&self, r: Result<Acquired, LockError>) -> WriteResult<'_, T> {
         match r {
-            Ok(Acquired::Clean) => Ok(self.wguard()),
-            Ok(Acquired::OwnerDied) => Err(MutexError::OwnerDied(self.wguard())),
+            // SAFETY: `r` is the result of an exclusive acquisition on this thread.
+            Ok(Acquired::Clean) => Ok(unsafe { self.wguard() }),
+            // SAFETY: as above.
+            Ok(Acquired::OwnerDied) => Err(MutexError::OwnerDied(unsafe { self.wguard() })),
             Err(e) => Err(e.into()),
         }
     }
@@ -533,6 +542,79 @@ impl<T> RwLock<T> {
         self.write_result(self.raw.lock_exclusive_timeout(d))
     }
 
+    /// Blocks until read access. If a writer died holding the lock, this thread gets it
+    /// exclusively instead, runs `repair` on the data, makes the lock consistent, and the
+    /// returned guard holds the lock exclusively until dropped. If `repair` fails, the lock
+    /// is released unrepaired (permanently not recoverable) and its error returned.
+    pub fn read_or_repair<E: From<LockError>>(
+        &self,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<RwLockReadGuard<'_, T>, E> {
+        self.read_or_repair_within(None, repair)
+    }
+
+    /// Like [`read_or_repair`](Self::read_or_repair), giving up with
+    /// [`LockError::TimedOut`] after `d`.
+    pub fn read_or_repair_timeout<E: From<LockError>>(
+        &self,
+        d: Duration,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<RwLockReadGuard<'_, T>, E> {
+        self.read_or_repair_within(Some(d), repair)
+    }
+
+    /// Blocks until write access, repairing first if a writer died holding the lock (as
+    /// for [`Mutex::lock_or_repair`](crate::Mutex::lock_or_repair)).
+    pub fn write_or_repair<E: From<LockError>>(
+        &self,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<RwLockWriteGuard<'_, T>, E> {
+        self.write_or_repair_within(None, repair)
+    }
+
+    /// Like [`write_or_repair`](Self::write_or_repair), giving up with
+    /// [`LockError::TimedOut`] after `d`.
+    pub fn write_or_repair_timeout<E: From<LockError>>(
+        &self,
+        d: Duration,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<RwLockWriteGuard<'_, T>, E> {
+        self.write_or_repair_within(Some(d), repair)
+    }
+
+    /// `repair` on the data, for `Held`'s repair step.
+    fn repair_with<'s, E>(
+        &'s self,
+        repair: impl FnOnce(&mut T) -> Result<(), E> + 's,
+    ) -> impl FnOnce() -> Result<(), E> + 's {
+        move || {
+            // SAFETY: Held runs the repair only while this thread holds the lock
+            // exclusively, so no other reference to the data is live.
+            repair(unsafe { &mut *self.data.get() })
+        }
+    }
+
+    fn read_or_repair_within<E: From<LockError>>(
+        &self,
+        timeout: Option<Duration>,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<RwLockReadGuard<'_, T>, E> {
+        let held = Held::shared(&self.raw, timeout, self.repair_with(repair))?;
+        Ok(RwLockReadGuard {
+            lock: self,
+            _held: held,
+        })
+    }
+
+    fn write_or_repair_within<E: From<LockError>>(
+        &self,
+        timeout: Option<Duration>,
+        repair: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<RwLockWriteGuard<'_, T>, E> {
+        let held = Held::exclusive(&self.raw, timeout, self.repair_with(repair))?;
+        Ok(RwLockWriteGuard { lock: self, held })
+    }
+
     /// Mutable access without locking.
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
@@ -542,8 +624,7 @@ impl<T> RwLock<T> {
 impl<T> RwLockWriteGuard<'_, T> {
     /// Declares the data repaired after `OwnerDied`; a no-op otherwise.
     pub fn make_consistent(&mut self) {
-        // SAFETY: the guard proves exclusive access.
-        unsafe { self.lock.raw.make_consistent() }
+        self.held.make_consistent();
     }
 }
 
@@ -552,13 +633,6 @@ impl<T> Deref for RwLockReadGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: read access: no writer holds the lock while this guard lives.
         unsafe { &*self.lock.data.get() }
-    }
-}
-
-impl<T> Drop for RwLockReadGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard holds read access through `slot`, taken on this thread.
-        unsafe { self.lock.raw.unlock_shared(self.slot) }
     }
 }
 
@@ -574,12 +648,5 @@ impl<T> DerefMut for RwLockWriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: exclusive access, and &mut self makes this the only reference.
         unsafe { &mut *self.lock.data.get() }
-    }
-}
-
-impl<T> Drop for RwLockWriteGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard holds exclusive access, taken on this thread.
-        unsafe { self.lock.raw.unlock_exclusive() }
     }
 }

@@ -22,13 +22,15 @@
 //! let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20))?;
 //! let dir = seg.directory()?;
 //! let hits = dir.find_or_construct("hits", || Mutex::new(0u64))?;
-//! *hits.get().lock().map_err(|e| e.to_string())? += 1;
+//! // After a process died holding the lock, a counter has nothing to repair.
+//! let nothing_to_repair = |_: &mut u64| Ok::<(), LockError>(());
+//! *hits.get().lock_or_repair(nothing_to_repair)? += 1;
 //!
 //! let other = seg.reopen(Placement::Anywhere)?; // the same bytes at another address
 //! assert_ne!(seg.base(), other.base());
 //! let other_dir = other.directory()?;
 //! let seen = other_dir.find::<Mutex<u64>>("hits")?;
-//! assert_eq!(*seen.get().lock().map_err(|e| e.to_string())?, 1);
+//! assert_eq!(*seen.get().lock_or_repair(nothing_to_repair)?, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -56,3 +58,13 @@ pub mod prelude {
     pub use relshm_segment::{CreateOptions, OpenOptions, Placement, Segment, SegmentError};
     pub use relshm_sync::{Condvar, LockError, Mutex, RwLock, Semaphore};
 }
+
+/// The user guide, `docs/guide.md`: `cargo test` compiles and runs every snippet in it.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+pub struct Guide;
+
+/// The README: `cargo test` compiles and runs every Rust snippet in it.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct Readme;

@@ -115,12 +115,14 @@ mod tests {
         let m = RawMutex::new();
         let s = mutex_state("m".into(), 0, &m);
         assert_eq!((s.state, s.dead_owner), ("free", false));
-        assert_eq!(m.lock().unwrap(), relshm::sync::Acquired::Clean);
+        let held = relshm::sync::Held::mutex_if_consistent(&m, None).unwrap();
+        assert!(held.is_some());
         let s = mutex_state("m".into(), 0, &m);
         assert_eq!(s.state, "held");
         assert_eq!(s.owner_alive, Some(true));
         assert!(s.describe().starts_with("held by tid"));
-        // SAFETY: this thread holds the lock.
-        unsafe { m.unlock() };
+        drop(held);
+        let s = mutex_state("m".into(), 0, &m);
+        assert_eq!(s.state, "free");
     }
 }

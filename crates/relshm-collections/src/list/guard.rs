@@ -8,25 +8,20 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 use core::sync::atomic::fence;
 use relshm_ptr::{Link, PtrError, Repr};
+use relshm_sync::Held;
 
 pub(crate) type Node<T, R> = ListNode<T, R>;
 
-/// The list's lock, held. Unlocks on drop.
+/// The list's lock, held. Unlocks on drop. Not `Send`: the lock belongs to the thread
+/// that took it.
 pub struct ListGuard<'a, T: Pod, R: Repr> {
     pub(crate) list: &'a List<T, R>,
-}
-
-impl<T: Pod, R: Repr> Drop for ListGuard<'_, T, R> {
-    fn drop(&mut self) {
-        // SAFETY: a guard exists only while this thread holds the lock (made by List::lock
-        // right after acquiring it).
-        unsafe { self.list.hdr().lock.unlock() };
-    }
+    _held: Held<'a>,
 }
 
 impl<'a, T: Pod, R: Repr> ListGuard<'a, T, R> {
-    pub(crate) fn new(list: &'a List<T, R>) -> Self {
-        Self { list }
+    pub(crate) fn new(list: &'a List<T, R>, held: Held<'a>) -> Self {
+        Self { list, _held: held }
     }
 
     pub(crate) fn ctx(&self) -> &'a R::Ctx {

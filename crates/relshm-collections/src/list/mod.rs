@@ -50,7 +50,7 @@ use crate::root::Root;
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::{Acquire, Release};
 use relshm_ptr::{BaseRel, Repr};
-use relshm_sync::Acquired;
+use relshm_sync::Held;
 
 /// A handle to a doubly linked list of `T` in a segment, resolved through an [`Arena`].
 ///
@@ -157,14 +157,8 @@ impl<T: Pod, R: Repr> List<T, R> {
     /// module docs); a list that cannot be repaired reports the corruption, and its lock
     /// becomes not recoverable.
     pub fn lock(&self) -> Result<ListGuard<'_, T, R>> {
-        let acquired = self.hdr().lock.lock()?;
-        let guard = ListGuard::new(self);
-        if acquired == Acquired::OwnerDied {
-            guard.repair()?;
-            // SAFETY: this thread holds the lock (guard); the list is consistent again.
-            unsafe { self.hdr().lock.make_consistent() };
-        }
-        Ok(guard)
+        let held = Held::mutex(&self.hdr().lock, None, || self.repair())?;
+        Ok(ListGuard::new(self, held))
     }
 
     /// How many times a holder of the list's lock died and the list was repaired.

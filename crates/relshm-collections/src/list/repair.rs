@@ -1,8 +1,8 @@
 //! Verifying a list, and repairing it after a writer died holding its lock.
 
-use super::ListGuard;
 use super::guard::Node;
 use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE};
+use super::{List, ListGuard};
 use crate::arena::{CollectionError, Result, corrupt};
 use crate::shape::Shape;
 use bytemuck::Pod;
@@ -16,20 +16,24 @@ impl<T: Pod, R: Repr> ListGuard<'_, T, R> {
     pub fn verify(&self) -> Result<u64> {
         crate::walk::list(self.list.arena(), self.list.offset(), Shape::of::<T>())
     }
+}
 
+impl<T: Pod, R: Repr> List<T, R> {
     /// Makes the list consistent after its lock's owner died: the forward chain is the
     /// truth (every operation publishes there first); backward links, tail and length are
     /// rebuilt from it, and the node of an unfinished operation is freed if it is not in
-    /// the chain (an insert that never became visible, or a remove that did).
+    /// the chain (an insert that never became visible, or a remove that did). Runs with
+    /// the list's lock held (as `List::lock`'s repair step).
     pub(crate) fn repair(&self) -> Result<()> {
-        let (arena, hdr, ctx) = (self.list.arena(), self.list.hdr(), self.ctx());
+        let (arena, hdr) = (self.arena(), self.hdr());
+        let ctx = arena.ctx();
         let max = arena.max_objects::<Node<T, R>>();
         let op = hdr.intent.load(Relaxed);
         let pending = hdr.intent_node.load(Relaxed);
         let mut found = false;
         let mut prev: Option<&Node<T, R>> = None;
         let mut count = 0u64;
-        let mut cur = self.get(&hdr.head)?;
+        let mut cur = hdr.head.get(ctx)?;
         while let Some(n) = cur {
             count += 1;
             if count > max {
@@ -40,7 +44,7 @@ impl<T: Pod, R: Repr> ListGuard<'_, T, R> {
             found |= arena.offset_of(NonNull::from(n)) == pending;
             n.prev.set(ctx, prev)?;
             prev = Some(n);
-            cur = self.get(&n.next)?;
+            cur = n.next.get(ctx)?;
         }
         hdr.tail.set(ctx, prev)?;
         hdr.len.store(count, Release);

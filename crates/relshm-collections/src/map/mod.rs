@@ -51,7 +51,6 @@
 
 mod buckets;
 mod handle;
-mod held;
 mod key;
 mod layout;
 mod ops;
@@ -80,8 +79,8 @@ const WHAT: &str = "relshm Map";
 use bytemuck::Pod;
 use core::hash::{BuildHasher, Hash};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use held::Held;
 use relshm_ptr::{Link, Repr};
+use relshm_sync::Held;
 
 /// The hasher every map uses (deterministic, so every process agrees): FxHash. Compare
 /// with `std::collections::HashMap<K, V, MapHasher>` to measure the map, not the hash.
@@ -213,13 +212,13 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Read access to the whole map (the resize lock shared).
     pub(crate) fn global_shared(&self) -> Result<Held<'a>> {
         let m = *self;
-        held::shared(&self.hdr.resize, move || m.repaired(m.repair_all()))
+        Held::shared(&self.hdr.resize, None, move || m.repaired(m.repair_all()))
     }
 
     /// Exclusive access to the whole map, changing nothing (a translated copy).
     pub(crate) fn global_exclusive(&self) -> Result<Held<'a>> {
         let m = *self;
-        held::exclusive(&self.hdr.resize, move || m.repaired(m.repair_all()))
+        Held::exclusive(&self.hdr.resize, None, move || m.repaired(m.repair_all()))
     }
 
     /// Exclusive access to change the whole map (resize, clear): unlocked readers retry

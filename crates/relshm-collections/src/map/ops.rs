@@ -3,13 +3,14 @@
 
 use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
 use super::seq::{WriteSection, write_node};
-use super::{Chunk, MapKey, MapView, Node, Slot, Stripe, Table, hash_key, held};
+use super::{Chunk, MapKey, MapView, Node, Slot, Stripe, Table, hash_key};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 use core::sync::atomic::fence;
 use relshm_ptr::{Link, Repr};
+use relshm_sync::Held;
 
 /// Where a key lives: its stripe and bucket, with the stripe locked.
 pub(crate) struct Spot<'a, K, V, R: Repr> {
@@ -59,9 +60,9 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
         let m = *self;
         let repair = move || m.repaired(m.fix_stripe(s));
         let _stripe = if exclusive {
-            held::exclusive(&stripe.lock, repair)?
+            Held::exclusive(&stripe.lock, None, repair)?
         } else {
-            held::shared(&stripe.lock, repair)?
+            Held::shared(&stripe.lock, None, repair)?
         };
         // Declared after the lock, so it ends (the word even again) before the release.
         let _section = exclusive.then(|| WriteSection::begin(&stripe.seq));

@@ -3,11 +3,12 @@
 
 use super::buckets::Buckets;
 use super::layout::{INLINE, STRIPES};
-use super::{MapKey, MapView, Slot, hash_key, held, held::Held};
+use super::{MapKey, MapView, Slot, hash_key};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::Acquire;
 use relshm_ptr::Repr;
+use relshm_sync::Held;
 
 /// Read access to a whole [`Map`]: the map and every stripe held shared (writers wait;
 /// readers in other processes do not). The bucket chunks are resolved once, so a lookup
@@ -28,7 +29,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
         let mut stripes = Vec::with_capacity(STRIPES);
         for s in 0..STRIPES {
             let m = *self;
-            stripes.push(held::shared(&self.hdr.stripes[s].lock, move || {
+            stripes.push(Held::shared(&self.hdr.stripes[s].lock, None, move || {
                 m.repaired(m.fix_stripe(s))
             })?);
         }

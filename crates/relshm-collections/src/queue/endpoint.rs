@@ -13,7 +13,7 @@ use core::time::Duration;
 
 use relshm_segment::procstat;
 use relshm_sync::facade::Ordering::*;
-use relshm_sync::{Acquired, LockError};
+use relshm_sync::{Held, LockError};
 
 use super::layout::{
     Control, EP_RECEIVER, EP_SENDER, EndpointSlot, MAX_ENDPOINTS, RETIRED, owner_word, split_owner,
@@ -91,16 +91,13 @@ impl Control {
     /// Reclaims the registrations of dead processes; returns how many. Skips the round if
     /// another process is reaping (or its lock is unusable).
     pub(crate) fn reap<S: Slots>(&self, ring: &Ring<'_, S>) -> Result<u32, CollectionError> {
-        let acquired = match self.reap_lock.lock_timeout(REAP_LOCK_WAIT) {
-            Ok(a) => a,
+        // After a reaper died midway there is nothing to repair: every step below is
+        // idempotent, so this round redoes it.
+        let held = match Held::mutex(&self.reap_lock, Some(REAP_LOCK_WAIT), || Ok(())) {
+            Ok(h) => h,
             Err(LockError::TimedOut) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        if acquired == Acquired::OwnerDied {
-            // A reaper died midway: every step below is idempotent, so this round redoes it.
-            // SAFETY: this thread holds the lock (just acquired).
-            unsafe { self.reap_lock.make_consistent() };
-        }
         let mut reaped = 0;
         let me = std::process::id();
         for (i, ep) in self.endpoints.iter().enumerate() {
@@ -129,8 +126,7 @@ impl Control {
                 reaped += 1;
             }
         }
-        // SAFETY: locked above on this thread.
-        unsafe { self.reap_lock.unlock() };
+        drop(held);
         if reaped > 0 {
             self.recv_event().wake_all();
             self.send_event().wake_all();

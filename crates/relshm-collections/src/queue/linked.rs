@@ -38,7 +38,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::*, fence};
 
 use relshm_ptr::{BaseRel, Link, Repr};
-use relshm_sync::{Acquired, RawMutex};
+use relshm_sync::{Held, RawMutex};
 
 use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
 
@@ -70,16 +70,6 @@ pub struct LinkedRoot<T, R: Repr> {
 pub struct LinkedNode<T, R: Repr> {
     next: Link<LinkedNode<T, R>, R>,
     value: T,
-}
-
-/// Holds a robust lock; unlocks on drop.
-struct Held<'a>(&'a RawMutex);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        // SAFETY: a Held exists only while this thread holds the lock (see `lock`).
-        unsafe { self.0.unlock() };
-    }
 }
 
 /// An unbounded queue of `T` with links of representation `R`, in a segment; see the
@@ -200,9 +190,16 @@ impl<T: bytemuck::Pod, R: Repr> LinkedQueue<T, R> {
         self.inner.arena()
     }
 
-    fn lock<'l>(&self, m: &'l RawMutex) -> Result<(Held<'l>, bool)> {
-        let died = m.lock().map_err(CollectionError::Lock)? == Acquired::OwnerDied;
-        Ok((Held(m), died))
+    /// Takes the producers' lock, moving `tail` to the real last node first if a producer
+    /// died holding it.
+    fn lock_tail(&self) -> Result<Held<'_>> {
+        Held::mutex(&self.root().tail_lock, None, || self.repair_tail())
+    }
+
+    /// Takes the consumers' lock. Nothing to repair after a holder's death: `head` moves in
+    /// one store; at worst one dummy leaked.
+    fn lock_head(&self) -> Result<Held<'_>> {
+        Held::mutex(&self.root().head_lock, None, || Ok(()))
     }
 
     fn node(&self, link: &Link<LinkedNode<T, R>, R>) -> Result<Option<NonNull<LinkedNode<T, R>>>> {
@@ -220,12 +217,7 @@ impl<T: bytemuck::Pod, R: Repr> LinkedQueue<T, R> {
         }
         let r = self.root();
         let ctx = self.arena().ctx();
-        let (_held, died) = self.lock(&r.tail_lock)?;
-        if died {
-            self.repair_tail()?;
-            // SAFETY: this thread holds the lock (just acquired).
-            unsafe { r.tail_lock.make_consistent() };
-        }
+        let _held = self.lock_tail()?;
         let last = self
             .node(&r.tail)?
             .ok_or_else(|| corrupt("linked queue tail is null"))?;
@@ -262,12 +254,7 @@ impl<T: bytemuck::Pod, R: Repr> LinkedQueue<T, R> {
     pub fn pop(&self) -> Result<Option<T>> {
         let r = self.root();
         let ctx = self.arena().ctx();
-        let (_held, died) = self.lock(&r.head_lock)?;
-        if died {
-            // Nothing to repair: `head` moves in one store; at worst one dummy leaked.
-            // SAFETY: this thread holds the lock (just acquired).
-            unsafe { r.head_lock.make_consistent() };
-        }
+        let _held = self.lock_head()?;
         let dummy = self
             .node(&r.head)?
             .ok_or_else(|| corrupt("linked queue head is null"))?;
@@ -300,8 +287,8 @@ impl<T: bytemuck::Pod, R: Repr> LinkedQueue<T, R> {
     /// values; errors on a cycle, a link out of the arena, or a tail not on the chain.
     pub fn verify(&self) -> Result<u64> {
         let r = self.root();
-        let (_h, _) = self.lock(&r.head_lock)?;
-        let (_t, _) = self.lock(&r.tail_lock)?;
+        let _h = self.lock_head()?;
+        let _t = self.lock_tail()?;
         let tail = self.node(&r.tail)?;
         let mut at = self
             .node(&r.head)?

@@ -87,7 +87,7 @@ use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::time::Duration;
 
-use relshm_sync::{Acquired, LockError};
+use relshm_sync::{Held, LockError};
 
 /// Bytes of a block header (and of the arena's end sentinel).
 pub(crate) use layout::HEADER as BLOCK_HEADER;
@@ -296,19 +296,6 @@ unsafe impl Send for Heap {}
 // SAFETY: as for Send.
 unsafe impl Sync for Heap {}
 
-/// Holds the heap lock; unlocks on drop.
-struct Locked<'h> {
-    heap: &'h Heap,
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: a Locked exists only while this thread holds the lock through this
-        // mapping (it is created right after a successful lock in `Heap::lock`).
-        unsafe { self.heap.control().lock.unlock() };
-    }
-}
-
 impl Heap {
     /// Formats a new, empty heap: the control block at `heap_offset` (64-aligned), the
     /// arena `[arena_start, arena_end)` (16-aligned, not overlapping the control block).
@@ -428,21 +415,16 @@ impl Heap {
     }
 
     /// Takes the lock, repairing the heap first if its previous holder died.
-    fn lock(&self) -> Result<(Locked<'_>, Core<'_>), HeapError> {
+    fn lock(&self) -> Result<(Held<'_>, Core<'_>), HeapError> {
         let ctl = self.control();
-        let acquired = match self.lock_timeout {
-            None => ctl.lock.lock()?,
-            Some(d) => ctl.lock.lock_timeout(d)?,
-        };
-        let guard = Locked { heap: self };
-        if acquired == Acquired::OwnerDied {
-            // Record the debt in the segment, then make the lock usable again: a process
-            // that cannot repair (say, its mapping predates a growth) must not leave the
-            // lock permanently unrecoverable for one that can.
+        let guard = Held::mutex(&ctl.lock, self.lock_timeout, || {
+            // The repair after a holder's death only records the debt in the segment, so
+            // that the lock is made usable again at once: a process that cannot repair
+            // (say, its mapping predates a growth) must not leave the lock permanently
+            // unrecoverable for one that can. The rebuild below pays the debt.
             ctl.needs_repair.store(1, Relaxed);
-            // SAFETY: this thread holds the lock (guard).
-            unsafe { ctl.lock.make_consistent() };
-        }
+            Ok::<(), HeapError>(())
+        })?;
         if ctl.needs_repair.load(Relaxed) != 0 {
             Core::rebuild(&self.region, ctl, self.offset)?;
             ctl.needs_repair.store(0, Relaxed);
