@@ -3,15 +3,18 @@
 //! # Layout
 //!
 //! `HeapControl::caches` names the **table** (0 = none yet), allocated from the heap on
-//! first use: word 0 the bytes and word 1 the blocks of the caches' bookkeeping (the table
+//! first use: word 0 the bytes and word 2 the blocks of the caches' bookkeeping (the table
 //! and the records), words 8..8+[`SLOTS`] the offset of each slot's **record** (0 = none
-//! yet). A record (64-aligned, 320 bytes, allocated on the slot's first use) is:
+//! yet). Word 1 of the table and of every record is 0: as for any cached block, it is the
+//! owner word, and bookkeeping belongs to no process. A record (64-aligned, 320 bytes,
+//! allocated on the slot's first use) is:
 //!
 //! | word | meaning |
 //! |---|---|
 //! | 0 | owner: the process word ([`super::process_owner`]) of the process using the slot, 0 = free |
-//! | 1 | the slot lock: 0 free, 1 held (only ever taken by the owner's threads) |
-//! | 2, 3 | bytes and blocks in the slot's stacks |
+//! | 1 | 0 (the block's owner word) |
+//! | 2 | the slot lock: 0 free, 1 held (only ever taken by the owner's threads) |
+//! | 3, 4 | bytes and blocks in the slot's stacks |
 //! | 8..24 | the top of each class's stack (class `c` holds blocks of `32 + 16 c` bytes) |
 //! | 24..40 | the number of blocks in each class's stack |
 //!
@@ -55,9 +58,12 @@ const MAX_BLOCK: u64 = 32 + 16 * (CLASSES as u64 - 1);
 const TABLE_BYTES: u64 = (8 + SLOTS as u64) * 8;
 const RECORD_BYTES: u64 = 40 * 8;
 const OWNER: u64 = 0;
-const LOCK: u64 = 8;
-const BYTES: u64 = 16;
-const BLOCKS: u64 = 24;
+const LOCK: u64 = 16;
+const BYTES: u64 = 24;
+const BLOCKS: u64 = 32;
+/// The table's tally of bookkeeping blocks (word 1, the owner word of a cached block,
+/// stays 0 in the table and in every record: bookkeeping belongs to no process).
+const META_BLOCKS: u64 = 16;
 const HEADS: u64 = 64;
 const COUNTS: u64 = 192;
 /// Caches are used only on arenas this large: a small heap cannot spare the memory.
@@ -175,13 +181,11 @@ pub(crate) fn claim(core: &Core<'_>, slot: usize, owner: u64) -> Result<Option<u
             return Ok(None);
         };
         for i in 0..TABLE_BYTES / 8 {
-            if i != 1 {
-                core.put(t + 8 * i, 0, Relaxed)?;
-            }
+            core.put(t + 8 * i, 0, Relaxed)?;
         }
         let (_, size, _) = core.cached(t)?;
         core.put(t, size, Relaxed)?;
-        core.put(t + 8, 1, Relaxed)?;
+        core.put(t + META_BLOCKS, 1, Relaxed)?;
         ctl.caches.store(t, Release);
         table = t;
     }
@@ -195,11 +199,9 @@ pub(crate) fn claim(core: &Core<'_>, slot: usize, owner: u64) -> Result<Option<u
             core.put(r + 8 * i, 0, Relaxed)?;
         }
         let (_, size, _) = core.cached(r)?;
-        // The record's own owner word (payload + 8) is the slot lock: 0 = free, as it
-        // must be for a bookkeeping block of owner 0.
         let meta = core.word(table)?;
         meta.store(meta.load(Relaxed) + size, Relaxed);
-        let n = core.word(table + 8)?;
+        let n = core.word(table + META_BLOCKS)?;
         n.store(n.load(Relaxed) + 1, Relaxed);
         entry.store(r, Release);
         record = r;
@@ -249,7 +251,7 @@ pub(crate) fn totals(core: &Core<'_>) -> Result<(u64, u64), HeapError> {
         return Ok((0, 0));
     }
     let mut bytes = core.word(table)?.load(Relaxed);
-    let mut blocks = core.word(table + 8)?.load(Relaxed);
+    let mut blocks = core.word(table + META_BLOCKS)?.load(Relaxed);
     for slot in 0..SLOTS as u64 {
         let r = core.word(table + 64 + 8 * slot)?.load(Acquire);
         if r != 0 {
