@@ -71,9 +71,23 @@ pub const MIN_ARENA: u64 = 256 << 10;
 /// How long a thread waits for its own process's slot lock before it goes to the heap.
 const SLOT_WAIT: Duration = Duration::from_millis(100);
 
-/// The stack bound of a class (in blocks): about 2 KiB, at least 4 blocks.
+/// The stack bound of each class (in blocks): about 2 KiB, at least 4 blocks (a table:
+/// the fast path divides nothing).
+const LIMITS: [u64; CLASSES] = {
+    let mut t = [0; CLASSES];
+    let mut c = 0;
+    while c < CLASSES {
+        let n = 2048 / (32 + 16 * c as u64);
+        t[c] = if n < 4 { 4 } else { n };
+        c += 1;
+    }
+    t
+};
+
+/// The stack bound of a class, in blocks.
+#[inline]
 fn limit(class: usize) -> u64 {
-    (2048 / class_size(class)).max(4)
+    LIMITS[class]
 }
 
 /// Blocks a refill takes from the heap: half the bound.
@@ -81,10 +95,12 @@ fn batch(class: usize) -> u64 {
     limit(class) / 2
 }
 
+#[inline]
 fn class_size(class: usize) -> u64 {
     32 + 16 * class as u64
 }
 
+#[inline]
 fn class_of(block: u64) -> Option<usize> {
     (32..=MAX_BLOCK)
         .contains(&block)
@@ -129,6 +145,7 @@ impl Slot {
     }
 }
 
+#[inline]
 fn word(heap: &Heap, off: u64) -> Option<&AtomicU64> {
     let p = heap.region.resolve(off, 8, 8).ok()?;
     // SAFETY: resolve checked bounds and alignment; the heap's contract keeps the region
@@ -146,6 +163,7 @@ impl Drop for SlotLock<'_> {
 }
 
 /// Takes the slot lock of `record`, or gives up after [`SLOT_WAIT`] (a corrupted word).
+#[inline]
 fn lock_slot(heap: &Heap, record: u64) -> Option<SlotLock<'_>> {
     let w = word(heap, record + LOCK)?;
     let mut spins = 0u32;
@@ -305,6 +323,7 @@ pub(crate) fn reclaim_dead(core: &Core<'_>) -> Result<u64, HeapError> {
 
 /// Pops a block of `need` bytes from the slot's stack, or refills it from the heap.
 /// `None`: the cache cannot serve (the caller goes to the heap).
+#[inline]
 pub(crate) fn alloc(heap: &Heap, slot: &Slot, need: u64) -> Option<Result<u64, HeapError>> {
     let class = class_of(need)?;
     if let Some(p) = pop(heap, slot, class) {
@@ -314,6 +333,7 @@ pub(crate) fn alloc(heap: &Heap, slot: &Slot, need: u64) -> Option<Result<u64, H
 }
 
 /// Takes the top of `class`'s stack, as a used block.
+#[inline]
 fn pop(heap: &Heap, slot: &Slot, class: usize) -> Option<u64> {
     let r = slot.record;
     let head = word(heap, r + HEADS + 8 * class as u64)?;
@@ -342,6 +362,7 @@ fn pop(heap: &Heap, slot: &Slot, class: usize) -> Option<u64> {
     Some(top)
 }
 
+#[inline]
 fn tally(heap: &Heap, record: u64, size: u64, add: bool) -> Option<()> {
     let bytes = word(heap, record + BYTES)?;
     let blocks = word(heap, record + BLOCKS)?;
@@ -357,6 +378,7 @@ fn tally(heap: &Heap, record: u64, size: u64, add: bool) -> Option<()> {
 
 /// Pushes the block at `b` (size word `h`, `size` bytes) under the slot lock already held;
 /// `false` if its size word changed (someone else freed it).
+#[inline]
 fn push_locked(heap: &Heap, slot: &Slot, b: u64, h: u64, size: u64, to_cache: bool) -> bool {
     let Some(class) = class_of(size) else {
         return false;
@@ -387,6 +409,7 @@ fn push_locked(heap: &Heap, slot: &Slot, b: u64, h: u64, size: u64, to_cache: bo
 
 /// Frees `payload` into the slot's cache. `None`: not a block the cache takes (the caller
 /// goes to the heap, which reports what is wrong with it).
+#[inline]
 pub(crate) fn free(heap: &Heap, slot: &Slot, payload: u64) -> Option<Result<(), HeapError>> {
     if payload % GRAIN != 0 || payload < HEADER {
         return None;
@@ -498,6 +521,7 @@ pub(crate) fn release(heap: &Heap, slot: &Slot) -> Result<(), HeapError> {
 }
 
 /// The block size a request of `size` bytes aligned to `align` takes from a cache.
+#[inline]
 pub(crate) fn cacheable(size: u64, align: u64) -> Option<u64> {
     if align > GRAIN || !align.is_power_of_two() {
         return None;

@@ -108,6 +108,7 @@ pub const fn layout_word() -> u64 {
 
 /// A 16-bit check tag over a block's offset and size word: a header copied elsewhere,
 /// overwritten by a stray write or pointed at by a bad offset fails the check.
+#[inline]
 fn tag(offset: u64, size_word: u64) -> u64 {
     (offset ^ size_word.rotate_left(23) ^ 0x5bd1_e995_c2b2_ae35).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         >> 48

@@ -9,7 +9,7 @@
 //!
 //! | offset in block | word | meaning |
 //! |---|---|---|
-//! | 0 | size word | bits 0..4 flags (bit 0 = allocated, bit 1 = owned: the payload starts with an owner record, see below), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
+//! | 0 | size word | bits 0..4 flags (bit 0 = allocated, bit 1 = owned: the payload starts with an owner record, bit 2 = cached: held by a per-process cache; see below), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
 //! | 8 | previous size | the size of the block before it (0 for the first): the boundary tag used to coalesce backwards |
 //! | 16, 24 | next, prev | free blocks only: offsets of the neighbours in their bin's list (0 = none) |
 //!
