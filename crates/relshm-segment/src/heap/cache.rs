@@ -14,7 +14,6 @@
 //! | 0 | owner: the process word ([`super::process_owner`]) of the process using the slot, 0 = free |
 //! | 1 | 0 (the block's owner word) |
 //! | 2 | the slot lock: 0 free, 1 held (only ever taken by the owner's threads) |
-//! | 3, 4 | bytes and blocks in the slot's stacks |
 //! | 8..24 | the top of each class's stack (class `c` holds blocks of `32 + 16 c` bytes) |
 //! | 24..40 | the number of blocks in each class's stack |
 //!
@@ -59,8 +58,6 @@ const TABLE_BYTES: u64 = (8 + SLOTS as u64) * 8;
 const RECORD_BYTES: u64 = 40 * 8;
 const OWNER: u64 = 0;
 const LOCK: u64 = 16;
-const BYTES: u64 = 24;
-const BLOCKS: u64 = 32;
 /// The table's tally of bookkeeping blocks (word 1, the owner word of a cached block,
 /// stays 0 in the table and in every record: bookkeeping belongs to no process).
 const META_BLOCKS: u64 = 16;
@@ -273,8 +270,11 @@ pub(crate) fn totals(core: &Core<'_>) -> Result<(u64, u64), HeapError> {
     for slot in 0..SLOTS as u64 {
         let r = core.word(table + 64 + 8 * slot)?.load(Acquire);
         if r != 0 {
-            bytes = bytes.wrapping_add(core.word(r + BYTES)?.load(Relaxed));
-            blocks = blocks.wrapping_add(core.word(r + BLOCKS)?.load(Relaxed));
+            for c in 0..CLASSES {
+                let n = core.word(r + COUNTS + 8 * c as u64)?.load(Relaxed);
+                bytes = bytes.wrapping_add(n.wrapping_mul(class_size(c)));
+                blocks = blocks.wrapping_add(n);
+            }
         }
     }
     Ok((bytes, blocks))
@@ -355,25 +355,10 @@ fn pop(heap: &Heap, slot: &Slot, class: usize) -> Option<u64> {
     let next = word(heap, top)?.load(Relaxed);
     head.store(next, Relaxed);
     count.store(count.load(Relaxed).wrapping_sub(1), Relaxed);
-    tally(heap, r, size, false)?;
     super::ops::fault::point();
     // The block is the caller's from this store on.
     size_word.store(encode(b, size, true), Release);
     Some(top)
-}
-
-#[inline]
-fn tally(heap: &Heap, record: u64, size: u64, add: bool) -> Option<()> {
-    let bytes = word(heap, record + BYTES)?;
-    let blocks = word(heap, record + BLOCKS)?;
-    if add {
-        bytes.store(bytes.load(Relaxed).wrapping_add(size), Relaxed);
-        blocks.store(blocks.load(Relaxed).wrapping_add(1), Relaxed);
-    } else {
-        bytes.store(bytes.load(Relaxed).wrapping_sub(size), Relaxed);
-        blocks.store(blocks.load(Relaxed).wrapping_sub(1), Relaxed);
-    }
-    Some(())
 }
 
 /// Pushes the block at `b` (size word `h`, `size` bytes) under the slot lock already held;
@@ -403,7 +388,6 @@ fn push_locked(heap: &Heap, slot: &Slot, b: u64, h: u64, size: u64, to_cache: bo
     link.store(head.load(Relaxed), Relaxed);
     head.store(b + HEADER, Relaxed);
     count.store(count.load(Relaxed) + 1, Relaxed);
-    tally(heap, r, size, true);
     true
 }
 
@@ -502,7 +486,6 @@ fn drain_locked(
             // Still cached and named ours: a death from here on leaves it to the reclaim.
             head.store(next, Relaxed);
             count.store(count.load(Relaxed) - 1, Relaxed);
-            tally(heap, r, class_size(c), false);
             core.free_cached(top)?;
         }
     }
