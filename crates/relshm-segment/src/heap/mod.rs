@@ -523,7 +523,13 @@ impl Heap {
         let (owner, fork) = (own_process_owner(), cache::fork_gen());
         let slot = slot as usize;
         self.cache = cache::check(&self, slot, owner, fork);
-        if self.cache.is_none() {
+        let ctl = self.control();
+        let arena = ctl
+            .arena_end
+            .load(Relaxed)
+            .wrapping_sub(ctl.arena_start.load(Relaxed));
+        // Without the lock when there is nothing to claim: a small heap has no caches.
+        if self.cache.is_none() && arena >= CACHE_MIN_ARENA {
             let claimed = {
                 let (_g, core) = self.lock()?;
                 cache::claim(&core, slot, owner)?.is_some()
