@@ -37,8 +37,8 @@
 //!
 //! Validation: the fast path checks a freed block's tagged size word (offset, size,
 //! flags) and its arena bounds, not its neighbours' boundary tags as the heap's own `free`
-//! does under the lock; a wrong offset that passes (a forged tag, 1 in 65536) is refused
-//! by nothing here. Everything read from a stack is checked before use.
+//! does under the lock; a wrong offset whose bytes happen to pass (1 in 65536) is accepted
+//! here. Everything read from a stack is checked before use.
 //!
 //! A process killed at any instant therefore leaves every block it cached named as its
 //! own; nothing it cached is lost once the reclaim runs (repair, slot take-over,
