@@ -78,8 +78,10 @@ impl Segment {
         let heap = unsafe { Heap::attach(self.region(), off) }?;
         // A handle with this mapping's cache slot; a forked child that inherited the
         // mapping has no slot of its own and goes to the heap directly.
+        // The slot is claimed on the first small allocation, not here: claiming takes the
+        // heap lock, and inspection reads lock states through this handle first.
         if self.owns_attach_slot() {
-            return Ok(heap.with_cache(self.attach_slot())?);
+            return Ok(heap.with_lazy_cache(self.attach_slot()));
         }
         Ok(heap)
     }

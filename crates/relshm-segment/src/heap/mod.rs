@@ -316,7 +316,11 @@ pub struct Heap {
     offset: u64,
     ctl: NonNull<HeapControl>,
     lock_timeout: Option<Duration>,
-    cache: Option<cache::Slot>,
+    /// The cache slot this handle uses, once claimed.
+    cache: std::sync::OnceLock<cache::Slot>,
+    /// A slot to claim on the first small allocation (a segment's handles: claiming takes
+    /// the heap lock, which `Segment::heap` must not, so inspection sees locks as they are).
+    pending: Option<u32>,
 }
 
 // SAFETY: Heap only names shared memory, which every thread may access; all access to the
@@ -361,7 +365,8 @@ impl Heap {
             offset: heap_offset,
             ctl: ctl_ptr,
             lock_timeout: None,
-            cache: None,
+            cache: std::sync::OnceLock::new(),
+            pending: None,
         };
         let ctl = heap.control();
         let first = arena_start;
@@ -399,7 +404,8 @@ impl Heap {
             offset: heap_offset,
             ctl: ctl_ptr,
             lock_timeout: None,
-            cache: None,
+            cache: std::sync::OnceLock::new(),
+            pending: None,
         };
         let ctl = heap.control();
         if ctl.magic.load(Relaxed) != HEAP_MAGIC {
@@ -485,7 +491,7 @@ impl Heap {
     /// Allocates `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]) and
     /// returns the payload's offset from the segment start.
     pub fn alloc(&self, size: u64, align: u64) -> Result<u64, HeapError> {
-        if let Some(slot) = self.cache.filter(cache::Slot::usable) {
+        if let Some(&slot) = self.cache.get().filter(|s| s.usable()) {
             if let Some(need) = cache::cacheable(size, align) {
                 match cache::alloc(self, &slot, need) {
                     Some(Err(HeapError::OutOfMemory { .. })) | None => {}
@@ -501,7 +507,39 @@ impl Heap {
                 r => r,
             };
         }
+        if let Some(slot) = self.pending
+            && cache::cacheable(size, align).is_some()
+        {
+            // Claim the slot under the lock this allocation takes anyway.
+            let (owner, fork) = (own_process_owner(), cache::fork_gen());
+            let (_g, core) = self.lock()?;
+            if cache::claim(&core, slot as usize, owner)?.is_some()
+                && let Some(s) = cache::check(self, slot as usize, owner, fork)
+            {
+                let _ = self.cache.set(s);
+            }
+            return core.alloc(size, align, Record::Plain);
+        }
         self.alloc_global(size, align)
+    }
+
+    /// This handle with cache slot `slot`, claimed on its first small allocation (or
+    /// found already claimed by this process, without a lock).
+    pub(crate) fn with_lazy_cache(mut self, slot: u32) -> Self {
+        let (owner, fork) = (own_process_owner(), cache::fork_gen());
+        if let Some(s) = cache::check(&self, slot as usize, owner, fork) {
+            self.cache = s.into();
+        } else if self.arena_len() >= CACHE_MIN_ARENA {
+            self.pending = Some(slot);
+        }
+        self
+    }
+
+    fn arena_len(&self) -> u64 {
+        let ctl = self.control();
+        ctl.arena_end
+            .load(Relaxed)
+            .wrapping_sub(ctl.arena_start.load(Relaxed))
     }
 
     fn alloc_global(&self, size: u64, align: u64) -> Result<u64, HeapError> {
@@ -522,34 +560,35 @@ impl Heap {
     pub fn with_cache(mut self, slot: u32) -> Result<Self, HeapError> {
         let (owner, fork) = (own_process_owner(), cache::fork_gen());
         let slot = slot as usize;
-        self.cache = cache::check(&self, slot, owner, fork);
-        let ctl = self.control();
-        let arena = ctl
-            .arena_end
-            .load(Relaxed)
-            .wrapping_sub(ctl.arena_start.load(Relaxed));
+        self.pending = None;
+        self.cache = std::sync::OnceLock::new();
+        let mut found = cache::check(&self, slot, owner, fork);
         // Without the lock when there is nothing to claim: a small heap has no caches.
-        if self.cache.is_none() && arena >= CACHE_MIN_ARENA {
+        if found.is_none() && self.arena_len() >= CACHE_MIN_ARENA {
             let claimed = {
                 let (_g, core) = self.lock()?;
                 cache::claim(&core, slot, owner)?.is_some()
             };
             if claimed {
-                self.cache = cache::check(&self, slot, owner, fork);
+                found = cache::check(&self, slot, owner, fork);
             }
+        }
+        if let Some(s) = found {
+            self.cache = s.into();
         }
         Ok(self)
     }
 
     /// Whether this handle serves small requests from a per-process cache.
     pub fn has_cache(&self) -> bool {
-        self.cache.is_some_and(|s| s.usable())
+        self.cache.get().is_some_and(|s| s.usable())
     }
 
     /// Returns everything this handle's cache holds to the heap and gives up its slot
     /// (for the next process that maps the segment at that slot); the handle goes on
     /// without a cache. A [`crate::Segment`] does this when its last clone is dropped.
     pub fn release_cache(&mut self) -> Result<(), HeapError> {
+        self.pending = None;
         if let Some(slot) = self.cache.take().filter(cache::Slot::usable) {
             cache::release(self, &slot)?;
         }
@@ -568,7 +607,7 @@ impl Heap {
 
     /// Returns everything this handle's cache holds to the heap, keeping the slot.
     pub fn flush_cache(&self) -> Result<(), HeapError> {
-        if let Some(slot) = self.cache.filter(cache::Slot::usable) {
+        if let Some(&slot) = self.cache.get().filter(|s| s.usable()) {
             cache::drain(self, &slot, None)?;
         }
         Ok(())
@@ -676,7 +715,7 @@ impl Heap {
     /// Frees the allocation at `offset` (as returned by [`alloc`](Self::alloc)). Offsets
     /// that are not live allocations are refused with [`HeapError::NotAllocated`].
     pub fn free(&self, offset: u64) -> Result<(), HeapError> {
-        if let Some(slot) = self.cache.filter(cache::Slot::usable) {
+        if let Some(&slot) = self.cache.get().filter(|s| s.usable()) {
             if let Some(r) = cache::free(self, &slot, offset) {
                 return r;
             }
