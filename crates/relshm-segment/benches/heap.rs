@@ -57,7 +57,18 @@ fn bench(c: &mut Criterion) {
             b.iter(|| unsafe { dealloc(black_box(alloc(l)), l) })
         });
     }
+    // The same pair through a per-process cache (what a Segment's heap handle uses).
+    let cached = heap.clone().with_cache(0).unwrap();
+    assert!(cached.has_cache());
+    g.bench_function("relshm-cached/64", |b| {
+        b.iter(|| {
+            cached
+                .free(cached.alloc(black_box(64), 16).unwrap())
+                .unwrap()
+        })
+    });
     g.finish();
+    cached.flush_cache().unwrap();
 
     let mut g = c.benchmark_group("batch1000");
     for (name, range) in [("small", 16..256), ("large", 4096..65_536)] {

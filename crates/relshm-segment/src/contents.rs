@@ -75,7 +75,15 @@ impl Segment {
         }
         // SAFETY: a `Segment` is a writable mapping that outlives nothing it hands out
         // beyond its own lifetime; the heap is only ever touched through `Heap` handles.
-        unsafe { Heap::attach(self.region(), off) }.map_err(SegmentError::from)
+        let heap = unsafe { Heap::attach(self.region(), off) }?;
+        // A handle with this mapping's cache slot; a forked child that inherited the
+        // mapping has no slot of its own and goes to the heap directly.
+        // The slot is claimed on the first small allocation, not here: claiming takes the
+        // heap lock, and inspection reads lock states through this handle first.
+        if self.owns_attach_slot() {
+            return Ok(heap.with_lazy_cache(self.attach_slot()));
+        }
+        Ok(heap)
     }
 
     /// Allocates `size` bytes aligned to `align` in the segment and returns their offset.

@@ -212,6 +212,12 @@ impl Segment {
         self.0.map.fd.as_fd()
     }
 
+    /// Whether the calling process is the one that claimed this mapping's attach-table
+    /// entry (not a child forked since).
+    pub(crate) fn owns_attach_slot(&self) -> bool {
+        std::process::id() == self.0.attach_pid
+    }
+
     /// This mapping's attach-table entry.
     pub fn attach_slot(&self) -> u32 {
         self.0.slot as u32
@@ -235,6 +241,18 @@ impl Segment {
 impl Drop for Attached {
     fn drop(&mut self) {
         if std::process::id() == self.attach_pid {
+            // Return what this mapping's heap cache holds and free its cache slot for the
+            // next process at this attach slot (best effort: a heap that cannot be locked
+            // within a second keeps the cache, for the reclaim after this process exits).
+            let off = self.map.info.heap_offset;
+            if off != 0 {
+                // SAFETY: a Segment's mapping is writable and still mapped (it is unmapped
+                // after this drop); the heap is only touched through Heap handles.
+                if let Ok(heap) = unsafe { crate::heap::Heap::attach(self.map.region(), off) } {
+                    let heap = heap.with_lock_timeout(Some(std::time::Duration::from_secs(1)));
+                    let _ = heap.release_slot(self.slot as u32);
+                }
+            }
             attach::detach(self.map.header, self.slot);
         }
     }

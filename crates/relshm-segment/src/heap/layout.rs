@@ -7,7 +7,7 @@ use core::sync::atomic::AtomicU64;
 /// `"RSHMHEAP"` in little-endian: the first word of a [`HeapControl`].
 pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"RSHMHEAP");
 /// Layout version of the control block and block headers; bump on any change.
-pub const HEAP_VERSION: u64 = 2;
+pub const HEAP_VERSION: u64 = 3;
 
 /// Bytes of a block header (size word + previous block's size). Payloads start right after
 /// it, so every payload is 16-aligned.
@@ -36,6 +36,10 @@ const USED: u64 = 1;
 /// record (see [`crate::heap`], "Owned allocations"). `free` drops it in its publishing
 /// store, so a freed or reused block never carries a stale owner.
 const OWNED: u64 = 2;
+/// Flag in a size word (with [`USED`]): the block belongs to a per-process cache (see
+/// [`crate::heap`], "Per-process caches"), not to a caller; the payload's second word
+/// names the owning process. Only the cache flips it, in a single store.
+const CACHED: u64 = 4;
 const SIZE_MASK: u64 = (1 << 48) - 1;
 
 /// The allocator's control block, placed in the segment at the heap offset (64-aligned).
@@ -54,13 +58,14 @@ const SIZE_MASK: u64 = (1 << 48) - 1;
 /// | 80 | `large_map` | bit f set iff some large bin of first level f is non-empty (derived) |
 /// | 88 | `directory` | offset of the named-object directory's table, 0 = none yet |
 /// | 96 | `needs_repair` | 1 from a dead holder's detection until a rebuild succeeds |
-/// | 104..128 | reserved | zero |
+/// | 104 | `caches` | offset of the per-process cache table (see [`crate::heap`], "Per-process caches"), 0 = none yet |
+/// | 112..128 | reserved | zero |
 /// | 128..192 | `lock` | the robust [`relshm_sync::RawMutex`], padded to 64 bytes |
 /// | 192 | `large_sub_maps[64]` | per first level, bit s set iff large bin (f, s) is non-empty |
 /// | 704 | `small_heads[64]` | first free block of each small bin, 0 = empty |
 /// | 1216 | `large_heads[512]` | first free block of each large bin, 0 = empty |
 ///
-/// Only `magic`, `layout`, `arena_start`, `directory`, `needs_repair`, the lock and the block chain in the arena are
+/// Only `magic`, `layout`, `arena_start`, `directory`, `needs_repair`, `caches`, the lock and the block chain in the arena are
 /// authoritative; everything marked derived is rebuilt from the chain after a holder died.
 /// Every field is an atomic, so any bit pattern is a valid `HeapControl`.
 #[repr(C, align(64))]
@@ -78,7 +83,8 @@ pub struct HeapControl {
     pub(crate) large_map: AtomicU64,
     pub(crate) directory: AtomicU64,
     pub(crate) needs_repair: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 3],
+    pub(crate) caches: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 2],
     pub(crate) lock: relshm_sync::RawMutex,
     lock_pad: [u8; 64 - size_of::<relshm_sync::RawMutex>()],
     pub(crate) large_sub_maps: [AtomicU64; 64],
@@ -102,6 +108,7 @@ pub const fn layout_word() -> u64 {
 
 /// A 16-bit check tag over a block's offset and size word: a header copied elsewhere,
 /// overwritten by a stray write or pointed at by a bad offset fails the check.
+#[inline]
 fn tag(offset: u64, size_word: u64) -> u64 {
     (offset ^ size_word.rotate_left(23) ^ 0x5bd1_e995_c2b2_ae35).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         >> 48
@@ -115,6 +122,42 @@ pub fn encode(offset: u64, size: u64, used: bool) -> u64 {
 /// Encodes the size word of an allocated block that carries an owner record.
 pub fn encode_owned(offset: u64, size: u64) -> u64 {
     encode_flags(offset, size, USED | OWNED)
+}
+
+/// Encodes the size word of an allocated block held by a per-process cache.
+pub fn encode_cached(offset: u64, size: u64) -> u64 {
+    encode_flags(offset, size, USED | CACHED)
+}
+
+/// What a size word says a block is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// On the free lists.
+    Free,
+    /// Handed to a caller (or the end sentinel, size 0).
+    Used,
+    /// Handed to a caller, with an owner record.
+    Owned,
+    /// Held by a per-process cache (or cache bookkeeping).
+    Cached,
+}
+
+/// Decodes a size word read at `offset` into `(size, kind)`, or `None` if the tag or
+/// flags are wrong.
+pub fn decode_kind(offset: u64, head: u64) -> Option<(u64, Kind)> {
+    let word = head & SIZE_MASK;
+    if head >> 48 != tag(offset, word) {
+        return None;
+    }
+    let flags = word % GRAIN;
+    let size = word - flags;
+    match flags {
+        0 => Some((size, Kind::Free)),
+        USED => Some((size, Kind::Used)),
+        f if f == USED | OWNED && size != 0 => Some((size, Kind::Owned)),
+        f if f == USED | CACHED && size != 0 => Some((size, Kind::Cached)),
+        _ => None,
+    }
 }
 
 fn encode_flags(offset: u64, size: u64, flags: u64) -> u64 {
@@ -132,18 +175,7 @@ pub fn decode(offset: u64, head: u64) -> Option<(u64, bool)> {
 /// Like [`decode`], and whether the block carries an owner record (only an allocated,
 /// non-sentinel block can).
 pub fn decode_owned(offset: u64, head: u64) -> Option<(u64, bool, bool)> {
-    let word = head & SIZE_MASK;
-    if head >> 48 != tag(offset, word) {
-        return None;
-    }
-    let flags = word % GRAIN;
-    let size = word - flags;
-    match flags {
-        0 => Some((size, false, false)),
-        USED => Some((size, true, false)),
-        f if f == USED | OWNED && size != 0 => Some((size, true, true)),
-        _ => None,
-    }
+    decode_kind(offset, head).map(|(size, kind)| (size, kind != Kind::Free, kind == Kind::Owned))
 }
 
 /// Where a free block of `size` bytes is binned.
@@ -202,6 +234,22 @@ mod tests {
         // A free block or the end marker never carries an owner.
         assert_eq!(decode(64, encode_flags(64, 48, OWNED)), None);
         assert_eq!(decode(64, encode_owned(64, 0)), None);
+        // A cached block counts as allocated, never as owned; only an allocated,
+        // non-sentinel block can be cached, and never owned at once.
+        assert_eq!(
+            decode_kind(64, encode_cached(64, 48)),
+            Some((48, Kind::Cached))
+        );
+        assert_eq!(
+            decode_owned(64, encode_cached(64, 48)),
+            Some((48, true, false))
+        );
+        assert_eq!(decode(64, encode_flags(64, 48, CACHED)), None);
+        assert_eq!(decode(64, encode_cached(64, 0)), None);
+        assert_eq!(
+            decode(64, encode_flags(64, 48, USED | OWNED | CACHED)),
+            None
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!
 //! | offset in block | word | meaning |
 //! |---|---|---|
-//! | 0 | size word | bits 0..4 flags (bit 0 = allocated, bit 1 = owned: the payload starts with an owner record, see below), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
+//! | 0 | size word | bits 0..4 flags (bit 0 = allocated, bit 1 = owned: the payload starts with an owner record, bit 2 = cached: held by a per-process cache; see below), bits 4..48 the block size (a multiple of 16, header included), bits 48..64 a check tag over the block's offset and the rest of the word |
 //! | 8 | previous size | the size of the block before it (0 for the first): the boundary tag used to coalesce backwards |
 //! | 16, 24 | next, prev | free blocks only: offsets of the neighbours in their bin's list (0 = none) |
 //!
@@ -78,7 +78,28 @@
 //! stores. This is LMDB's reader-table idea (a slot names its `(pid, start)` owner and a
 //! stale-reader check frees what dead owners held) applied per block, and iceoryx2's
 //! "dead node cleanup" without a separate registry.
+//!
+//! # Per-process caches
+//!
+//! A handle made with [`Heap::with_cache`] (every [`crate::Segment::heap`] handle, with
+//! the mapping's attach slot) serves requests of up to 256 bytes aligned to at most 16
+//! from its slot's cache, without the heap lock: one stack of blocks per size class, in
+//! the segment, behind a slot lock that only the owning process's threads take (so its
+//! death never leaves it held for anyone else). Frees of small blocks go to the freeing
+//! process's cache (so a block allocated by another process is freed like any other); a
+//! stack beyond its bound (about 2 KiB) drains half of it to the heap, an empty one
+//! refills with a batch under one heap lock.
+//!
+//! Cached blocks stay allocated on the block chain, marked "cached" (size-word flag bit
+//! 2), with the owning process's word in the payload's second 8 bytes, written before the
+//! store that marks the block cached. They are not live allocations
+//! ([`Heap::allocations`] skips them; [`Heap::cached`] lists them), [`HeapStats`] counts
+//! them as `cached_bytes`, and [`Heap::verify`] accounts for every one. When a process
+//! dies, whatever its cache held names it; [`Heap::reclaim_dead_owners`], the repair
+//! after a dead lock holder, and the next process to claim its slot free those blocks.
+//! The protocol is in `cache.rs`; `tests/loom_cache.rs` models it.
 
+mod cache;
 mod layout;
 mod ops;
 
@@ -89,6 +110,7 @@ use core::time::Duration;
 
 use relshm_sync::{Held, LockError};
 
+pub use cache::{MIN_ARENA as CACHE_MIN_ARENA, SLOTS as CACHE_SLOTS};
 /// Bytes of a block header (and of the arena's end sentinel).
 pub(crate) use layout::HEADER as BLOCK_HEADER;
 use layout::{HEADER, encode, layout_word};
@@ -102,7 +124,7 @@ pub use ops::fault::exit_before_store;
 /// the layers above mark their kill points with it. A no-op in release builds.
 #[doc(hidden)]
 pub use ops::fault::point as kill_point;
-use ops::{Core, check_arena};
+use ops::{Core, Record, check_arena};
 
 use crate::{Region, RegionError};
 
@@ -242,10 +264,16 @@ pub enum HeapError {
 pub struct HeapStats {
     /// Bytes in the arena (headers and the end sentinel included).
     pub arena_bytes: u64,
-    /// Bytes in allocated blocks, headers included.
+    /// Bytes in allocated blocks, headers included (blocks held by per-process caches
+    /// are not counted here but in `cached_bytes`).
     pub used_bytes: u64,
     /// Number of live allocations.
     pub used_blocks: u64,
+    /// Bytes in blocks held by per-process caches, and their bookkeeping, headers
+    /// included (see the module docs, "Per-process caches").
+    pub cached_bytes: u64,
+    /// Number of blocks held by per-process caches (bookkeeping included).
+    pub cached_blocks: u64,
     /// Bytes in free blocks, headers included.
     pub free_bytes: u64,
     /// Number of free blocks.
@@ -288,6 +316,11 @@ pub struct Heap {
     offset: u64,
     ctl: NonNull<HeapControl>,
     lock_timeout: Option<Duration>,
+    /// The cache slot this handle uses, once claimed.
+    cache: std::sync::OnceLock<cache::Slot>,
+    /// A slot to claim on the first small allocation (a segment's handles: claiming takes
+    /// the heap lock, which `Segment::heap` must not, so inspection sees locks as they are).
+    pending: Option<u32>,
 }
 
 // SAFETY: Heap only names shared memory, which every thread may access; all access to the
@@ -319,6 +352,8 @@ impl Heap {
             offset: heap_offset,
             ctl: ctl_ptr,
             lock_timeout: None,
+            cache: std::sync::OnceLock::new(),
+            pending: None,
         };
         let ctl = heap.control();
         let first = arena_start;
@@ -356,6 +391,8 @@ impl Heap {
             offset: heap_offset,
             ctl: ctl_ptr,
             lock_timeout: None,
+            cache: std::sync::OnceLock::new(),
+            pending: None,
         };
         let ctl = heap.control();
         if ctl.magic.load(Relaxed) != HEAP_MAGIC {
@@ -436,8 +473,145 @@ impl Heap {
     /// Allocates `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]) and
     /// returns the payload's offset from the segment start.
     pub fn alloc(&self, size: u64, align: u64) -> Result<u64, HeapError> {
+        if let Some(&slot) = self.cache.get().filter(|s| s.usable()) {
+            if let Some(need) = cache::cacheable(size, align) {
+                match cache::alloc(self, &slot, need) {
+                    Some(Err(HeapError::OutOfMemory { .. })) | None => {}
+                    Some(r) => return r,
+                }
+            }
+            return match self.alloc_global(size, align) {
+                Err(HeapError::OutOfMemory { .. }) => {
+                    // What this process's cache holds may be what the request needs.
+                    cache::drain(self, &slot, None)?;
+                    self.alloc_global(size, align)
+                }
+                r => r,
+            };
+        }
+        if let Some(slot) = self.pending
+            && cache::cacheable(size, align).is_some()
+        {
+            // Claim the slot under the lock this allocation takes anyway.
+            let (owner, fork) = (own_process_owner(), cache::fork_gen());
+            let (_g, core) = self.lock()?;
+            if cache::claim(&core, slot as usize, owner)?.is_some()
+                && let Some(s) = cache::check(self, slot as usize, owner, fork)
+            {
+                let _ = self.cache.set(s);
+            }
+            return core.alloc(size, align, Record::Plain);
+        }
+        self.alloc_global(size, align)
+    }
+
+    /// This handle with cache slot `slot`, claimed on its first small allocation (or
+    /// found already claimed by this process, without a lock).
+    pub(crate) fn with_lazy_cache(mut self, slot: u32) -> Self {
+        let (owner, fork) = (own_process_owner(), cache::fork_gen());
+        if let Some(s) = cache::check(&self, slot as usize, owner, fork) {
+            self.cache = s.into();
+        } else if self.arena_len() >= CACHE_MIN_ARENA {
+            self.pending = Some(slot);
+        }
+        self
+    }
+
+    fn arena_len(&self) -> u64 {
+        let ctl = self.control();
+        ctl.arena_end
+            .load(Relaxed)
+            .wrapping_sub(ctl.arena_start.load(Relaxed))
+    }
+
+    fn alloc_global(&self, size: u64, align: u64) -> Result<u64, HeapError> {
         let (_g, core) = self.lock()?;
-        core.alloc(size, align, None)
+        core.alloc(size, align, Record::Plain)
+    }
+
+    /// This handle with a per-process cache in cache slot `slot` (below [`CACHE_SLOTS`];
+    /// a segment's handles use their mapping's attach slot): small requests are then
+    /// served without the heap lock (see the module docs, "Per-process caches"). Takes
+    /// the heap lock the first time a process claims the slot. The handle stays without a
+    /// cache when the slot is in use by another live process, the arena is smaller than
+    /// [`CACHE_MIN_ARENA`], or there is no room for the cache's bookkeeping.
+    ///
+    /// Every handle with a cache must be dropped before its region is unmapped, and a
+    /// process that stops using a slot while it lives calls
+    /// [`release_cache`](Self::release_cache).
+    pub fn with_cache(mut self, slot: u32) -> Result<Self, HeapError> {
+        let (owner, fork) = (own_process_owner(), cache::fork_gen());
+        let slot = slot as usize;
+        self.pending = None;
+        self.cache = std::sync::OnceLock::new();
+        let mut found = cache::check(&self, slot, owner, fork);
+        // Without the lock when there is nothing to claim: a small heap has no caches.
+        if found.is_none() && self.arena_len() >= CACHE_MIN_ARENA {
+            let claimed = {
+                let (_g, core) = self.lock()?;
+                cache::claim(&core, slot, owner)?.is_some()
+            };
+            if claimed {
+                found = cache::check(&self, slot, owner, fork);
+            }
+        }
+        if let Some(s) = found {
+            self.cache = s.into();
+        }
+        Ok(self)
+    }
+
+    /// Whether this handle serves small requests from a per-process cache.
+    pub fn has_cache(&self) -> bool {
+        self.cache.get().is_some_and(|s| s.usable())
+    }
+
+    /// Returns everything this handle's cache holds to the heap and gives up its slot
+    /// (for the next process that maps the segment at that slot); the handle goes on
+    /// without a cache. A [`crate::Segment`] does this when its last clone is dropped.
+    pub fn release_cache(&mut self) -> Result<(), HeapError> {
+        self.pending = None;
+        if let Some(slot) = self.cache.take().filter(cache::Slot::usable) {
+            cache::release(self, &slot)?;
+        }
+        Ok(())
+    }
+
+    /// Releases cache slot `slot` if the calling process holds it (see
+    /// [`release_cache`](Self::release_cache)).
+    pub(crate) fn release_slot(&self, slot: u32) -> Result<(), HeapError> {
+        let (owner, fork) = (own_process_owner(), cache::fork_gen());
+        match cache::check(self, slot as usize, owner, fork) {
+            Some(s) => cache::release(self, &s),
+            None => Ok(()),
+        }
+    }
+
+    /// Returns everything this handle's cache holds to the heap, keeping the slot.
+    pub fn flush_cache(&self) -> Result<(), HeapError> {
+        if let Some(&slot) = self.cache.get().filter(|s| s.usable()) {
+            cache::drain(self, &slot, None)?;
+        }
+        Ok(())
+    }
+
+    /// Every block held by a per-process cache, or by the caches' bookkeeping:
+    /// `(offset, owner)` in address order, `owner` the holding process's word (see
+    /// [`owner_process`]; 0 for bookkeeping).
+    pub fn cached(&self) -> Result<Vec<(u64, u64)>, HeapError> {
+        let (_g, core) = self.lock()?;
+        Ok(core
+            .cached_blocks()?
+            .into_iter()
+            .map(|(p, _, who)| (p, who))
+            .collect())
+    }
+
+    /// Takes back what the caches of processes that no longer run held (see the module
+    /// docs, "Per-process caches"); returns how many blocks.
+    pub fn reclaim_dead_caches(&self) -> Result<u64, HeapError> {
+        let (_g, core) = self.lock()?;
+        cache::reclaim_dead(&core)
     }
 
     /// Allocates like [`alloc`](Self::alloc) a block whose first 16 payload bytes are the
@@ -446,7 +620,7 @@ impl Heap {
     /// carries the record. `size` counts the record (at least 16 bytes are allocated).
     pub fn alloc_owned(&self, size: u64, align: u64, owner: [u64; 2]) -> Result<u64, HeapError> {
         let (_g, core) = self.lock()?;
-        core.alloc(size.max(OWNER_RECORD), align, Some(owner))
+        core.alloc(size.max(OWNER_RECORD), align, Record::Owned(owner))
     }
 
     /// The owner word of the live owned allocation at `offset`, for its owner to read and
@@ -505,7 +679,10 @@ impl Heap {
     /// Frees every owned allocation whose owner is a process that no longer runs (killed
     /// after allocating, or while holding the block); returns how many. Safe at any time:
     /// each block is re-checked and freed under the heap lock.
+    ///
+    /// It also takes back what dead processes' caches held (not counted in the result).
     pub fn reclaim_dead_owners(&self) -> Result<u64, HeapError> {
+        self.reclaim_dead_caches()?;
         let mut freed = 0;
         for (off, words) in self.owned_allocations()? {
             if let Some((pid, start)) = owner_process(words[0]) {
@@ -520,6 +697,11 @@ impl Heap {
     /// Frees the allocation at `offset` (as returned by [`alloc`](Self::alloc)). Offsets
     /// that are not live allocations are refused with [`HeapError::NotAllocated`].
     pub fn free(&self, offset: u64) -> Result<(), HeapError> {
+        if let Some(&slot) = self.cache.get().filter(|s| s.usable()) {
+            if let Some(r) = cache::free(self, &slot, offset) {
+                return r;
+            }
+        }
         let (_g, core) = self.lock()?;
         core.free(offset)
     }

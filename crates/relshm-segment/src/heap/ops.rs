@@ -10,8 +10,9 @@ use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 
 use super::layout::{
-    Bin, GRAIN, HEADER, HeapControl, LARGE_BINS, MAX_ALIGN, MIN_BLOCK, SMALL_BINS, SMALL_LIMIT,
-    SUB_BINS, block_size_for, decode, decode_owned, encode, encode_owned,
+    Bin, GRAIN, HEADER, HeapControl, Kind, LARGE_BINS, MAX_ALIGN, MIN_BLOCK, SMALL_BINS,
+    SMALL_LIMIT, SUB_BINS, block_size_for, decode, decode_kind, decode_owned, encode,
+    encode_cached, encode_owned,
 };
 use super::{HeapError, HeapStats};
 use crate::Region;
@@ -35,6 +36,18 @@ fn sub(counter: &AtomicU64, n: u64) {
 
 fn corrupt(offset: u64, what: &'static str) -> HeapError {
     HeapError::Corrupted { offset, what }
+}
+
+/// What an allocation's block carries besides the caller's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// Nothing: a plain allocation.
+    Plain,
+    /// The owner record `[owner, ident]` in the first 16 payload bytes (flag "owned").
+    Owned([u64; 2]),
+    /// A block for a per-process cache: the owning process's word in the payload's
+    /// second 8 bytes (0 = cache bookkeeping, owned by no process), flag "cached".
+    Cached(u64),
 }
 
 /// The heap as seen by the lock holder: the control block and validated arena bounds.
@@ -65,7 +78,7 @@ impl<'a> Core<'a> {
         })
     }
 
-    fn word(&self, offset: u64) -> Result<&'a AtomicU64, HeapError> {
+    pub(super) fn word(&self, offset: u64) -> Result<&'a AtomicU64, HeapError> {
         let p = self.region.resolve(offset, 8, 8)?;
         // SAFETY: resolve checked that the 8 bytes are inside the mapping and 8-aligned; the
         // Heap's contract keeps the mapping alive and writable for 'a; AtomicU64 is valid
@@ -74,10 +87,20 @@ impl<'a> Core<'a> {
     }
 
     /// Stores `value` at `offset`: every store the allocator makes to the arena.
-    fn put(&self, offset: u64, value: u64, order: Ordering) -> Result<(), HeapError> {
+    pub(super) fn put(&self, offset: u64, value: u64, order: Ordering) -> Result<(), HeapError> {
         fault::point();
         self.word(offset)?.store(value, order);
         Ok(())
+    }
+
+    /// The control block.
+    pub(super) fn ctl(&self) -> &'a HeapControl {
+        self.ctl
+    }
+
+    /// The arena bounds `[start, end)`.
+    pub(super) fn arena(&self) -> (u64, u64) {
+        (self.start, self.end)
     }
 
     fn sentinel(&self) -> u64 {
@@ -281,16 +304,11 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// Allocates `size` bytes aligned to `align`; returns the payload offset. With
-    /// `owner`, the block carries that owner record in its first 16 payload bytes, written
-    /// before the store that publishes the block (so no death leaves it allocated without
-    /// its record).
-    pub(crate) fn alloc(
-        &self,
-        size: u64,
-        align: u64,
-        owner: Option<[u64; 2]>,
-    ) -> Result<u64, HeapError> {
+    /// Allocates `size` bytes aligned to `align`; returns the payload offset. With an
+    /// owner (or cache) record, the block carries it in its first 16 payload bytes,
+    /// written before the store that publishes the block (so no death leaves it allocated
+    /// without its record).
+    pub(crate) fn alloc(&self, size: u64, align: u64, record: Record) -> Result<u64, HeapError> {
         if !align.is_power_of_two() || align > MAX_ALIGN {
             return Err(HeapError::BadRequest { size, align });
         }
@@ -332,13 +350,21 @@ impl<'a> Core<'a> {
         }
         // The owner record goes into B's payload while B is still free on the chain
         // (invisible to a walk); the publishing store below makes it the block's record.
-        let mark = |size| match owner {
-            Some(_) => encode_owned(b, size),
-            None => encode(b, size, true),
+        let mark = |size| match record {
+            Record::Plain => encode(b, size, true),
+            Record::Owned(_) => encode_owned(b, size),
+            Record::Cached(_) => encode_cached(b, size),
         };
-        if let Some([who, ident]) = owner {
-            self.put(b + HEADER, who, Relaxed)?;
-            self.put(b + HEADER + 8, ident, Relaxed)?;
+        match record {
+            Record::Plain => {}
+            Record::Owned([who, ident]) => {
+                self.put(b + HEADER, who, Relaxed)?;
+                self.put(b + HEADER + 8, ident, Relaxed)?;
+            }
+            Record::Cached(who) => {
+                self.put(b + HEADER, 0, Relaxed)?;
+                self.put(b + HEADER + 8, who, Relaxed)?;
+            }
         }
         if s - need >= MIN_BLOCK {
             let t = b + need;
@@ -359,8 +385,29 @@ impl<'a> Core<'a> {
         Ok(b + HEADER)
     }
 
-    /// The block and size of the live allocation whose payload starts at `payload`.
+    /// The block and size of the live allocation whose payload starts at `payload`
+    /// (a block held by a cache is no live allocation of a caller).
     pub(crate) fn allocated(&self, payload: u64) -> Result<(u64, u64), HeapError> {
+        let (b, size, head) = self.allocated_any(payload)?;
+        if decode_kind(b, head).is_some_and(|(_, k)| k == Kind::Cached) {
+            return Err(HeapError::NotAllocated { offset: payload });
+        }
+        Ok((b, size))
+    }
+
+    /// The block and size of the cached block whose payload starts at `payload`, and the
+    /// owner word its payload names.
+    pub(crate) fn cached(&self, payload: u64) -> Result<(u64, u64, u64), HeapError> {
+        let (b, size, head) = self.allocated_any(payload)?;
+        if decode_kind(b, head).is_some_and(|(_, k)| k == Kind::Cached) {
+            return Ok((b, size, self.word(payload + 8)?.load(Relaxed)));
+        }
+        Err(HeapError::NotAllocated { offset: payload })
+    }
+
+    /// The block, size and size word of the allocated (or cached) block whose payload
+    /// starts at `payload`, checked against its neighbours' boundary tags.
+    fn allocated_any(&self, payload: u64) -> Result<(u64, u64, u64), HeapError> {
         let not_allocated = || HeapError::NotAllocated { offset: payload };
         if payload % GRAIN != 0 || payload < self.start + HEADER || payload >= self.end {
             return Err(not_allocated());
@@ -391,7 +438,7 @@ impl<'a> Core<'a> {
                 return Err(not_allocated());
             }
         }
-        Ok((b, size))
+        Ok((b, size, self.word(b)?.load(Acquire)))
     }
 
     /// The owner record of the live owned allocation at `payload`: its words, or `None`
@@ -417,19 +464,48 @@ impl<'a> Core<'a> {
     /// Frees the allocation whose payload starts at `payload`, coalescing with free
     /// neighbours.
     pub(crate) fn free(&self, payload: u64) -> Result<(), HeapError> {
-        let (b, s) = self.allocated(payload)?;
+        let (b, s, head) = self.allocated_any(payload)?;
+        if decode_kind(b, head).is_some_and(|(_, k)| k == Kind::Cached) {
+            return Err(HeapError::NotAllocated { offset: payload });
+        }
+        self.release(payload, b, s, head)
+    }
+
+    /// Frees the cached block whose payload starts at `payload` (a cache drains it, or a
+    /// reclaimer takes it back from a dead process).
+    pub(crate) fn free_cached(&self, payload: u64) -> Result<(), HeapError> {
+        let (b, s, head) = self.allocated_any(payload)?;
+        if !decode_kind(b, head).is_some_and(|(_, k)| k == Kind::Cached) {
+            return Err(HeapError::NotAllocated { offset: payload });
+        }
+        self.release(payload, b, s, head)
+    }
+
+    /// Frees block `b` of `s` bytes whose size word read `head`.
+    fn release(&self, payload: u64, b: u64, s: u64, head: u64) -> Result<(), HeapError> {
+        // Publish: B is free, in one store that also checks that its size word still
+        // reads `head` (a cache takes blocks with a compare-exchange of this word, outside
+        // the heap lock: of two racing frees of one block, exactly one wins).
+        fault::point();
+        if self
+            .word(b)?
+            .compare_exchange(head, encode(b, s, false), Release, Relaxed)
+            .is_err()
+        {
+            return Err(HeapError::NotAllocated { offset: payload });
+        }
+        fault::point();
+        sub(&self.ctl.used_bytes, s);
+        sub(&self.ctl.used_blocks, 1);
         let n = b + s;
         let (nsize, nused) = self.block(n)?;
         let mut size = s;
         if !nused {
             self.unlink(n, nsize)?;
             size += nsize;
+            // Publish: B swallows its free successor, in one store.
+            self.put(b, encode(b, size, false), Release)?;
         }
-        // Publish: B is free and has swallowed a free successor, in one store.
-        self.put(b, encode(b, size, false), Release)?;
-        fault::point();
-        sub(&self.ctl.used_bytes, s);
-        sub(&self.ctl.used_blocks, 1);
         let mut first = b;
         if b != self.start {
             let p = b - self.word(b + PREV_SIZE)?.load(Relaxed);
@@ -524,11 +600,18 @@ impl<'a> Core<'a> {
     }
 
     /// The counters, with the largest free payload.
+    /// The blocks held by caches are counted from the caches' own tallies (a snapshot:
+    /// caches change without the heap lock).
     pub(crate) fn stats(&self) -> Result<HeapStats, HeapError> {
+        let (cached_bytes, cached_blocks) = super::cache::totals(self)?;
+        let used_bytes = self.ctl.used_bytes.load(Relaxed);
+        let used_blocks = self.ctl.used_blocks.load(Relaxed);
         Ok(HeapStats {
             arena_bytes: self.end - self.start,
-            used_bytes: self.ctl.used_bytes.load(Relaxed),
-            used_blocks: self.ctl.used_blocks.load(Relaxed),
+            used_bytes: used_bytes.saturating_sub(cached_bytes),
+            used_blocks: used_blocks.saturating_sub(cached_blocks),
+            cached_bytes: cached_bytes.min(used_bytes),
+            cached_blocks: cached_blocks.min(used_blocks),
             free_bytes: self.ctl.free_bytes.load(Relaxed),
             free_blocks: self.ctl.free_blocks.load(Relaxed),
             largest_free: self.largest_free()?,
@@ -555,12 +638,32 @@ impl<'a> Core<'a> {
         Err(corrupt(b, "block chain does not reach the end marker"))
     }
 
-    /// Payload offsets of every live allocation, in address order.
+    /// Whether the allocated block at `b` is held by a cache.
+    fn is_cached(&self, b: u64) -> Result<bool, HeapError> {
+        let head = self.word(b)?.load(Acquire);
+        Ok(decode_kind(b, head).is_some_and(|(_, k)| k == Kind::Cached))
+    }
+
+    /// Payload offsets of every live allocation, in address order (blocks held by
+    /// caches are not: see [`Self::cached_blocks`]).
     pub(crate) fn allocations(&self) -> Result<Vec<u64>, HeapError> {
         let mut out = Vec::new();
         self.walk(|b, _, used| {
-            if used {
+            if used && !self.is_cached(b)? {
                 out.push(b + HEADER);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every block held by a cache (or its bookkeeping): `(payload, size, owner word)`,
+    /// in address order.
+    pub(crate) fn cached_blocks(&self) -> Result<Vec<(u64, u64, u64)>, HeapError> {
+        let mut out = Vec::new();
+        self.walk(|b, size, used| {
+            if used && self.is_cached(b)? {
+                out.push((b + HEADER, size, self.word(b + HEADER + 8)?.load(Relaxed)));
             }
             Ok(())
         })?;
@@ -588,12 +691,16 @@ impl<'a> Core<'a> {
     pub(crate) fn verify(&self) -> Result<HeapStats, HeapError> {
         let mut free = Vec::new();
         let (mut used_bytes, mut used_blocks, mut free_bytes) = (0, 0, 0);
+        let (mut cached_bytes, mut cached_blocks) = (0, 0);
         let (mut prev_size, mut prev_free) = (0, false);
         self.walk(|b, size, used| {
             if self.word(b + PREV_SIZE)?.load(Relaxed) != prev_size {
                 return Err(corrupt(b, "boundary tag disagrees with the previous block"));
             }
-            if used {
+            if used && self.is_cached(b)? {
+                cached_bytes += size;
+                cached_blocks += 1;
+            } else if used {
                 used_bytes += size;
                 used_blocks += 1;
             } else {
@@ -658,19 +765,31 @@ impl<'a> Core<'a> {
             ));
         }
         let stats = self.stats()?;
+        // The counters see cached blocks as used: a cache takes and returns them in bulk.
         if (
-            stats.used_bytes,
-            stats.used_blocks,
+            self.ctl.used_bytes.load(Relaxed),
+            self.ctl.used_blocks.load(Relaxed),
             stats.free_bytes,
             stats.free_blocks,
-        ) != (used_bytes, used_blocks, free_bytes, free.len() as u64)
-        {
+        ) != (
+            used_bytes + cached_bytes,
+            used_blocks + cached_blocks,
+            free_bytes,
+            free.len() as u64,
+        ) {
             return Err(corrupt(
                 self.ctl_offset,
                 "usage counters disagree with the blocks",
             ));
         }
-        Ok(stats)
+        // What the walk saw, exactly; caches of other processes may have moved since.
+        Ok(HeapStats {
+            used_bytes,
+            used_blocks,
+            cached_bytes,
+            cached_blocks,
+            ..stats
+        })
     }
 
     /// Rebuilds everything derived from the block chain: boundary tags, merges of adjacent
@@ -757,6 +876,8 @@ impl<'a> Core<'a> {
             }
         })?;
         add(&ctl.repairs, 1);
+        // A repair also takes back what dead processes' caches held.
+        super::cache::reclaim_dead(&core)?;
         Ok(())
     }
 }
