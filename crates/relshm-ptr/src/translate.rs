@@ -4,15 +4,15 @@
 //!
 //! Translation is a relocation pass, not an object-by-object copy:
 //!
-//! 1. **Scan** the source from the root (breadth first), checking every link (in the
+//! 1. **Scan** the source from the root (depth first), checking every link (in the
 //!    source region, aligned, the whole target fits) and marking each object in a dense
 //!    bitmap indexed by its offset (no hashing, no allocation per object).
 //! 2. **Copy** the span the structure occupies, `[lowest object, end of highest)`, with one
 //!    `memcpy`, to a destination offset congruent to the source's (same offset modulo the
 //!    largest alignment seen), so every object keeps its place relative to the others.
-//! 3. **Rebase** every link of the copy with one constant delta, object by object in scan
-//!    order. The copy is private to this process, so what is rewritten is what was checked
-//!    there: a link that is not null, not inside the copied span, misaligned or not at an
+//! 3. **Rebase** every link of the copy with one constant delta, walking the copy from the
+//!    root (a second bitmap marks what it reached). The copy is private to this process, so
+//!    what is rewritten is what was checked there: a link that is not null, not inside the copied span, misaligned or not at an
 //!    object the scan found (the source changed under the copy) is an error.
 //!
 //! Where the structure is sparse in its region (the span is much larger than its objects)
@@ -181,8 +181,13 @@ struct Walk<'a> {
     phase: Phase,
     /// Local address the current pass reads objects at, minus their source offset.
     at: u64,
+    /// Objects the scan found.
     marks: Marks,
-    objs: Vec<Obj>,
+    /// Objects the rebase has reached (a second walk, over the copy).
+    done: Marks,
+    /// Objects found and not yet visited (depth first: the frontier, not the structure).
+    stack: Vec<Obj>,
+    objects: u64,
     /// Span of the objects found: `[lo, hi)` source offsets.
     lo: u64,
     hi: u64,
@@ -203,6 +208,17 @@ fn visit<T: Relocate<Raw>>(w: &mut Walk<'_>, off: u64) {
 }
 
 impl Walk<'_> {
+    /// Visits objects until none is left, or a link is bad.
+    fn drain(&mut self) -> Result<(), PtrError> {
+        while let Some(Obj { off, visit }) = self.stack.pop() {
+            visit(self, off);
+            if let Some(e) = self.err.take() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     #[inline(always)]
     fn scan<T: Relocate<Raw>>(&mut self, word: u64) -> Result<(), PtrError> {
         let (len, size, align) = (
@@ -225,7 +241,8 @@ impl Walk<'_> {
             self.hi = self.hi.max(off + size);
             self.max_align = self.max_align.max(align);
             self.bytes += size;
-            self.objs.push(Obj {
+            self.objects += 1;
+            self.stack.push(Obj {
                 off,
                 visit: visit::<T>,
             });
@@ -233,13 +250,20 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// The receiver's address for the link word `word` read from the copy.
+    /// The receiver's address for the link word `word` read from the copy, queueing its
+    /// target on first sight.
     #[inline(always)]
-    fn rebase<T: Relocate<Raw>>(&self, word: u64) -> Result<u64, PtrError> {
+    fn rebase<T: Relocate<Raw>>(&mut self, word: u64) -> Result<u64, PtrError> {
         let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
         let off = word.wrapping_sub(self.src.written_base);
         let rel = off.wrapping_sub(self.lo);
         if fits(rel, self.hi - self.lo, size, align) && self.marks.contains(off) {
+            if self.done.insert(off) {
+                self.stack.push(Obj {
+                    off,
+                    visit: visit::<T>,
+                });
+            }
             return Ok(self.new_lo + rel);
         }
         Err(PtrError::BadLayout {
@@ -340,8 +364,10 @@ fn bulk_copy(src: &Space, lo: u64, span: u64, dst: &Space, at: u64) {
 /// objects of the span too: translate only for a receiver that may read the source's span.
 ///
 /// Every link is checked (inside the source region, aligned, the whole target fits); a
-/// bad one is an error, never a wild read or write. Memory used: a bitmap of at most 1/64
-/// of the source region plus 16 bytes per object.
+/// bad one is an error, never a wild read or write. Memory used: two bitmaps of at most
+/// 1/64 of the source region each, and 16 bytes per object of the walk's frontier (a
+/// depth-first stack: a list needs one); the compacting fallback needs 16 bytes per object
+/// more and its offset table.
 pub fn translate<T: Relocate<Raw>>(
     src: &Space,
     root: u64,
@@ -355,7 +381,9 @@ pub fn translate<T: Relocate<Raw>>(
         phase: Phase::Scan,
         at: src.local(),
         marks: Marks::new(src.len()),
-        objs: Vec::new(),
+        done: Marks::new(src.len()),
+        stack: Vec::new(),
+        objects: 0,
         lo: u64::MAX,
         hi: 0,
         max_align: 1,
@@ -364,14 +392,7 @@ pub fn translate<T: Relocate<Raw>>(
         err: None,
     };
     w.scan::<T>(root)?;
-    let mut next = 0;
-    while let Some(&Obj { off, visit }) = w.objs.get(next) {
-        visit(&mut w, off);
-        if let Some(e) = w.err.take() {
-            return Err(e);
-        }
-        next += 1;
-    }
+    w.drain()?;
     let (lo, span) = (w.lo, w.hi - w.lo);
     let dense = span <= 4 * w.bytes + 4096;
     let at = congruent_start(lo, span, w.max_align, start, dst.len());
@@ -383,19 +404,18 @@ pub fn translate<T: Relocate<Raw>>(
     // Objects are read in the copy from now on: `at + (off - lo)`.
     w.at = (dst.local() + at).wrapping_sub(lo);
     w.new_lo = dst.written_base + at;
-    for i in 0..w.objs.len() {
-        let Obj { off, visit } = w.objs[i];
-        visit(&mut w, off);
-        if let Some(e) = w.err.take() {
-            return Err(e);
-        }
-    }
+    w.done.insert(root_off);
+    w.stack.push(Obj {
+        off: root_off,
+        visit: visit::<T>,
+    });
+    w.drain()?;
     let root_offset = at + (root_off - lo);
     Ok(Translated {
         root_offset,
         root: dst.written_base + root_offset,
         used: at + span,
-        objects: w.objs.len() as u64,
+        objects: w.objects,
         copied: span,
         layout: Layout::Congruent,
     })
@@ -526,7 +546,7 @@ fn compact<T: Relocate<Raw>>(
     start: u64,
     scan: &Walk<'_>,
 ) -> Result<Translated, PtrError> {
-    let objects = scan.objs.len() as u64;
+    let objects = scan.objects;
     let entries = (scan.hi - scan.lo) / GRAIN + 1;
     // A dense table only where it is not much larger than the structure itself.
     let dense = if entries <= 8 * objects + 4096 {
