@@ -101,27 +101,67 @@ pub struct Translated {
 /// Offsets are marked in the bitmap at this granularity; objects that start elsewhere
 /// (types aligned to less than 8 bytes) are kept in an ordered set instead.
 const GRAIN: u64 = 8;
-/// Bitmap words per chunk: a chunk covers `64 * 64 * 8` = 32 KiB of source.
+/// Bitmap words per chunk of a chunked bitmap: a chunk covers `64 * 64 * 8` = 32 KiB.
 const CHUNK_WORDS: usize = 64;
 const CHUNK_SPAN_LOG2: u32 = 15;
+/// Regions up to this long get one flat bitmap (at most 256 MiB of address space, zeroed
+/// lazily by the kernel: only the pages the structure touches cost memory); longer ones a
+/// chunked bitmap.
+const FLAT_MAX_LEN: u64 = 16 << 30;
 
-/// Which source offsets hold an object already found: one bit per 8 bytes, in 512-byte
-/// chunks allocated for the 32 KiB windows the structure touches (memory is at most
-/// 1/64 of the source region, and proportional to the structure when it is compact).
+/// Which source offsets hold an object already found: one bit per 8 bytes of the region.
+/// Memory is at most 1/64 of the source region, and in practice about 1/64 of the span
+/// the structure touches.
 struct Marks {
-    /// Per 32 KiB window of the source: 1 + index of its chunk, or 0.
-    windows: Vec<u32>,
-    chunks: Vec<[u64; CHUNK_WORDS]>,
+    bits: Bits,
     /// Objects at offsets that are not multiples of [`GRAIN`].
     odd: BTreeSet<u64>,
 }
 
+enum Bits {
+    /// One bit per 8 bytes of the whole region: one load per probe.
+    Flat(Vec<u64>),
+    /// For very long regions: 512-byte chunks for the 32 KiB windows touched.
+    Chunked {
+        /// Per 32 KiB window: 1 + index of its chunk, or 0.
+        windows: Vec<u32>,
+        chunks: Vec<[u64; CHUNK_WORDS]>,
+    },
+}
+
 impl Marks {
     fn new(len: u64) -> Self {
+        let bits = if len <= FLAT_MAX_LEN {
+            Bits::Flat(vec![0; (len / GRAIN / 64) as usize + 1])
+        } else {
+            Bits::Chunked {
+                windows: vec![0; (len >> CHUNK_SPAN_LOG2) as usize + 1],
+                chunks: Vec::new(),
+            }
+        };
         Self {
-            windows: vec![0; (len >> CHUNK_SPAN_LOG2) as usize + 1],
-            chunks: Vec::new(),
+            bits,
             odd: BTreeSet::new(),
+        }
+    }
+
+    /// The bitmap word holding `off`'s bit, and the bit, allocating a chunk if needed
+    /// (`off` inside the region, a multiple of [`GRAIN`]).
+    #[inline(always)]
+    fn word_mut(&mut self, off: u64) -> Option<(&mut u64, u64)> {
+        let bit = off / GRAIN;
+        let mask = 1u64 << (bit % 64);
+        match &mut self.bits {
+            Bits::Flat(v) => v.get_mut((bit / 64) as usize).map(|w| (w, mask)),
+            Bits::Chunked { windows, chunks } => {
+                let w = windows.get_mut((off >> CHUNK_SPAN_LOG2) as usize)?;
+                if *w == 0 {
+                    chunks.push([0; CHUNK_WORDS]);
+                    *w = chunks.len() as u32;
+                }
+                let i = (bit / 64) as usize % CHUNK_WORDS;
+                Some((&mut chunks[*w as usize - 1][i], mask))
+            }
         }
     }
 
@@ -131,32 +171,37 @@ impl Marks {
         if off % GRAIN != 0 {
             return self.odd.insert(off);
         }
-        let w = &mut self.windows[(off >> CHUNK_SPAN_LOG2) as usize];
-        if *w == 0 {
-            self.chunks.push([0; CHUNK_WORDS]);
-            *w = self.chunks.len() as u32;
+        match self.word_mut(off) {
+            Some((word, mask)) => {
+                let fresh = *word & mask == 0;
+                *word |= mask;
+                fresh
+            }
+            // Outside the region: never the case for a checked offset.
+            None => false,
         }
-        let chunk = &mut self.chunks[*w as usize - 1];
-        let bit = (off / GRAIN) as usize % (CHUNK_WORDS * 64);
-        let (word, mask) = (&mut chunk[bit / 64], 1u64 << (bit % 64));
-        let fresh = *word & mask == 0;
-        *word |= mask;
-        fresh
     }
 
-    /// Whether `off` (inside the region) is marked.
+    /// Whether `off` is marked.
     #[inline(always)]
     fn contains(&self, off: u64) -> bool {
         if off % GRAIN != 0 {
             return self.odd.contains(&off);
         }
-        match self.windows.get((off >> CHUNK_SPAN_LOG2) as usize) {
-            Some(&w) if w != 0 => {
-                let bit = (off / GRAIN) as usize % (CHUNK_WORDS * 64);
-                self.chunks[w as usize - 1][bit / 64] & (1u64 << (bit % 64)) != 0
+        let bit = off / GRAIN;
+        let mask = 1u64 << (bit % 64);
+        let word = match &self.bits {
+            Bits::Flat(v) => v.get((bit / 64) as usize),
+            Bits::Chunked { windows, chunks } => {
+                match windows.get((off >> CHUNK_SPAN_LOG2) as usize) {
+                    Some(&w) if w != 0 => {
+                        Some(&chunks[w as usize - 1][(bit / 64) as usize % CHUNK_WORDS])
+                    }
+                    _ => None,
+                }
             }
-            _ => false,
-        }
+        };
+        word.is_some_and(|w| w & mask != 0)
     }
 }
 
@@ -257,14 +302,20 @@ impl Walk<'_> {
         let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
         let off = word.wrapping_sub(self.src.written_base);
         let rel = off.wrapping_sub(self.lo);
-        if fits(rel, self.hi - self.lo, size, align) && self.marks.contains(off) {
-            if self.done.insert(off) {
+        // Aligned as an offset in the region (the span's start may be less aligned).
+        if fits(rel, self.hi - self.lo, size, 1) && off % align == 0 {
+            // Reached before (so checked then), or found by the scan and reached now.
+            if self.done.contains(off) {
+                return Ok(self.new_lo + rel);
+            }
+            if self.marks.contains(off) {
+                self.done.insert(off);
                 self.stack.push(Obj {
                     off,
                     visit: visit::<T>,
                 });
+                return Ok(self.new_lo + rel);
             }
-            return Ok(self.new_lo + rel);
         }
         Err(PtrError::BadLayout {
             what: "a link in the copy leads outside the objects the scan found: the source \
@@ -364,8 +415,9 @@ fn bulk_copy(src: &Space, lo: u64, span: u64, dst: &Space, at: u64) {
 /// objects of the span too: translate only for a receiver that may read the source's span.
 ///
 /// Every link is checked (inside the source region, aligned, the whole target fits); a
-/// bad one is an error, never a wild read or write. Memory used: two bitmaps of at most
-/// 1/64 of the source region each, and 16 bytes per object of the walk's frontier (a
+/// bad one is an error, never a wild read or write. Memory used: two bitmaps of 1/64 of
+/// the source region each (address space; the pages of the span the structure touches are
+/// what costs memory), and 16 bytes per object of the walk's frontier (a
 /// depth-first stack: a list needs one); the compacting fallback needs 16 bytes per object
 /// more and its offset table.
 pub fn translate<T: Relocate<Raw>>(
@@ -591,6 +643,9 @@ fn compact<T: Relocate<Raw>>(
 struct SlabRebase {
     /// The slab in source written addresses: `[old_lo, old_lo + span)`.
     old_lo: u64,
+    /// The slab's offset in the source region, and in the destination.
+    lo: u64,
+    at: u64,
     span: u64,
     new_lo: u64,
     err: Option<PtrError>,
@@ -605,15 +660,23 @@ impl LinkVisitor<Raw> for SlabRebase {
         }
         let rel = w.wrapping_sub(self.old_lo);
         let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
-        if fits(rel, self.span, size, align) {
+        // Aligned as an offset in the source region and in the destination (the slab is
+        // placed congruently for its element type only: a target type aligned more than
+        // that must be aligned in both).
+        let aligned = (self.lo + rel) % align == 0 && (self.at + rel) % align == 0;
+        if fits(rel, self.span, size, 1) && aligned {
             // The word is in the destination copy: rewrite it for the receiver.
             link.word().store(self.new_lo + rel, Relaxed);
         } else if self.err.is_none() {
-            self.err = Some(PtrError::OutOfBounds {
-                target: w,
-                size,
-                base: self.old_lo,
-                len: self.span,
+            self.err = Some(if fits(rel, self.span, size, 1) {
+                PtrError::Misaligned { target: w, align }
+            } else {
+                PtrError::OutOfBounds {
+                    target: w,
+                    size,
+                    base: self.old_lo,
+                    len: self.span,
+                }
             });
         }
     }
@@ -627,7 +690,7 @@ impl LinkVisitor<Raw> for SlabRebase {
 ///
 /// Every non-null link must lead inside the slab (aligned for its target, the whole
 /// target inside); one that does not is an error ([`PtrError::OutOfBounds`], with the
-/// slab's written range as base and length). The root of the result is the first element.
+/// slab's written range as base and length, or [`PtrError::Misaligned`]). The root of the result is the first element.
 pub fn translate_slab<T: Relocate<Raw>>(
     src: &Space,
     first: u64,
@@ -656,6 +719,8 @@ pub fn translate_slab<T: Relocate<Raw>>(
     bulk_copy(src, lo, span, dst, at);
     let mut v = SlabRebase {
         old_lo: first,
+        lo,
+        at,
         span,
         new_lo: dst.written_base + at,
         err: None,
@@ -680,4 +745,37 @@ pub fn translate_slab<T: Relocate<Raw>>(
         copied: span,
         layout: Layout::Congruent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BTreeSet, Bits, CHUNK_SPAN_LOG2, Marks};
+
+    #[test]
+    fn flat_and_chunked_marks_match_a_set() {
+        let len = 1u64 << 20;
+        let mut flat = Marks::new(len);
+        assert!(matches!(flat.bits, Bits::Flat(_)));
+        let mut chunked = Marks {
+            bits: Bits::Chunked {
+                windows: vec![0; (len >> CHUNK_SPAN_LOG2) as usize + 1],
+                chunks: Vec::new(),
+            },
+            odd: BTreeSet::new(),
+        };
+        let mut truth = BTreeSet::new();
+        let mut rng = fastrand::Rng::with_seed(1);
+        for _ in 0..20_000 {
+            // Multiples of 4: half of them are not multiples of 8 (the ordered set's part).
+            let off = rng.u64(0..len) & !3;
+            let fresh = truth.insert(off);
+            assert_eq!(flat.insert(off), fresh);
+            assert_eq!(chunked.insert(off), fresh);
+            let q = rng.u64(0..len) & !3;
+            assert_eq!(flat.contains(q), truth.contains(&q));
+            assert_eq!(chunked.contains(q), truth.contains(&q));
+        }
+        // Outside the region: never marked.
+        assert!(!flat.contains(len << 1) && !chunked.contains(len << 1));
+    }
 }

@@ -179,3 +179,61 @@ fn a_slab_is_relocated_without_a_walk() {
     let e = translate_slab::<Node<Raw>>(&c.s, first, LEN, &c.d, 0).unwrap_err();
     assert!(matches!(e, PtrError::OutOfBounds { .. }), "{e:?}");
 }
+
+relshm_ptr::relocatable! {
+    /// A 64-byte aligned object.
+    #[repr(align(64))]
+    struct Big<R> { next: relshm_ptr::Link<Big<R>, R>, pad: [u64; 7] }
+}
+
+relshm_ptr::relocatable! {
+    /// An 8-byte aligned object leading to a [`Big`].
+    struct Small<R> { big: relshm_ptr::Link<Big<R>, R> }
+}
+
+#[test]
+fn targets_aligned_more_than_the_span_start_keep_their_alignment() {
+    let (_fa, a) = shared(LEN);
+    let (_fb, b) = shared(LEN);
+    // SAFETY: a outlives the context.
+    let ca = unsafe { RawCtx::local(a.region()) };
+    // The span starts at 8 (a Small), its Bigs at 64 and 128: the copy must keep them
+    // 64-byte aligned, and the rebase must accept them.
+    let small = a.as_ptr().wrapping_add(8).cast::<Small<Raw>>();
+    let bigs = [64usize, 128].map(|o| a.as_ptr().wrapping_add(o).cast::<Big<Raw>>());
+    // SAFETY: distinct, aligned slots inside the fresh mapping, written once.
+    let (small, bigs) = unsafe {
+        small.write(Small {
+            big: relshm_ptr::Link::null(),
+        });
+        for p in bigs {
+            p.write(Big {
+                next: relshm_ptr::Link::null(),
+                pad: [7; 7],
+            });
+        }
+        (&*small, bigs.map(|p| &*p))
+    };
+    small.big.set(&ca, Some(bigs[0])).unwrap();
+    bigs[0].next.set(&ca, Some(bigs[1])).unwrap();
+    // SAFETY: both mappings outlive the spaces; b is written only here.
+    let (s, d) = unsafe {
+        (
+            Space::new(a.region(), addr(&a)),
+            Space::new(b.region(), addr(&b)),
+        )
+    };
+    let t = translate::<Small<Raw>>(&s, addr(&a) + 8, &d, 200).unwrap();
+    assert_eq!(t.layout, Layout::Congruent);
+    // Placed congruently modulo 64: 200 rounded up to 256, plus the span start's 8, so
+    // the Small lands at 264 and the Bigs at 256 + 64 and 256 + 128.
+    assert_eq!((t.root_offset, t.used, t.objects), (264, 256 + 192, 3));
+    // SAFETY: b outlives the context; the links were written for its base.
+    let cb = unsafe { RawCtx::new(b.region(), addr(&b)) }.unwrap();
+    let root: &Small<Raw> = cb.object(t.root_offset).unwrap();
+    let b1 = root.big.get(&cb).unwrap().unwrap();
+    let b2 = b1.next.get(&cb).unwrap().unwrap();
+    assert_eq!(b1 as *const _ as u64 - addr(&b), 256 + 64);
+    assert_eq!(b2 as *const _ as u64 - addr(&b), 256 + 128);
+    assert_eq!(b2.pad, [7; 7]);
+}
