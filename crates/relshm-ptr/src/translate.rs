@@ -638,9 +638,9 @@ fn compact<T: Relocate<Raw>>(
     })
 }
 
-/// Rewrites the links of a slab copy: every non-null link must lead to an aligned, whole
-/// target inside the copied slab.
-struct SlabRebase {
+/// Rewrites the links of a copy of a slab of `S`: every non-null link must lead to an
+/// aligned, whole target inside the copied slab.
+struct SlabRebase<S> {
     /// The slab in source written addresses: `[old_lo, old_lo + span)`.
     old_lo: u64,
     /// The slab's offset in the source region, and in the destination.
@@ -649,9 +649,31 @@ struct SlabRebase {
     span: u64,
     new_lo: u64,
     err: Option<PtrError>,
+    _slab: core::marker::PhantomData<S>,
 }
 
-impl LinkVisitor<Raw> for SlabRebase {
+impl<S> SlabRebase<S> {
+    /// Records the first bad link (cold path).
+    #[cold]
+    #[inline(never)]
+    fn bad(&mut self, w: u64, rel: u64, size: u64, align: u64) {
+        if self.err.is_some() {
+            return;
+        }
+        self.err = Some(if fits(rel, self.span, size, 1) {
+            PtrError::Misaligned { target: w, align }
+        } else {
+            PtrError::OutOfBounds {
+                target: w,
+                size,
+                base: self.old_lo,
+                len: self.span,
+            }
+        });
+    }
+}
+
+impl<S> LinkVisitor<Raw> for SlabRebase<S> {
     #[inline(always)]
     fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
         let w = link.word().load(Relaxed);
@@ -660,24 +682,20 @@ impl LinkVisitor<Raw> for SlabRebase {
         }
         let rel = w.wrapping_sub(self.old_lo);
         let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
-        // Aligned as an offset in the source region and in the destination (the slab is
-        // placed congruently for its element type only: a target type aligned more than
-        // that must be aligned in both).
-        let aligned = (self.lo + rel) % align == 0 && (self.at + rel) % align == 0;
-        if fits(rel, self.span, size, 1) && aligned {
+        // Aligned as an offset in the source region and in the destination. Both slab
+        // starts are multiples of S's alignment: for a target aligned no more than S (the
+        // usual case, decided at compile time) `rel` alone tells; a target aligned more
+        // must be aligned in both.
+        let ok = if align <= align_of::<S>() as u64 {
+            fits(rel, self.span, size, align)
+        } else {
+            fits(rel, self.span, size, 1) && ((self.lo + rel) | (self.at + rel)) % align == 0
+        };
+        if ok {
             // The word is in the destination copy: rewrite it for the receiver.
             link.word().store(self.new_lo + rel, Relaxed);
-        } else if self.err.is_none() {
-            self.err = Some(if fits(rel, self.span, size, 1) {
-                PtrError::Misaligned { target: w, align }
-            } else {
-                PtrError::OutOfBounds {
-                    target: w,
-                    size,
-                    base: self.old_lo,
-                    len: self.span,
-                }
-            });
+        } else {
+            self.bad(w, rel, size, align);
         }
     }
 }
@@ -717,13 +735,14 @@ pub fn translate_slab<T: Relocate<Raw>>(
             available: dst.len(),
         })?;
     bulk_copy(src, lo, span, dst, at);
-    let mut v = SlabRebase {
+    let mut v = SlabRebase::<T> {
         old_lo: first,
         lo,
         at,
         span,
         new_lo: dst.written_base + at,
         err: None,
+        _slab: core::marker::PhantomData,
     };
     let base = (dst.local() + at) as *const T;
     for i in 0..count as usize {
