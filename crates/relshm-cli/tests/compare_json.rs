@@ -43,11 +43,30 @@ fn compare_json_validates_against_the_documented_schema() {
     assert!(errs.is_empty(), "schema violations: {errs:#?}");
 
     let results = report["results"].as_array().unwrap();
-    // 2 structures x (fixed-raw, copy-translate, offset, baserel, segrel, swizzle cold +
-    // warm, 3 peers).
-    assert_eq!(results.len(), 2 * 10);
+    // 2 structures x (fixed-raw, copy-translate, its memcpy limit, offset, baserel, segrel,
+    // swizzle cold + warm, 3 peers).
+    assert_eq!(results.len(), 2 * 11);
     for r in results {
         let name = r["strategy"].as_str().unwrap();
+        if r["kind"] == "limit" {
+            assert_eq!(name, "memcpy");
+            for w in ["handover", "export"] {
+                assert!(
+                    r["workloads"][w]["ns"].as_f64().unwrap() > 0.0,
+                    "memcpy {w}"
+                );
+            }
+            continue;
+        }
+        if name == "copy-translate" {
+            for w in ["handover", "export"] {
+                let x = r["workloads"][w]["limit"].as_f64();
+                assert!(
+                    x.is_some_and(|x| x > 0.0),
+                    "copy-translate {w}: x limit {x:?}"
+                );
+            }
+        }
         if r["kind"] == "peer" {
             continue;
         }

@@ -51,6 +51,18 @@ fn compare_prints_the_table_and_draws_the_plot() {
     let base = text.lines().find(|l| l.starts_with("fixed-raw")).unwrap();
     assert!(base.contains("x1.00"), "{base}");
     assert!(text.contains("copy-translate vs offset:"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("memcpy")),
+        "no memcpy limit row in\n{text}"
+    );
+    let limit = text
+        .lines()
+        .find(|l| l.contains("x limit (copy-translate vs memcpy"))
+        .unwrap_or_else(|| panic!("no x limit line in\n{text}"));
+    assert!(
+        limit.contains("handover x") && limit.contains("export x"),
+        "{limit}"
+    );
     assert!(text.contains("where each strategy wins"), "{text}");
     assert!(!text.contains("rkyv"), "--no-peers leaves the peers out");
 

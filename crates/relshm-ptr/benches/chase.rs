@@ -2,8 +2,13 @@
 //! shuffled order (so the hardware prefetcher cannot help), N from L1-resident to
 //! DRAM-resident. Every variant uses the same generic `chase` with checked resolution,
 //! plus `raw_unchecked` (a plain load of the next address) as the floor, `swizzle_cold`
-//! (a fresh private view: first touch swizzles and faults in copy-on-write pages) and
-//! `translate` (the one-off copy-and-rewrite per node for a receiver).
+//! (a fresh private view: first touch swizzles and faults in copy-on-write pages),
+//! `translate` (the one-off copy-and-rewrite per node for a receiver: a scan from the head,
+//! one `memcpy` of the span, a rebase pass), `translate_slab` (the same nodes relocated as
+//! the array they are allocated in: `memcpy` and a linear pass, no walk) and `memcpy` (the
+//! limit: a copy of the same bytes, into the same destination).
+//!
+//! With `CHASE_MIN=1` each size also prints the translations' ratios to `memcpy`.
 //!
 //! `CHASE_SIZES=1000,1000000 cargo bench -p relshm-ptr --bench chase` picks the sizes.
 
@@ -12,7 +17,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
     BaseRel, Link, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Space,
-    Swizzle, SwizzleView, relocatable, translate,
+    Swizzle, SwizzleView, relocatable, translate, translate_slab,
 };
 use rustix::fd::{AsFd, OwnedFd};
 use std::hint::black_box;
@@ -195,12 +200,14 @@ struct Fixture {
     sw: Seg,
     warm: SwizzleView,
     wfirst: *const Node<Swizzle>,
-    _dst: (OwnedFd, Mapping),
+    dst: (OwnedFd, Mapping),
+    /// The nodes' slab: `[FIRST, FIRST + n * 16)` of the raw segment.
+    n: u64,
     src_space: Space,
     dst_space: Space,
 }
 
-const VARIANTS: [&str; 9] = [
+const VARIANTS: [&str; 11] = [
     "raw_unchecked",
     "raw",
     "offset",
@@ -210,6 +217,8 @@ const VARIANTS: [&str; 9] = [
     "swizzle_warm",
     "swizzle_cold",
     "translate",
+    "translate_slab",
+    "memcpy",
 ];
 
 impl Fixture {
@@ -275,14 +284,19 @@ impl Fixture {
             sw,
             warm,
             wfirst,
-            _dst: (dfd, dst),
+            dst: (dfd, dst),
+            n,
             src_space,
             dst_space,
         };
         for (v, name) in VARIANTS.iter().enumerate() {
             let cold = f.cold_view();
             let got = f.run(v, &cold);
-            let expect = if *name == "translate" { n } else { want };
+            let expect = if name.starts_with("translate") || *name == "memcpy" {
+                n
+            } else {
+                want
+            };
             assert_eq!(got, expect, "{name}");
         }
         f
@@ -295,7 +309,9 @@ impl Fixture {
 
     /// One operation of variant `v`: a full chase, or one translation of the list.
     fn run(&self, v: usize, cold: &SwizzleView) -> u64 {
-        // SAFETY: the first nodes (all derefs below) live in the fixture's mappings.
+        // SAFETY: the first nodes (all derefs below) live in the fixture's mappings; the
+        // memcpy copies the slab, which lies in both the raw and the destination mapping
+        // (each is at least FIRST + n nodes long), and the two do not overlap.
         unsafe {
             match VARIANTS[v] {
                 "raw_unchecked" => chase_unchecked(black_box(&*self.rfirst)),
@@ -311,11 +327,30 @@ impl Fixture {
                     let first: &Node<Swizzle> = cold.object(self.sw.order[0]).unwrap();
                     chase::<Swizzle>(cold, first)
                 }
-                _ => {
+                "translate" => {
                     let root = self.rfirst as u64;
                     translate::<Node<Raw>>(&self.src_space, black_box(root), &self.dst_space, FIRST)
                         .unwrap()
                         .objects
+                }
+                "translate_slab" => {
+                    let first = self.src_space.written_base() + FIRST;
+                    translate_slab::<Node<Raw>>(
+                        &self.src_space,
+                        black_box(first),
+                        self.n,
+                        &self.dst_space,
+                        FIRST,
+                    )
+                    .unwrap()
+                    .objects
+                }
+                _ => {
+                    let bytes = (self.n * size_of::<Node<Raw>>() as u64) as usize;
+                    let from = self.src_space.region().base().as_ptr().add(FIRST as usize);
+                    let to = self.dst.1.as_ptr().add(FIRST as usize);
+                    core::ptr::copy_nonoverlapping(black_box(from), to, bytes);
+                    bytes as u64 / size_of::<Node<Raw>>() as u64
                 }
             }
         }
@@ -376,6 +411,12 @@ fn min_of_n() {
             .map(|(name, ns)| format!("{name} {ns:.2} ns ({:.2}x)", ns / raw))
             .collect();
         println!("N={n} reps={reps}: {}", cells.join(", "));
+        let limit = best[VARIANTS.len() - 1];
+        println!(
+            "N={n}: memcpy {limit:.2} ns/node; translate {:.2}x memcpy, translate_slab {:.2}x memcpy",
+            best[VARIANTS.len() - 3] / limit,
+            best[VARIANTS.len() - 2] / limit
+        );
     }
 }
 

@@ -63,7 +63,7 @@ pub use relocate::{LinkVisitor, Relocate};
 pub use repr::Repr;
 pub use segrel::{SegRel, SegRelWord, SegTable};
 pub use swizzle::{Swizzle, SwizzleView, unswizzled};
-pub use translate::{Space, Translated, translate};
+pub use translate::{Layout, Space, Translated, translate, translate_slab};
 pub use validate::{Limits, Report, validate};
 
 use crate::repr::{fits, misfit};

@@ -5,8 +5,8 @@ mod common;
 use common::{Node, build_list, place, shuffled_slots};
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
-    Limits, Link, Offset, OffsetCtx, PtrError, Raw, RawCtx, Relocate, SegRel, SegTable, Space,
-    Swizzle, SwizzleView, relocatable, translate, unswizzled, validate,
+    Layout, Limits, Link, Offset, OffsetCtx, PtrError, Raw, RawCtx, Relocate, SegRel, SegTable,
+    Space, Swizzle, SwizzleView, relocatable, translate, unswizzled, validate,
 };
 use rustix::fd::AsFd;
 use std::sync::atomic::Ordering::Relaxed;
@@ -264,10 +264,14 @@ fn translate_keeps_sharing_and_cycles_and_round_trips() {
         )
     };
     let t = translate::<Pair<Raw>>(&sa, nodes[0] as *const _ as u64, &sb, 64).unwrap();
-    assert_eq!((t.objects, t.root_offset, t.used), (4, 64, 64 + 4 * 24));
+    // The four nodes span [64, 1048): dense enough to be copied whole, congruently (the
+    // span starts at 64 and so does the copy: every node keeps its offset).
+    assert_eq!(t.layout, Layout::Congruent);
+    assert_eq!((t.objects, t.root_offset, t.used), (4, 512, 1024 + 24));
+    assert_eq!(t.copied, 1024 + 24 - 64);
     // B's links are for the receiver's base, not for this process.
-    let w = u64::from_ne_bytes(b.bytes()[64..72].try_into().unwrap());
-    assert_eq!(w, b_receiver + 64 + 24);
+    let w = u64::from_ne_bytes(b.bytes()[512..520].try_into().unwrap());
+    assert_eq!(w, b_receiver + 128);
     // Back to A's layout in C: C's copy, read locally, has A's shape and values.
     // SAFETY: as above.
     let (sb2, sc) = unsafe {

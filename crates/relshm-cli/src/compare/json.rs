@@ -55,6 +55,8 @@ pub enum Kind {
     Relshm,
     /// A serialisation library run on the same data set.
     Peer,
+    /// A physical limit measured in the same run (`memcpy` of the bytes a strategy copies).
+    Limit,
 }
 
 /// One structure, size and strategy.
@@ -64,10 +66,11 @@ pub struct Row {
     pub structure: Structure,
     /// Elements.
     pub n: u64,
-    /// Strategy or peer name (`fixed-raw`, `copy-translate`, `offset`, `baserel`, `segrel`,
-    /// `swizzle-cold`, `swizzle-warm`, `rkyv-validated`, `rkyv-unchecked`, `postcard`).
+    /// Strategy, limit or peer name (`fixed-raw`, `copy-translate`, `memcpy`, `offset`,
+    /// `baserel`, `segrel`, `swizzle-cold`, `swizzle-warm`, `rkyv-validated`,
+    /// `rkyv-unchecked`, `postcard`).
     pub strategy: String,
-    /// relshm strategy or peer.
+    /// relshm strategy, limit or peer.
     pub kind: Kind,
     /// Where the parent mapped the segment (`0x...`), for relshm strategies.
     pub parent_base: Option<String>,
@@ -86,6 +89,10 @@ pub struct Measure {
     pub ns: Option<f64>,
     /// `ns` divided by the baseline's `ns` for the same structure, size and workload.
     pub ratio: Option<f64>,
+    /// `ns` divided by the same run's limit for this workload (the `memcpy` row's `ns`),
+    /// where the strategy has one (copy-translate's handover and export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
     /// `total`, `pass` or `op`.
     pub unit: String,
     /// Repetitions behind a median, where there were several.
@@ -100,6 +107,7 @@ impl Measure {
         Self {
             ns: Some(ns),
             ratio: None,
+            limit: None,
             unit: unit.into(),
             reps: None,
             note: None,
@@ -111,6 +119,7 @@ impl Measure {
         Self {
             ns: None,
             ratio: None,
+            limit: None,
             unit: unit.into(),
             reps: None,
             note: Some(why.into()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::json::{BASELINE, Crossover, Kind, Measure, Row};
 use super::peers::{Peer, PeerRun};
-use super::strategy::{Run, Strategy};
+use super::strategy::{Limit, Run, Strategy};
 use super::workload::Structure;
 
 fn ns(d: Duration) -> f64 {
@@ -24,6 +24,9 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
     if let Some(t) = run.translate {
         handover = handover.note(&format!("includes the translated copy: {:.0} ns", ns(t)));
     }
+    if let Some(l) = run.limit {
+        handover.limit = Some(ns(run.handover) / ns(l.fresh).max(1.0));
+    }
     w.insert("handover".into(), handover);
     let c = &run.child;
     w.insert("first_read".into(), Measure::ns(c.first_ns as f64, "pass"));
@@ -40,7 +43,11 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
         None => Measure::none("op", NOT_SHARED),
     };
     w.insert("mutate".into(), mutate);
-    w.insert("export".into(), Measure::ns(ns(run.export), "total"));
+    let mut export = Measure::ns(ns(run.export), "total");
+    if let Some(l) = run.limit {
+        export.limit = Some(ns(run.export) / ns(l.resident).max(1.0));
+    }
+    w.insert("export".into(), export);
     w.insert("import".into(), Measure::ns(ns(run.import), "total"));
     let row = |name: &str, w: BTreeMap<String, Measure>| Row {
         structure: s,
@@ -51,6 +58,9 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
         child_base: Some(format!("{:#x}", c.base)),
         workloads: w,
     };
+    if let Some(l) = run.limit {
+        return vec![row(strategy.name(), w), limit_row(s, n, &l)];
+    }
     if strategy != Strategy::Swizzle {
         return vec![row(strategy.name(), w)];
     }
@@ -64,6 +74,46 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
         )),
     );
     vec![row("swizzle-cold", cold), row("swizzle-warm", w)]
+}
+
+/// The name of the limit row.
+pub const MEMCPY: &str = "memcpy";
+
+/// The `memcpy` limit row: the bytes copy-translate copied, copied without rewriting.
+fn limit_row(s: Structure, n: u64, l: &Limit) -> Row {
+    const ONLY: &str = "a limit: only the copies copy-translate makes are measured";
+    let mb = l.bytes as f64 / 1e6;
+    let mut w: BTreeMap<String, Measure> = ["build", "first_read", "read", "import"]
+        .into_iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                Measure::none(if k.ends_with("read") { "pass" } else { "total" }, ONLY),
+            )
+        })
+        .collect();
+    w.insert("mutate".into(), Measure::none("op", ONLY));
+    w.insert(
+        "handover".into(),
+        Measure::ns(ns(l.fresh), "total").note(&format!(
+            "memcpy of the {mb:.2} MB copy-translate copies, into fresh pages of a fresh segment"
+        )),
+    );
+    w.insert(
+        "export".into(),
+        Measure::ns(ns(l.resident), "total").note(&format!(
+            "memcpy of the same {mb:.2} MB again, into the same (resident) pages"
+        )),
+    );
+    Row {
+        structure: s,
+        n,
+        strategy: MEMCPY.into(),
+        kind: Kind::Limit,
+        parent_base: None,
+        child_base: None,
+        workloads: w,
+    }
 }
 
 /// The rows of a strategy run that failed: no times, the error in every note.

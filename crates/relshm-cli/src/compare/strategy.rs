@@ -109,6 +109,22 @@ pub struct Run {
     pub export: Duration,
     /// Importing the image at another address until the structure is open there.
     pub import: Duration,
+    /// The copy-time translation's limit: `memcpy` of the bytes it copied, this run.
+    pub limit: Option<Limit>,
+}
+
+/// `memcpy` of the bytes a translation copied, measured in the same run: what the
+/// translation would cost if rewriting the links were free.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Bytes copied (the span the structure occupies in its source segment).
+    pub bytes: u64,
+    /// Into a fresh block of a fresh segment (first-touch page faults included), as the
+    /// handover's translation writes (median of 3).
+    pub fresh: Duration,
+    /// The same copy again into the same, now resident, block, as the export's translation
+    /// writes (median of 5).
+    pub resident: Duration,
 }
 
 /// Page-aligned addresses tried, in order, for the fixed-address baseline.
@@ -300,6 +316,7 @@ impl Job<'_> {
         translate: Option<Duration>,
         export: Duration,
         import: Duration,
+        limit: Option<Limit>,
     ) -> Run {
         // Each round lasts until the slower side is done; the median round is reported.
         let mutate = match (mine, &child.mutate_ns) {
@@ -324,6 +341,7 @@ impl Job<'_> {
             mutate_ops: self.ops(),
             export,
             import,
+            limit,
         }
     }
 
@@ -365,7 +383,7 @@ impl Job<'_> {
         let c = Coll::open(self.structure, &a, coll.offset())?;
         let import = t.elapsed();
         self.check_len(c.verify()?, "after export and import")?;
-        Ok(self.finish(build, talked, None, export, import))
+        Ok(self.finish(build, talked, None, export, import, None))
     }
 
     /// Swizzling: built in a private view, published, read in the child's own view.
@@ -391,7 +409,7 @@ impl Job<'_> {
         let c = Coll::open(self.structure, &a, coll.offset())?;
         let import = t.elapsed();
         self.check_len(c.verify()?, "after export and import")?;
-        Ok(self.finish(build, talked, None, export, import))
+        Ok(self.finish(build, talked, None, export, import, None))
     }
 
     /// Copy-time translation: raw pointers valid here, a translated copy for the child.
@@ -407,13 +425,16 @@ impl Job<'_> {
         let build = coll.build(self.n)?;
         let block = self.seg.alloc(self.structure.copy_bytes(self.n), 64)?;
         let mut translate = Duration::ZERO;
+        let mut copied = 0;
         let talked = self.hand_over::<Raw>(None, |child_base| {
             let t = Instant::now();
             let copy = self.translate(&coll, child_base, block)?;
             translate = t.elapsed();
+            copied = copy.copied;
             self.slots[COPY_ROOT].store(copy.root_offset, Ordering::Release);
             Ok(())
         })?;
+        let limit = memcpy_limit(&src, copied)?;
 
         // Copy-time translation has no address-free image: exporting means translating
         // for the importer's address, importing means opening the copy there.
@@ -429,7 +450,7 @@ impl Job<'_> {
         let c = Coll::open(self.structure, &a, copy.root_offset)?;
         let import = t.elapsed();
         self.check_len(c.verify()?, "in the imported copy")?;
-        Ok(self.finish(build, talked, Some(translate), export, import))
+        Ok(self.finish(build, talked, Some(translate), export, import, Some(limit)))
     }
 
     /// Translates `coll` into the block at `start` for a process that maps the segment
@@ -449,4 +470,54 @@ impl Job<'_> {
         );
         Ok(t)
     }
+}
+
+/// Times `memcpy` of `bytes` from the start of `src` into a fresh block of a fresh segment
+/// (the median of 3 fresh segments), and again into the same block (the median of 5): see
+/// [`Limit`]. Medians, because on a loaded machine one copy can take twice as long.
+fn memcpy_limit(src: &Segment, bytes: u64) -> anyhow::Result<Limit> {
+    let from = src.region();
+    ensure!(
+        bytes <= from.len(),
+        "the memcpy limit's {bytes} bytes do not fit the source"
+    );
+    let mut fresh = Vec::new();
+    let mut resident = Vec::new();
+    for round in 0..3 {
+        let to = Segment::create_unnamed(&CreateOptions::new(bytes + (512 << 10)))
+            .context("creating the memcpy limit's segment")?;
+        let at = to.alloc(bytes.max(1), 64)?;
+        let dst = to.region();
+        ensure!(
+            at + bytes <= dst.len(),
+            "the memcpy limit's {bytes} bytes do not fit its segment"
+        );
+        let copy = || {
+            let t = Instant::now();
+            // SAFETY: `[0, bytes)` of the source segment and the block `[at, at + bytes)`
+            // of the fresh one are mapped (checked above) while both segments live, and
+            // distinct segments do not overlap; the block is this function's alone.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    std::hint::black_box(from.base().as_ptr()).cast_const(),
+                    dst.base().as_ptr().add(at as usize),
+                    bytes as usize,
+                )
+            };
+            t.elapsed()
+        };
+        fresh.push(copy());
+        if round == 2 {
+            resident.extend((0..5).map(|_| copy()));
+        }
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    Ok(Limit {
+        bytes,
+        fresh: median(fresh),
+        resident: median(resident),
+    })
 }

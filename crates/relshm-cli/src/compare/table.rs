@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::json::{BASELINE, Kind, Report, Row};
-use super::rows::FAILED;
+use super::rows::{FAILED, MEMCPY};
 use super::workload::Structure;
 
 /// Columns shown, with their headings (`first_read` stays in the JSON).
@@ -93,7 +93,8 @@ pub fn render(report: &Report) -> String {
         out,
         "times: build/handover/export/import in total, read per whole pass (list: traverse \
          all, map: look up every key), mutate per operation with 2 processes contending; \
-         xR = ratio to {BASELINE} (same structure and size); - = not applicable (see --json)"
+         xR = ratio to {BASELINE} (same structure and size); - = not applicable (see --json); \
+         {MEMCPY} = the limit of copy-translate's copies (the same bytes, no links rewritten)"
     );
     render_addresses(report, &mut out);
     for s in [Structure::List, Structure::Map] {
@@ -112,7 +113,7 @@ pub fn render(report: &Report) -> String {
                 let _ = write!(out, " {h:>16}");
             }
             out.push('\n');
-            for r in rows {
+            for &r in &rows {
                 if r.kind == Kind::Peer && r.strategy == "rkyv-validated" {
                     let _ = writeln!(out, "{:-<16} peers (same data set, in this process)", "");
                 }
@@ -122,12 +123,34 @@ pub fn render(report: &Report) -> String {
                 }
                 out.push('\n');
             }
+            render_limits(&rows, &mut out);
         }
     }
     render_failures(report, &mut out);
     render_crossovers(report, &mut out);
     render_wins(report, &mut out);
     out
+}
+
+/// One line per strategy with a limit row: how far each of its cells is from it.
+fn render_limits(rows: &[&Row], out: &mut String) {
+    for r in rows.iter().filter(|r| r.kind == Kind::Relshm) {
+        let figures: Vec<String> = COLUMNS
+            .iter()
+            .filter_map(|(k, h)| {
+                let x = r.workloads.get(*k)?.limit?;
+                Some(format!("{h} {}", ratio(x)))
+            })
+            .collect();
+        if !figures.is_empty() {
+            let _ = writeln!(
+                out,
+                "  x limit ({} vs {MEMCPY} of the same bytes, this run): {}",
+                r.strategy,
+                figures.join(", ")
+            );
+        }
+    }
 }
 
 fn render_crossovers(report: &Report, out: &mut String) {
