@@ -1,7 +1,7 @@
 //! `scale`: throughput of relshm's writing workloads at 1, 2, 4 ... processes.
 //!
 //! Each point is a fresh named segment holding the workload's object and a control block
-//! ([`control`]); the harness starts this program again once per worker (real exec'ed
+//! (module `control`); the harness starts this program again once per worker (real exec'ed
 //! processes, each mapping the segment wherever the kernel puts it), releases them together,
 //! lets them run for `--secs`, stops them and sums their operation counts. The references
 //! run in the same invocation: a robust process-shared `pthread_mutex_t` beside relshm's

@@ -10,7 +10,7 @@ use core::sync::atomic::Ordering::Acquire;
 use relshm_ptr::Repr;
 use relshm_sync::Held;
 
-/// Read access to a whole [`Map`]: the map and every stripe held shared (writers wait;
+/// Read access to a whole [`Map`](super::Map): the map and every stripe held shared (writers wait;
 /// readers in other processes do not). The bucket chunks are resolved once, so a lookup
 /// costs a hash and the bucket (its inline entries, then its chain).
 pub struct MapReadGuard<'a, K, V, R: Repr> {

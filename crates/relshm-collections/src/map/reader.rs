@@ -10,12 +10,12 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed};
 use core::sync::atomic::fence;
 use relshm_ptr::Repr;
 
-/// Lock-free lookups in a [`Map`], for many gets in a row: like [`Map::get`] (no lock, no
+/// Lock-free lookups in a [`Map`](super::Map), for many gets in a row: like [`Map::get`](super::Map::get) (no lock, no
 /// shared write, writers never wait for it) with the table's chunks resolved once, so a
 /// lookup costs a hash, two seqlock loads, one bucket link and the chain;
 /// [`get_many`](Self::get_many) validates a whole batch at once instead. Each get is
 /// atomic on its own; unlike [`MapReadGuard`](super::MapReadGuard) there is no snapshot
-/// across gets. After a resize it answers through [`Map::get`] until re-made.
+/// across gets. After a resize it answers through [`Map::get`](super::Map::get) until re-made.
 pub struct MapReader<'a, K, V, R: Repr> {
     map: MapView<'a, K, V, R>,
     epoch: u64,
@@ -67,7 +67,7 @@ impl<K: MapKey, V: Pod, R: Repr> MapReader<'_, K, V, R> {
         }
     }
 
-    /// A lookup that raced a writer or a resize: through [`Map::get`].
+    /// A lookup that raced a writer or a resize: through [`Map::get`](super::Map::get).
     #[inline(never)]
     fn slow_get(&self, key: &K) -> Result<Option<V>> {
         self.map.get(key)
