@@ -103,7 +103,7 @@ fn write_words(m: &Mapping, off: u64, words: [u64; 3]) {
 }
 
 fn node<R: Repr>(m: &Mapping, off: u64) -> &GNode<R> {
-    assert!(off + 24 <= m.len() && off % 8 == 0);
+    assert!(off + 24 <= m.len() && off.is_multiple_of(8));
     // SAFETY: in bounds and aligned (checked); GNode accepts any bits.
     unsafe { &*m.as_ptr().add(off as usize).cast::<GNode<R>>() }
 }
@@ -254,7 +254,7 @@ pub fn untrusted_image(data: &[u8]) {
     shared.bytes_mut()[..n].copy_from_slice(&inp.0[..n]);
     let limits = Limits {
         max_objects: 4096,
-        acyclic: root % 2 == 0,
+        acyclic: root.is_multiple_of(2),
     };
     // SAFETY: the mapping outlives every context below.
     let offset = unsafe { OffsetCtx::new(shared.region()) };

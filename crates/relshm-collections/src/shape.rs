@@ -36,7 +36,7 @@ impl Shape {
         self.align.is_power_of_two()
             && self.align <= MAX_ALIGN
             && self.size <= MAX_SIZE
-            && self.size % self.align == 0
+            && self.size.is_multiple_of(self.align)
     }
 
     /// `n` of these in an array.

@@ -254,7 +254,7 @@ fn verify_stream(seg: &Segment, off: u64) -> Verdict {
         Verdict::corrupt(Damage::Inconsistent(format!("stream at {off:#x}: {what}")))
     };
     let cap = load(seg, off + STREAM_CAPACITY).unwrap_or(0);
-    if off % 64 != 0 {
+    if !off.is_multiple_of(64) {
         return bad("control block not 64-aligned".into());
     }
     if !cap.is_power_of_two() || !(64..=MAX_STREAM_CAPACITY).contains(&cap) {

@@ -232,11 +232,12 @@ impl SwizzleView {
         // Swizzle only words inside the live private view (writing there dirties a
         // copy-on-write page of this process, never the shared pages), and only even
         // addresses (an odd one would read back as an unswizzled word).
-        if self.live != 0 && target & 1 == 0 {
-            if let Some(word_off) = self.word_offset(word) {
-                word.store(target, Relaxed);
-                self.log(word_off, w);
-            }
+        if self.live != 0
+            && target & 1 == 0
+            && let Some(word_off) = self.word_offset(word)
+        {
+            word.store(target, Relaxed);
+            self.log(word_off, w);
         }
         Ok(NonNull::new(target as *mut u8))
     }

@@ -168,7 +168,7 @@ impl Marks {
     /// Marks `off` (inside the region); whether it was unmarked before.
     #[inline(always)]
     fn insert(&mut self, off: u64) -> bool {
-        if off % GRAIN != 0 {
+        if !off.is_multiple_of(GRAIN) {
             return self.odd.insert(off);
         }
         match self.word_mut(off) {
@@ -185,7 +185,7 @@ impl Marks {
     /// Whether `off` is marked.
     #[inline(always)]
     fn contains(&self, off: u64) -> bool {
-        if off % GRAIN != 0 {
+        if !off.is_multiple_of(GRAIN) {
             return self.odd.contains(&off);
         }
         let bit = off / GRAIN;
@@ -303,7 +303,7 @@ impl Walk<'_> {
         let off = word.wrapping_sub(self.src.written_base);
         let rel = off.wrapping_sub(self.lo);
         // Aligned as an offset in the region (the span's start may be less aligned).
-        if fits(rel, self.hi - self.lo, size, 1) && off % align == 0 {
+        if fits(rel, self.hi - self.lo, size, 1) && off.is_multiple_of(align) {
             // Reached before (so checked then), or found by the scan and reached now.
             if self.done.contains(off) {
                 return Ok(self.new_lo + rel);
@@ -689,7 +689,8 @@ impl<S> LinkVisitor<Raw> for SlabRebase<S> {
         let ok = if align <= align_of::<S>() as u64 {
             fits(rel, self.span, size, align)
         } else {
-            fits(rel, self.span, size, 1) && ((self.lo + rel) | (self.at + rel)) % align == 0
+            fits(rel, self.span, size, 1)
+                && ((self.lo + rel) | (self.at + rel)).is_multiple_of(align)
         };
         if ok {
             // The word is in the destination copy: rewrite it for the receiver.

@@ -104,13 +104,13 @@ impl<R: Repr> Walker<'_, R> {
                 });
             }
         }
-        if let Some((&start, _)) = self.seen.range(item.addr + 1..).next() {
-            if start < end {
-                return Err(PtrError::Overlap {
-                    a: item.addr,
-                    b: start,
-                });
-            }
+        if let Some((&start, _)) = self.seen.range(item.addr + 1..).next()
+            && start < end
+        {
+            return Err(PtrError::Overlap {
+                a: item.addr,
+                b: start,
+            });
         }
         if self.report.objects >= limits.max_objects {
             return Err(PtrError::TooManyObjects {

@@ -775,7 +775,7 @@ impl Directory {
                 return Err(corrupt(at, "entry type record is invalid"));
             }
             let object = e.object.load(Relaxed);
-            if object % info.align != 0 {
+            if !object.is_multiple_of(info.align) {
                 return Err(corrupt(at, "entry's object is misaligned"));
             }
             match self.heap.usable_size(object) {

@@ -114,7 +114,7 @@ pub struct Header {
 
 const CHECKSUM_OFFSET: usize = offset_of!(Header, checksum);
 
-const _: () = assert!(Header::END % 64 == 0);
+const _: () = assert!(Header::END.is_multiple_of(64));
 const _: () = assert!(Header::END <= 4096);
 const _: () = assert!(offset_of!(Header, size) % 8 == 0);
 const _: () = assert!(offset_of!(Header, attach) % 64 == 0);

@@ -292,7 +292,7 @@ impl Mapped {
         if target <= cur {
             return Ok(cur);
         }
-        if target % page_size() != 0 || target > self.info.max_size {
+        if !target.is_multiple_of(page_size()) || target > self.info.max_size {
             return Err(SegmentError::BadField {
                 field: "size",
                 value: target,

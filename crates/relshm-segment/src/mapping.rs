@@ -155,7 +155,7 @@ impl Reservation {
 
 fn check_aligned(addr: usize) -> Result<usize> {
     let page = page_size();
-    if addr == 0 || addr as u64 % page != 0 {
+    if addr == 0 || !(addr as u64).is_multiple_of(page) {
         return Err(SegmentError::Unaligned {
             what: "address",
             value: addr as u64,

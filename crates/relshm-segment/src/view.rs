@@ -40,7 +40,7 @@ fn map_window(
     // The header's size is untrusted: never map past the end of the object (SIGBUS).
     let size = size.min(crate::mapped::backing_len(fd)?);
     let page = page_size();
-    if offset % page != 0 {
+    if !offset.is_multiple_of(page) {
         return Err(SegmentError::Unaligned {
             what: "view offset",
             value: offset,

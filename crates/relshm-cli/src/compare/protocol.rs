@@ -91,7 +91,7 @@ pub fn wait_for(
             return Ok(v);
         }
         spins += 1;
-        if spins % 64 == 0 {
+        if spins.is_multiple_of(64) {
             alive()?;
             if start.elapsed() > PATIENCE {
                 bail!("gave up waiting for {what} after {PATIENCE:?}");

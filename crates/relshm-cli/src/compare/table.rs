@@ -54,7 +54,7 @@ pub fn ratio(x: f64) -> String {
 pub fn size(n: u64) -> String {
     let mut e = 0;
     let mut m = n;
-    while m >= 10 && m % 10 == 0 {
+    while m >= 10 && m.is_multiple_of(10) {
         m /= 10;
         e += 1;
     }

@@ -14,7 +14,7 @@ pub const MAP_MAGIC: u64 = u64::from_le_bytes(*b"RSHMMAP1");
 pub const STRIPES: usize = 16;
 // A bucket's stripe is then `hash % STRIPES` at every table size (a table holds whole
 // chunks, so the bucket mask keeps those low bits).
-const _: () = assert!(CHUNK % STRIPES == 0);
+const _: () = assert!(CHUNK.is_multiple_of(STRIPES));
 /// log2 of the buckets per chunk.
 pub const CHUNK_LOG2: u32 = 10;
 /// Buckets per chunk.

@@ -64,7 +64,8 @@ impl QueueConfig {
         {
             return bad("capacity must be a power of two from 2 to 2^20");
         }
-        if self.slot_size < 8 || self.slot_size > MAX_SLOT_SIZE || self.slot_size % 8 != 0 {
+        if self.slot_size < 8 || self.slot_size > MAX_SLOT_SIZE || !self.slot_size.is_multiple_of(8)
+        {
             return bad("slot_size must be a multiple of 8 from 8 to 65536");
         }
         Ok(())

@@ -243,7 +243,7 @@ impl End {
     /// The control block at `off` and its ring capacity, checked.
     fn check(seg: &Segment, off: u64) -> Result<(NonNull<StreamControl>, u64), CollectionError> {
         let p = seg.region().resolve_as::<StreamControl>(off)?;
-        if off % 64 != 0 {
+        if !off.is_multiple_of(64) {
             return Err(crate::error::corrupt("stream control block not 64-aligned"));
         }
         // SAFETY: resolved in bounds and aligned; all fields are atomics.

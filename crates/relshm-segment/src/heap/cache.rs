@@ -400,7 +400,7 @@ fn push_locked(heap: &Heap, slot: &Slot, b: u64, h: u64, size: u64, to_cache: bo
 /// goes to the heap, which reports what is wrong with it).
 #[inline]
 pub(crate) fn free(heap: &Heap, slot: &Slot, payload: u64) -> Option<Result<(), HeapError>> {
-    if payload % GRAIN != 0 || payload < HEADER {
+    if !payload.is_multiple_of(GRAIN) || payload < HEADER {
         return None;
     }
     let b = payload - HEADER;

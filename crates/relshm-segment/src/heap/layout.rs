@@ -161,7 +161,7 @@ pub fn decode_kind(offset: u64, head: u64) -> Option<(u64, Kind)> {
 }
 
 fn encode_flags(offset: u64, size: u64, flags: u64) -> u64 {
-    debug_assert!(size % GRAIN == 0 && size < MAX_BLOCK);
+    debug_assert!(size.is_multiple_of(GRAIN) && size < MAX_BLOCK);
     let word = size | flags;
     word | (tag(offset, word) << 48)
 }

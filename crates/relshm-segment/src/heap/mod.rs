@@ -685,10 +685,11 @@ impl Heap {
         self.reclaim_dead_caches()?;
         let mut freed = 0;
         for (off, words) in self.owned_allocations()? {
-            if let Some((pid, start)) = owner_process(words[0]) {
-                if !process_alive(pid, start) && self.free_owned(off, words)? {
-                    freed += 1;
-                }
+            if let Some((pid, start)) = owner_process(words[0])
+                && !process_alive(pid, start)
+                && self.free_owned(off, words)?
+            {
+                freed += 1;
             }
         }
         Ok(freed)
@@ -697,10 +698,10 @@ impl Heap {
     /// Frees the allocation at `offset` (as returned by [`alloc`](Self::alloc)). Offsets
     /// that are not live allocations are refused with [`HeapError::NotAllocated`].
     pub fn free(&self, offset: u64) -> Result<(), HeapError> {
-        if let Some(&slot) = self.cache.get().filter(|s| s.usable()) {
-            if let Some(r) = cache::free(self, &slot, offset) {
-                return r;
-            }
+        if let Some(&slot) = self.cache.get().filter(|s| s.usable())
+            && let Some(r) = cache::free(self, &slot, offset)
+        {
+            return r;
         }
         let (_g, core) = self.lock()?;
         core.free(offset)

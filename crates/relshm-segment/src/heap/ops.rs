@@ -113,7 +113,7 @@ impl<'a> Core<'a> {
 
     /// Validates the block header at `off`: `(size, used)`; size 0 is the end sentinel.
     fn block(&self, off: u64) -> Result<(u64, bool), HeapError> {
-        if off < self.start || off >= self.end || off % GRAIN != 0 {
+        if off < self.start || off >= self.end || !off.is_multiple_of(GRAIN) {
             return Err(corrupt(
                 off,
                 "a link points outside the arena or is misaligned",
@@ -409,7 +409,7 @@ impl<'a> Core<'a> {
     /// starts at `payload`, checked against its neighbours' boundary tags.
     fn allocated_any(&self, payload: u64) -> Result<(u64, u64, u64), HeapError> {
         let not_allocated = || HeapError::NotAllocated { offset: payload };
-        if payload % GRAIN != 0 || payload < self.start + HEADER || payload >= self.end {
+        if !payload.is_multiple_of(GRAIN) || payload < self.start + HEADER || payload >= self.end {
             return Err(not_allocated());
         }
         let b = payload - HEADER;
@@ -529,7 +529,7 @@ impl<'a> Core<'a> {
             end: self.end,
             what,
         };
-        if new_end % GRAIN != 0 {
+        if !new_end.is_multiple_of(GRAIN) {
             return Err(bad("the new end must be a multiple of 16"));
         }
         if new_end < self.end + MIN_BLOCK {
@@ -891,7 +891,7 @@ pub(crate) fn check_arena(
     end: u64,
 ) -> Result<(), HeapError> {
     let bad = |what| HeapError::BadControl { what };
-    if start % GRAIN != 0 || end % GRAIN != 0 {
+    if !start.is_multiple_of(GRAIN) || !end.is_multiple_of(GRAIN) {
         return Err(bad("arena bounds are not multiples of 16"));
     }
     if end < start || end - start < MIN_BLOCK + HEADER {
