@@ -6,24 +6,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use queue_support::{arena, segment};
-use relshm_collections::stream::{Stream, StreamReader, StreamWriter};
+use queue_support::{arena, reader, segment, writer};
+use relshm_collections::stream::Stream;
 
-/// The stream at `off` of `seg`, for writing.
-fn writer(
-    seg: &relshm_segment::Segment,
-    off: u64,
-) -> Result<StreamWriter, relshm_collections::CollectionError> {
-    Stream::open(&arena(seg), off)?.writer()
-}
-
-/// The stream at `off` of `seg`, for reading.
-fn reader(
-    seg: &relshm_segment::Segment,
-    off: u64,
-) -> Result<StreamReader, relshm_collections::CollectionError> {
-    Stream::open(&arena(seg), off)?.reader()
-}
 use relshm_segment::Placement;
 use relshm_testkit::{Exit, Scratch, fork_child};
 

@@ -4,7 +4,9 @@
 
 use bytemuck::Pod;
 use relshm_collections::Arena;
+use relshm_collections::CollectionError;
 use relshm_collections::queue::{Queue, QueueConfig};
+use relshm_collections::stream::{Stream, StreamReader, StreamWriter};
 use relshm_segment::{CreateOptions, Placement, Segment};
 
 /// How long a kill-point test waits for a child.
@@ -87,4 +89,14 @@ pub fn sweep_kill_points(
         leaks.iter().map(|l| l.1).sum::<i64>()
     );
     n - 1
+}
+
+/// The stream at `off` of `seg`, for writing.
+pub fn writer(seg: &Segment, off: u64) -> Result<StreamWriter, CollectionError> {
+    Stream::open(&arena(seg), off)?.writer()
+}
+
+/// The stream at `off` of `seg`, for reading.
+pub fn reader(seg: &Segment, off: u64) -> Result<StreamReader, CollectionError> {
+    Stream::open(&arena(seg), off)?.reader()
 }
