@@ -42,6 +42,18 @@ fn object<'a>(report: &'a serde_json::Value, name: &str) -> &'a str {
         .unwrap()
 }
 
+/// A `Map<[u8; 24], [u8; 40]>` named "index" holding `entries` keys.
+fn index_map(seg: &Segment, entries: u64) -> Map<[u8; 24], [u8; 40], BaseRel> {
+    let based = Arena::<BaseRel>::new(seg).unwrap();
+    let map = Map::create_named(&based, "index").unwrap();
+    for k in 0..entries {
+        let mut key = [0u8; 24];
+        key[..8].copy_from_slice(&k.to_le_bytes());
+        map.insert(key, [k as u8; 40]).unwrap();
+    }
+    map
+}
+
 #[test]
 fn verify_and_inspect_work_from_the_records_for_any_types() {
     let name = unique_name("records");
@@ -49,13 +61,7 @@ fn verify_and_inspect_work_from_the_records_for_any_types() {
     let seg = Segment::create_named(&name, &CreateOptions::new(4 << 20)).unwrap();
     let heap = seg.heap().unwrap();
 
-    let based = Arena::<BaseRel>::new(&seg).unwrap();
-    let map = Map::<[u8; 24], [u8; 40], BaseRel>::create_named(&based, "index").unwrap();
-    for k in 0..ENTRIES {
-        let mut key = [0u8; 24];
-        key[..8].copy_from_slice(&k.to_le_bytes());
-        map.insert(key, [k as u8; 40]).unwrap();
-    }
+    let _map = index_map(&seg, ENTRIES);
 
     let arena = Arena::<Offset>::new(&seg).unwrap();
     let jobs = List::<Job, Offset>::create_named(&arena, "jobs").unwrap();
@@ -169,14 +175,8 @@ fn a_broken_map_chain_link_is_named_too() {
     let _cleanup = Cleanup(name.clone());
     let seg = Segment::create_named(&name, &CreateOptions::new(8 << 20)).unwrap();
     let heap = seg.heap().unwrap();
-    let based = Arena::<BaseRel>::new(&seg).unwrap();
-    let map = Map::<[u8; 24], [u8; 40], BaseRel>::create_named(&based, "index").unwrap();
     let before = heap.allocations().unwrap();
-    for k in 0..4000u64 {
-        let mut key = [0u8; 24];
-        key[..8].copy_from_slice(&k.to_le_bytes());
-        map.insert(key, [k as u8; 40]).unwrap();
-    }
+    let map = index_map(&seg, 4000);
     assert_eq!(json(&["verify", &name], 0)["clean"], true);
 
     // The chain nodes: the map's new allocations of one node's size.
