@@ -22,6 +22,8 @@ const PER: u64 = 3000;
 /// `ERRORS`: duplicates or reordering seen; `READY`: children registered.
 const ERRORS: usize = 100;
 const READY: usize = 101;
+/// Scratch slot: producers whose sender is registered.
+const SENDERS: usize = 102;
 
 fn bitmap(seg: &relshm_segment::Segment, off: u64) -> &[AtomicU64] {
     let words = (PRODUCERS as u64 * PER).div_ceil(64);
@@ -78,6 +80,7 @@ fn round(rng: &mut StdRng) {
             fork_child(move || {
                 let (_mine, q) = remap::<[u64; 2]>(seg, qoff);
                 let tx = q.sender().unwrap();
+                scratch.slot(SENDERS).fetch_add(1, Ordering::AcqRel);
                 for seq in 0..PER {
                     match tx.send_timeout(&[p as u64, seq], LIMIT) {
                         Ok(()) => scratch.slot(p).store(seq + 1, Ordering::Release),
@@ -90,6 +93,10 @@ fn round(rng: &mut StdRng) {
         })
         .collect();
 
+    // Kill only once every sender is registered: a receiver of a queue that never had a
+    // sender waits for one (it is not disconnected), so killing every producer before it
+    // registered would leave the surviving consumers waiting by design.
+    scratch.wait_for(SENDERS, PRODUCERS as u64, LIMIT);
     // Kill a random non-empty subset at random moments.
     let mut killed_p = [false; PRODUCERS];
     let mut killed_c = [false; CONSUMERS];
