@@ -59,7 +59,7 @@ pub use error::PtrError;
 pub use link::Link;
 pub use offset::{Offset, OffsetCtx};
 pub use raw::{Raw, RawCtx};
-pub use relocate::{LinkVisitor, Relocate};
+pub use relocate::{LinkVisitor, Relocate, array_bytes};
 pub use repr::Repr;
 pub use segrel::{SegRel, SegRelWord, SegTable};
 pub use swizzle::{Swizzle, SwizzleView, unswizzled};

@@ -85,6 +85,39 @@ impl<T, R: Repr> Link<T, R> {
     }
 }
 
+impl<T, R: Repr> Link<T, R> {
+    /// Resolves the link as the first of `count` contiguous `T`s, checked as one target of
+    /// `count * size_of::<T>()` bytes (bounds, alignment, fit; an overflowing size is
+    /// [`PtrError::BadLayout`]). `count` is usually read from a segment: it bounds nothing
+    /// this process allocates.
+    #[inline]
+    pub fn get_array_ptr(&self, ctx: &R::Ctx, count: u64) -> Result<Option<NonNull<T>>, PtrError> {
+        let size = crate::relocate::array_bytes::<T>(count, count)?;
+        Ok(R::load(ctx, &self.word, size, align_of::<T>() as u64)?.map(NonNull::cast))
+    }
+}
+
+impl<T: Relocate<R>, R: Repr> Link<T, R> {
+    /// Resolves the link to a slice of `len` `T`s (see
+    /// [`get_array_ptr`](Self::get_array_ptr)); a null link is an empty slice when `len`
+    /// is 0 and `None` otherwise. As with [`get`](Self::get), every bit pattern is a valid
+    /// `T` ([`Relocate`]); elements that other processes may write meanwhile are read under
+    /// the lock that guards them, or copied out word by word and validated (the
+    /// collections' seqlock readers).
+    #[inline]
+    pub fn get_slice<'a>(&self, ctx: &'a R::Ctx, len: u64) -> Result<Option<&'a [T]>, PtrError> {
+        match self.get_array_ptr(ctx, len)? {
+            // SAFETY: get_array_ptr checked an aligned, in-bounds range of `len` Ts that
+            // stays mapped while `ctx` lives ('a); any bits are a valid T (Relocate).
+            Some(p) => Ok(Some(unsafe {
+                core::slice::from_raw_parts(p.as_ptr(), len as usize)
+            })),
+            None if len == 0 => Ok(Some(&[])),
+            None => Ok(None),
+        }
+    }
+}
+
 impl<T: Relocate<R>, R: Repr> Link<T, R> {
     /// Resolves the link to a reference to its target.
     ///

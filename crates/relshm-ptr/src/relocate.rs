@@ -8,8 +8,43 @@ use core::sync::atomic::{
 
 /// Receives every link of an object, with its static target type, during a walk.
 pub trait LinkVisitor<R: Repr> {
-    /// Called once per link field (null or not).
+    /// Called once per link field (null or not) that leads to one `T`.
     fn link<T: Relocate<R>>(&mut self, link: &Link<T, R>);
+
+    /// Called once per link field (null or not) that leads to an array: `cap` contiguous
+    /// `T`s (the object's extent), of which the first `len` hold values and are visited.
+    /// Both numbers are read from the object holding the link, so they are untrusted:
+    /// walks check `len <= cap` and that `cap * size_of::<T>()` bytes fit where the link
+    /// leads (see [`Link::get_array_ptr`]).
+    fn array<T: Relocate<R>>(&mut self, link: &Link<T, R>, len: u64, cap: u64);
+}
+
+/// The byte size of an array of `cap` `T`s holding `len` values, checked: `len <= cap` and
+/// the size does not overflow. What every walk checks before resolving an array link.
+pub fn array_bytes<T>(len: u64, cap: u64) -> Result<u64, crate::PtrError> {
+    if len > cap {
+        return Err(crate::PtrError::BadLayout {
+            what: "an array's length exceeds its capacity: the segment is corrupted",
+        });
+    }
+    cap.checked_mul(size_of::<T>() as u64)
+        .ok_or(crate::PtrError::BadLayout {
+            what: "an array's capacity times its element size overflows: the segment is \
+                   corrupted",
+        })
+}
+
+/// [`array_bytes`], and that the link is null exactly when the array has no capacity (an
+/// array never owns an empty allocation): what walks check of an array link.
+pub(crate) fn array_shape<T>(null: bool, len: u64, cap: u64) -> Result<u64, crate::PtrError> {
+    let size = array_bytes::<T>(len, cap)?;
+    if null != (size == 0) {
+        return Err(crate::PtrError::BadLayout {
+            what: "an array link is null with a capacity, or not null without one: the \
+                   segment is corrupted",
+        });
+    }
+    Ok(size)
 }
 
 /// A type that may live in a segment whose links use representation `R`.

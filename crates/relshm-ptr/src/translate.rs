@@ -209,7 +209,9 @@ impl Marks {
 #[derive(Clone, Copy)]
 struct Obj {
     off: u64,
-    visit: fn(&mut Walk<'_>, u64),
+    /// Elements to visit: 1, or an array's length.
+    count: u64,
+    visit: fn(&mut Walk<'_>, u64, u64),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -243,20 +245,22 @@ struct Walk<'a> {
     err: Option<PtrError>,
 }
 
-fn visit<T: Relocate<Raw>>(w: &mut Walk<'_>, off: u64) {
-    // SAFETY: `off` was checked to hold an aligned, whole T in the source region (scan),
-    // and the span copied to `at + lo..` covers it (rebase); both stay mapped for the call
-    // (Space's contract) and any bits are a valid T (Relocate). The objects' words are
-    // atomics, so reading one another process writes is not a data race.
-    let obj = unsafe { &*((w.at + off) as *const T) };
-    obj.visit_links(w);
+fn visit<T: Relocate<Raw>>(w: &mut Walk<'_>, off: u64, count: u64) {
+    // SAFETY: `off` was checked to hold `count` aligned, whole Ts in the source region
+    // (scan), and the span copied to `at + lo..` covers them (rebase); both stay mapped for
+    // the call (Space's contract) and any bits are a valid T (Relocate). The objects'
+    // words are atomics, so reading one another process writes is not a data race.
+    let objs = unsafe { core::slice::from_raw_parts((w.at + off) as *const T, count as usize) };
+    for obj in objs {
+        obj.visit_links(w);
+    }
 }
 
 impl Walk<'_> {
     /// Visits objects until none is left, or a link is bad.
     fn drain(&mut self) -> Result<(), PtrError> {
-        while let Some(Obj { off, visit }) = self.stack.pop() {
-            visit(self, off);
+        while let Some(Obj { off, count, visit }) = self.stack.pop() {
+            visit(self, off, count);
             if let Some(e) = self.err.take() {
                 return Err(e);
             }
@@ -264,13 +268,10 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// Checks and marks the target of `word`: `size` bytes holding `count` Ts to visit.
     #[inline(always)]
-    fn scan<T: Relocate<Raw>>(&mut self, word: u64) -> Result<(), PtrError> {
-        let (len, size, align) = (
-            self.src.len(),
-            size_of::<T>() as u64,
-            align_of::<T>() as u64,
-        );
+    fn scan<T: Relocate<Raw>>(&mut self, word: u64, size: u64, count: u64) -> Result<(), PtrError> {
+        let (len, align) = (self.src.len(), align_of::<T>() as u64);
         let off = word.wrapping_sub(self.src.written_base);
         if !fits(off, len, size, align) {
             return Err(misfit(
@@ -289,6 +290,7 @@ impl Walk<'_> {
             self.objects += 1;
             self.stack.push(Obj {
                 off,
+                count,
                 visit: visit::<T>,
             });
         }
@@ -298,8 +300,13 @@ impl Walk<'_> {
     /// The receiver's address for the link word `word` read from the copy, queueing its
     /// target on first sight.
     #[inline(always)]
-    fn rebase<T: Relocate<Raw>>(&mut self, word: u64) -> Result<u64, PtrError> {
-        let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+    fn rebase<T: Relocate<Raw>>(
+        &mut self,
+        word: u64,
+        size: u64,
+        count: u64,
+    ) -> Result<u64, PtrError> {
+        let align = align_of::<T>() as u64;
         let off = word.wrapping_sub(self.src.written_base);
         let rel = off.wrapping_sub(self.lo);
         // Aligned as an offset in the region (the span's start may be less aligned).
@@ -312,6 +319,7 @@ impl Walk<'_> {
                 self.done.insert(off);
                 self.stack.push(Obj {
                     off,
+                    count,
                     visit: visit::<T>,
                 });
                 return Ok(self.new_lo + rel);
@@ -324,26 +332,49 @@ impl Walk<'_> {
     }
 }
 
-impl LinkVisitor<Raw> for Walk<'_> {
+impl Walk<'_> {
+    /// Scans or rebases one link to `size` bytes holding `count` Ts.
     #[inline(always)]
-    fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
+    fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, count: u64) {
         let w = link.word().load(Relaxed);
         if w == 0 || self.err.is_some() {
             return;
         }
         match self.phase {
             Phase::Scan => {
-                if let Err(e) = self.scan::<T>(w) {
+                if let Err(e) = self.scan::<T>(w, size, count) {
                     self.err = Some(e);
                 }
             }
             // The word is in the destination copy: rewrite it for the receiver.
-            Phase::Rebase => match self.rebase::<T>(w) {
+            Phase::Rebase => match self.rebase::<T>(w, size, count) {
                 Ok(a) => link.word().store(a, Relaxed),
                 Err(e) => self.err = Some(e),
             },
         }
     }
+}
+
+impl LinkVisitor<Raw> for Walk<'_> {
+    #[inline(always)]
+    fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
+        self.relocate(link, size_of::<T>() as u64, 1);
+    }
+
+    fn array<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, len: u64, cap: u64) {
+        match array_target::<T>(link, len, cap) {
+            Ok(Some(size)) => self.relocate(link, size, len),
+            Ok(None) => {}
+            Err(e) => self.err = self.err.or(Some(e)),
+        }
+    }
+}
+
+/// The bytes an array link's target occupies, checked ([`array_shape`]); `None` for the
+/// null link of an empty array.
+fn array_target<T>(link: &Link<T, Raw>, len: u64, cap: u64) -> Result<Option<u64>, PtrError> {
+    let size = crate::relocate::array_shape::<T>(link.word().load(Relaxed) == 0, len, cap)?;
+    Ok((size != 0).then_some(size))
 }
 
 /// Checks shared by both entry points: the regions do not overlap, and the receiver's
@@ -363,9 +394,10 @@ fn check_spaces(src: &Space, dst: &Space) -> Result<(), PtrError> {
     Ok(())
 }
 
-/// Source offset of the object of type `T` at written address `addr`, checked.
-fn source_offset<T>(src: &Space, addr: u64) -> Result<u64, PtrError> {
-    let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+/// Source offset of the `size`-byte object of type `T` (or array of `T`) at written
+/// address `addr`, checked.
+fn source_offset<T>(src: &Space, addr: u64, size: u64) -> Result<u64, PtrError> {
+    let align = align_of::<T>() as u64;
     let off = addr.wrapping_sub(src.written_base);
     if fits(off, src.len(), size, align) {
         Ok(off)
@@ -427,7 +459,7 @@ pub fn translate<T: Relocate<Raw>>(
     start: u64,
 ) -> Result<Translated, PtrError> {
     check_spaces(src, dst)?;
-    let root_off = source_offset::<T>(src, root)?;
+    let root_off = source_offset::<T>(src, root, size_of::<T>() as u64)?;
     let mut w = Walk {
         src,
         phase: Phase::Scan,
@@ -443,7 +475,7 @@ pub fn translate<T: Relocate<Raw>>(
         new_lo: 0,
         err: None,
     };
-    w.scan::<T>(root)?;
+    w.scan::<T>(root, size_of::<T>() as u64, 1)?;
     w.drain()?;
     let (lo, span) = (w.lo, w.hi - w.lo);
     let dense = span <= 4 * w.bytes + 4096;
@@ -459,6 +491,7 @@ pub fn translate<T: Relocate<Raw>>(
     w.done.insert(root_off);
     w.stack.push(Obj {
         off: root_off,
+        count: 1,
         visit: visit::<T>,
     });
     w.drain()?;
@@ -519,7 +552,10 @@ impl Places {
 struct Job {
     src: u64,
     dst_off: u64,
-    copy: fn(&mut Compact<'_>, u64, u64),
+    /// Bytes to copy, and elements to visit in the copy.
+    size: u64,
+    count: u64,
+    copy: fn(&mut Compact<'_>, &Job),
 }
 
 /// The compacting copy: objects one by one in breadth-first order.
@@ -532,22 +568,28 @@ struct Compact<'a> {
     err: Option<PtrError>,
 }
 
-fn copy<T: Relocate<Raw>>(t: &mut Compact<'_>, src_off: u64, dst_off: u64) {
-    let (src, dst) = (t.src.local() + src_off, t.dst.local() + dst_off);
-    // SAFETY: src_off was checked to be an aligned T-sized range of the source region and
-    // dst_off an aligned T-sized range of the destination; the regions do not overlap.
-    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, size_of::<T>()) };
-    // SAFETY: dst is an aligned, mapped T-sized range just filled with a T's bytes, and any
-    // bits are a valid T (Relocate).
-    let obj = unsafe { &*(dst as *const T) };
-    obj.visit_links(t);
+fn copy<T: Relocate<Raw>>(t: &mut Compact<'_>, job: &Job) {
+    let (src, dst) = (t.src.local() + job.src, t.dst.local() + job.dst_off);
+    // SAFETY: job.src was checked to be an aligned range of `size` bytes in the source
+    // region and job.dst_off one in the destination; the regions do not overlap.
+    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, job.size as usize) };
+    // SAFETY: dst is an aligned, mapped range just filled with `size` >= `count` Ts' bytes,
+    // and any bits are a valid T (Relocate).
+    let objs = unsafe { core::slice::from_raw_parts(dst as *const T, job.count as usize) };
+    for obj in objs {
+        obj.visit_links(t);
+    }
 }
 
 impl Compact<'_> {
-    /// Destination offset for the source object at offset `off`, queueing its copy on
-    /// first sight.
-    fn place<T: Relocate<Raw>>(&mut self, off: u64) -> Result<u64, PtrError> {
-        let size = size_of::<T>() as u64;
+    /// Destination offset for the source object at offset `off` (`size` bytes holding
+    /// `count` Ts), queueing its copy on first sight.
+    fn place<T: Relocate<Raw>>(
+        &mut self,
+        off: u64,
+        size: u64,
+        count: u64,
+    ) -> Result<u64, PtrError> {
         if let Some((at, s)) = self.places.get(off) {
             if s != size {
                 let a = self.src.local() + off;
@@ -568,14 +610,17 @@ impl Compact<'_> {
         self.queue.push(Job {
             src: off,
             dst_off: at,
+            size,
+            count,
             copy: copy::<T>,
         });
         Ok(at)
     }
 }
 
-impl LinkVisitor<Raw> for Compact<'_> {
-    fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
+impl Compact<'_> {
+    /// Places the target of one link (`size` bytes holding `count` Ts) and rewrites it.
+    fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, count: u64) {
         if self.err.is_some() {
             return;
         }
@@ -583,10 +628,26 @@ impl LinkVisitor<Raw> for Compact<'_> {
         if w == 0 {
             return;
         }
-        match source_offset::<T>(self.src, w).and_then(|off| self.place::<T>(off)) {
+        let placed =
+            source_offset::<T>(self.src, w, size).and_then(|off| self.place::<T>(off, size, count));
+        match placed {
             // The word is in the destination copy: rewrite it for the receiver.
             Ok(at) => link.word().store(self.dst.written_base + at, Relaxed),
             Err(e) => self.err = Some(e),
+        }
+    }
+}
+
+impl LinkVisitor<Raw> for Compact<'_> {
+    fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
+        self.relocate(link, size_of::<T>() as u64, 1);
+    }
+
+    fn array<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, len: u64, cap: u64) {
+        match array_target::<T>(link, len, cap) {
+            Ok(Some(size)) => self.relocate(link, size, len),
+            Ok(None) => {}
+            Err(e) => self.err = self.err.or(Some(e)),
         }
     }
 }
@@ -619,10 +680,10 @@ fn compact<T: Relocate<Raw>>(
         queue: Vec::with_capacity(objects as usize),
         err: None,
     };
-    let root_offset = t.place::<T>(root_off)?;
+    let root_offset = t.place::<T>(root_off, size_of::<T>() as u64, 1)?;
     let mut next = 0;
-    while let Some(&Job { src, dst_off, copy }) = t.queue.get(next) {
-        copy(&mut t, src, dst_off);
+    while let Some(&job) = t.queue.get(next) {
+        (job.copy)(&mut t, &job);
         if let Some(e) = t.err.take() {
             return Err(e);
         }
@@ -676,12 +737,28 @@ impl<S> SlabRebase<S> {
 impl<S> LinkVisitor<Raw> for SlabRebase<S> {
     #[inline(always)]
     fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
+        self.rebase(link, size_of::<T>() as u64);
+    }
+
+    fn array<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, len: u64, cap: u64) {
+        match array_target::<T>(link, len, cap) {
+            Ok(Some(size)) => self.rebase(link, size),
+            Ok(None) => {}
+            Err(e) => self.err = self.err.or(Some(e)),
+        }
+    }
+}
+
+impl<S> SlabRebase<S> {
+    /// Rewrites one link to a `size`-byte target inside the slab.
+    #[inline(always)]
+    fn rebase<T>(&mut self, link: &Link<T, Raw>, size: u64) {
         let w = link.word().load(Relaxed);
         if w == 0 {
             return;
         }
         let rel = w.wrapping_sub(self.old_lo);
-        let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+        let align = align_of::<T>() as u64;
         // Aligned as an offset in the source region and in the destination. Both slab
         // starts are multiples of S's alignment: for a target aligned no more than S (the
         // usual case, decided at compile time) `rel` alone tells; a target aligned more
@@ -718,7 +795,7 @@ pub fn translate_slab<T: Relocate<Raw>>(
     start: u64,
 ) -> Result<Translated, PtrError> {
     check_spaces(src, dst)?;
-    let lo = source_offset::<T>(src, first)?;
+    let lo = source_offset::<T>(src, first, size_of::<T>() as u64)?;
     let size = size_of::<T>() as u64;
     let span = count
         .checked_mul(size)

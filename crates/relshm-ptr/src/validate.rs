@@ -44,8 +44,11 @@ enum Color {
 
 struct Item<R: Repr> {
     addr: u64,
+    /// Bytes the object occupies (an array's whole capacity).
     size: u64,
-    expand: fn(u64, &mut Walker<'_, R>),
+    /// Elements to visit (1 for a single object, an array's length).
+    count: u64,
+    expand: fn(u64, u64, &mut Walker<'_, R>),
 }
 
 enum Frame<R: Repr> {
@@ -61,11 +64,17 @@ struct Walker<'c, R: Repr> {
     err: Option<PtrError>,
 }
 
-fn expand<T: Relocate<R>, R: Repr>(addr: u64, w: &mut Walker<'_, R>) {
-    // SAFETY: addr came from R::load with T's size and alignment (or from the caller's
-    // &T root), so it is an aligned, mapped T-sized range, valid for any bits (Relocate).
-    let obj = unsafe { &*(addr as *const T) };
-    obj.visit_links(w);
+fn expand<T: Relocate<R>, R: Repr>(addr: u64, count: u64, w: &mut Walker<'_, R>) {
+    // SAFETY: addr came from R::load with T's alignment and a size of at least `count`
+    // Ts (or from the caller's &T root, count 1), so it is an aligned, mapped range of
+    // `count` Ts, valid for any bits (Relocate).
+    let objs = unsafe { core::slice::from_raw_parts(addr as *const T, count as usize) };
+    for obj in objs {
+        obj.visit_links(w);
+        if w.err.is_some() {
+            return;
+        }
+    }
 }
 
 impl<R: Repr> LinkVisitor<R> for Walker<'_, R> {
@@ -79,6 +88,28 @@ impl<R: Repr> LinkVisitor<R> for Walker<'_, R> {
             Ok(Some(p)) => self.children.push(Item {
                 addr: p.as_ptr() as u64,
                 size: size_of::<T>() as u64,
+                count: 1,
+                expand: expand::<T, R>,
+            }),
+            Err(e) => self.err = Some(e),
+        }
+    }
+
+    fn array<T: Relocate<R>>(&mut self, link: &Link<T, R>, len: u64, cap: u64) {
+        if self.err.is_some() {
+            return;
+        }
+        self.report.links += 1;
+        let size = match crate::relocate::array_shape::<T>(link.is_null(), len, cap) {
+            Ok(size) => size,
+            Err(e) => return self.err = Some(e),
+        };
+        match link.get_array_ptr(self.ctx, cap) {
+            Ok(None) => self.report.nulls += 1,
+            Ok(Some(p)) => self.children.push(Item {
+                addr: p.as_ptr() as u64,
+                size,
+                count: len,
                 expand: expand::<T, R>,
             }),
             Err(e) => self.err = Some(e),
@@ -146,6 +177,7 @@ pub fn validate<T: Relocate<R>, R: Repr>(
     let mut stack = vec![Frame::Enter(Item {
         addr: root as *const T as u64,
         size: size_of::<T>() as u64,
+        count: 1,
         expand: expand::<T, R>,
     })];
     while let Some(frame) = stack.pop() {
@@ -160,7 +192,7 @@ pub fn validate<T: Relocate<R>, R: Repr>(
                     continue;
                 }
                 stack.push(Frame::Exit(item.addr));
-                (item.expand)(item.addr, &mut w);
+                (item.expand)(item.addr, item.count, &mut w);
                 if let Some(e) = w.err.take() {
                     return Err(e);
                 }

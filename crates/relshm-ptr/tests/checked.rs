@@ -311,6 +311,9 @@ fn links_of_user_types_are_visited_in_field_order() {
         fn link<T: Relocate<Offset>>(&mut self, l: &Link<T, Offset>) {
             self.0.push(l.is_null());
         }
+        fn array<T: Relocate<Offset>>(&mut self, l: &Link<T, Offset>, _: u64, _: u64) {
+            self.0.push(l.is_null());
+        }
     }
     relocatable! {
         struct Wide<R> { a: Link<Wide<R>, R>, n: [u32; 3], arr: [Link<Wide<R>, R>; 2] }
