@@ -176,6 +176,25 @@ pub enum CollectionError {
         /// The most the key type holds.
         max: usize,
     },
+    /// An index past the end of a vector.
+    #[error("index {index} is out of range for a vector of {len} elements")]
+    IndexOutOfRange {
+        /// The index given.
+        index: u64,
+        /// The vector's length then.
+        len: u64,
+    },
+    /// A length that cannot be represented (the byte size overflows, or exceeds what a
+    /// segment can hold).
+    #[error(
+        "{count} elements of {size} bytes are more than a segment can hold: ask for fewer"
+    )]
+    CapacityOverflow {
+        /// Elements asked for.
+        count: u64,
+        /// Bytes per element.
+        size: u64,
+    },
 }
 
 #[cfg(not(loom))]

@@ -13,6 +13,8 @@
 //!   the pointer strategy of `relshm-ptr` (one type parameter: `Offset`, `BaseRel`,
 //!   `SegRel`, `Raw`, `Swizzle`), kill-safe and verifiable, over an [`arena`] that says
 //!   where the objects live in this process.
+//! - [`vec`]: a growable contiguous vector, generic over the pointer strategy like list
+//!   and map, read without locks, reallocated kill-safely.
 //! - [`verify`]: a whole-segment check that walks every collection it can and reports,
 //!   for each named object, verified, corrupt, or unchecked and why.
 
@@ -30,6 +32,8 @@ pub mod map;
 pub mod port;
 pub mod queue;
 #[cfg(not(loom))]
+mod racy;
+#[cfg(not(loom))]
 pub mod record;
 #[cfg(not(loom))]
 mod root;
@@ -41,6 +45,8 @@ pub mod shape;
 pub mod stream;
 #[cfg(not(loom))]
 pub mod verify;
+#[cfg(not(loom))]
+pub mod vec;
 #[cfg(not(loom))]
 mod walk;
 

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 0 | `magic` | [`RECORD_MAGIC`] (`"RSHMCOL1"`) |
 //! | 8 | `format` | [`RECORD_FORMAT`]: the version of this record layout |
-//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map, 3 queue, 4 stream, 5 linked queue |
+//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map, 3 queue, 4 stream, 5 linked queue, 6 vec |
 //! | 24 | `strategy` | [`Repr::ID`] of the links: 1 raw, 2 offset, 3 baserel, 4 segrel, 5 swizzle (queues and streams: baserel, their segment offsets) |
 //! | 32 | `layout` | the collection's own layout version (its node and header format) |
 //! | 40 | `header` | offset of the collection's header in the segment |
@@ -50,6 +50,8 @@ pub enum CollectionKind {
     Stream,
     /// A [`LinkedQueue`](crate::queue::linked::LinkedQueue).
     LinkedQueue,
+    /// A [`Vec`](crate::vec::Vec).
+    Vec,
 }
 
 impl CollectionKind {
@@ -61,6 +63,7 @@ impl CollectionKind {
             Self::Queue => 3,
             Self::Stream => 4,
             Self::LinkedQueue => 5,
+            Self::Vec => 6,
         }
     }
 
@@ -72,6 +75,7 @@ impl CollectionKind {
             Self::Queue,
             Self::Stream,
             Self::LinkedQueue,
+            Self::Vec,
         ]
         .into_iter()
         .find(|k| k.code() == code)
@@ -85,6 +89,7 @@ impl CollectionKind {
             crate::queue::layout::QUEUE_MAGIC => Some(Self::Queue),
             crate::stream::STREAM_MAGIC => Some(Self::Stream),
             crate::queue::linked::LINKED_MAGIC => Some(Self::LinkedQueue),
+            crate::vec::VEC_MAGIC => Some(Self::Vec),
             _ => None,
         }
     }
@@ -110,6 +115,7 @@ impl CollectionKind {
             Self::Queue => "queue",
             Self::Stream => "stream",
             Self::LinkedQueue => "linked queue",
+            Self::Vec => "vec",
         }
     }
 }
@@ -205,6 +211,18 @@ impl CollectionRecord {
             crate::map::LAYOUT_VERSION,
             Shape::of::<K>(),
             Shape::of::<V>(),
+        )
+    }
+
+    /// The record of a [`Vec<T, R>`](crate::vec::Vec) (header offset 0 until
+    /// [`at`](Self::at)).
+    pub fn vec<T, R: Repr>() -> Self {
+        let none = Shape { size: 0, align: 1 };
+        Self::new::<R>(
+            CollectionKind::Vec,
+            crate::vec::LAYOUT_VERSION,
+            Shape::of::<T>(),
+            none,
         )
     }
 

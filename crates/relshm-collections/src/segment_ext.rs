@@ -4,6 +4,7 @@ use crate::arena::{Arena, Result};
 use crate::list::List;
 use crate::map::{Map, MapKey};
 use crate::queue::{Queue, QueueConfig};
+use crate::vec::Vec;
 use bytemuck::Pod;
 use relshm_ptr::BaseRel;
 use relshm_segment::Segment;
@@ -38,6 +39,10 @@ pub trait SegmentExt {
     fn create_queue<T: Pod>(&self, name: &str, config: QueueConfig) -> Result<Queue<T>>;
     /// Opens the [`Queue`] recorded under `name`, checking its element type.
     fn open_queue<T: Pod>(&self, name: &str) -> Result<Queue<T>>;
+    /// Creates an empty [`Vec`] recorded under `name`.
+    fn create_vec<T: Pod>(&self, name: &str) -> Result<Vec<T>>;
+    /// Opens the [`Vec`] recorded under `name`, checking its element type.
+    fn open_vec<T: Pod>(&self, name: &str) -> Result<Vec<T>>;
 }
 
 impl SegmentExt for Segment {
@@ -63,5 +68,13 @@ impl SegmentExt for Segment {
 
     fn open_queue<T: Pod>(&self, name: &str) -> Result<Queue<T>> {
         Queue::open_named(&Arena::<BaseRel>::new(self)?, name)
+    }
+
+    fn create_vec<T: Pod>(&self, name: &str) -> Result<Vec<T>> {
+        Vec::create_named(&Arena::<BaseRel>::new(self)?, name)
+    }
+
+    fn open_vec<T: Pod>(&self, name: &str) -> Result<Vec<T>> {
+        Vec::open_named(&Arena::<BaseRel>::new(self)?, name)
     }
 }

@@ -50,6 +50,7 @@ use relshm_sync::{Held, LockError, RawRwLock};
 use crate::arena::{Arena, CollectionError};
 use crate::list::ListHeader;
 use crate::map::{MapHeader, STRIPES, Stripe};
+use crate::vec::VecHeader;
 use crate::port::{PORT_MAGIC, PortRecord};
 use crate::queue::RawQueue;
 use crate::queue::layout::Control;
@@ -65,11 +66,16 @@ pub mod offsets {
 
     type L = ListHeader<u64, Offset>;
     type M = MapHeader<u64, u64, Offset>;
+    type V = VecHeader<u64, Offset>;
 
     /// `ListHeader::len` (the element count).
     pub const LIST_LEN: u64 = offset_of!(L, len) as u64;
     /// `ListHeader::lock` (a robust mutex).
     pub const LIST_LOCK: u64 = offset_of!(L, lock) as u64;
+    /// `VecHeader::len` (the element count).
+    pub const VEC_LEN: u64 = offset_of!(V, len) as u64;
+    /// `VecHeader::lock` (a readers-writer lock).
+    pub const VEC_LOCK: u64 = offset_of!(V, lock) as u64;
     /// `MapHeader::resize` (a readers-writer lock).
     pub const MAP_RESIZE_LOCK: u64 = offset_of!(M, resize) as u64;
     /// `MapHeader::stripes`: [`STRIPES`] stripes of [`STRIPE_SIZE`] bytes, each starting
@@ -197,6 +203,17 @@ fn verify_recorded(site: &ObjectSite<'_>, rec: &CollectionRecord) -> Verdict {
                 off,
                 key: rec.key(),
                 value: rec.value(),
+                wait,
+            };
+            by_strategy(site.segment, rec, &walk)
+        }
+        CollectionKind::Vec => {
+            if let Err(v) = wait_unlocked(site.segment, &[off + VEC_LOCK], wait) {
+                return v;
+            }
+            let walk = VecWalk {
+                off,
+                elem: rec.key(),
                 wait,
             };
             by_strategy(site.segment, rec, &walk)
@@ -388,6 +405,31 @@ impl Walk for MapWalk {
     }
 }
 
+struct VecWalk {
+    off: u64,
+    elem: Shape,
+    wait: Duration,
+}
+
+impl Walk for VecWalk {
+    fn walk<R: Repr>(&self, arena: &Arena<R>) -> Verdict {
+        let hdr = match header::<VecHeader<u8, R>, R>(arena, self.off) {
+            Ok(h) => h,
+            Err(v) => return v,
+        };
+        if hdr.lock.writer().is_owner_died() {
+            return Verdict::Unchecked(HOLDER_DIED.into());
+        }
+        let r = match Held::exclusive_if_consistent(&hdr.lock, Some(self.wait)) {
+            Ok(Some(_held)) => crate::walk::vec(arena, self.off, self.elem),
+            // A writer that died meanwhile: the next user repairs the vector.
+            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
+            Err(e) => Err(e.into()),
+        };
+        walked::<R>("vec", self.off, r, "element(s)")
+    }
+}
+
 /// What kind of lock a [`LockSite`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
@@ -506,6 +548,15 @@ fn describe_at(seg: &Segment, name: &str, kind: CollectionKind, off: u64) -> Des
             word(off + STREAM_CAPACITY)
         )),
         CollectionKind::LinkedQueue => plain(format!("linked queue at {off:#x}")),
+        CollectionKind::Vec => Description {
+            holds: format!("vec of {} element(s) at {off:#x}", word(off + VEC_LEN)),
+            locks: vec![site(
+                format!("vec {name}"),
+                off + VEC_LOCK,
+                LockKind::RwLock,
+                false,
+            )],
+        },
     }
 }
 

@@ -1,4 +1,4 @@
-//! The link walks behind `List::verify`, `Map::verify` and the whole-segment check, driven
+//! The link walks behind `List::verify`, `Map::verify`, `Vec::verify` and the whole-segment check, driven
 //! by the shapes of the element (key, value) types instead of the types themselves: node
 //! fields are found with [`crate::shape`], links are resolved with the strategy's own
 //! [`Repr::load`]. So a collection of types this build never saw is checked exactly like
@@ -16,6 +16,7 @@ use crate::arena::{Arena, Result, corrupt};
 use crate::list::ListHeader;
 use crate::map::{CHUNK, INLINE, MAX_LOG2, MIN_LOG2, MapHeader, STRIPES};
 use crate::shape::{ListNodeLayout, MapLayout, Shape};
+use crate::vec::VecHeader;
 
 /// The object of type `T` at `off` of the arena, checked to lie inside it and be aligned.
 fn object<'a, T, R: Repr>(arena: &Arena<R>, off: u64) -> Result<&'a T, PtrError> {
@@ -217,4 +218,64 @@ pub(crate) fn map<R: Repr>(arena: &Arena<R>, off: u64, key: Shape, value: Shape)
         return Err(corrupt("a resize is half done"));
     }
     Ok(total)
+}
+
+/// Checks the vector whose header is at `off`, of `elem`-shaped elements: the header's
+/// layout word matches the shape, `len <= cap`, the buffer link resolves for `cap`
+/// elements (null exactly when `cap` is 0), the buffer's own capacity word agrees, and
+/// (where the arena has a heap) the buffer is the one owned block that names the vector.
+/// Returns the length.
+pub(crate) fn vec<R: Repr>(arena: &Arena<R>, off: u64, elem: Shape) -> Result<u64> {
+    type H<R> = VecHeader<u8, R>;
+    let hdr = object::<H<R>, R>(arena, off)?;
+    if hdr.layout.load(Relaxed) != crate::vec::fingerprint::<R>(elem) {
+        return Err(corrupt(format!(
+            "the header's layout word does not describe {}-byte elements (align {}) with {} links",
+            elem.size,
+            elem.align,
+            R::NAME
+        )));
+    }
+    let (len, cap) = (hdr.len.load(Relaxed), hdr.cap.load(Relaxed));
+    if len > cap {
+        return Err(corrupt(format!("length {len} exceeds capacity {cap}")));
+    }
+    let bytes = cap
+        .checked_mul(elem.size)
+        .ok_or_else(|| corrupt(format!("capacity {cap} overflows")))?;
+    let at = off + offset_of!(H<R>, buf) as u64;
+    let buf = link(
+        arena,
+        at,
+        Shape {
+            size: bytes,
+            align: elem.align,
+        },
+    )
+    .map_err(|e| corrupt(format!("buffer link at {at:#x} ({cap} elements): {e}")))?;
+    if buf.is_none() != (cap == 0) {
+        return Err(corrupt(format!(
+            "buffer link at {at:#x} and capacity {cap} disagree"
+        )));
+    }
+    if let Some(first) = buf {
+        let recorded = word(arena, first.wrapping_sub(crate::vec::CAP_BACK))
+            .map_err(|e| corrupt(format!("buffer at {first:#x}: {e}")))?;
+        if recorded != cap {
+            return Err(corrupt(format!(
+                "the header says capacity {cap}, the buffer at {first:#x} {recorded}"
+            )));
+        }
+    }
+    if arena.segment().is_some() {
+        let payload = buf.map(|first| first.wrapping_sub(crate::vec::BUF_HEADER));
+        let owned = arena.owned_by(crate::vec::ident(off))?;
+        if owned.as_slice() != payload.as_slice() {
+            return Err(corrupt(format!(
+                "the buffer's block ({payload:#x?}) is not the one block owned by the vector \
+                 ({owned:#x?}): a writer's leftovers are not repaired"
+            )));
+        }
+    }
+    Ok(len)
 }

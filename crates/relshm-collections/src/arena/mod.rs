@@ -78,6 +78,20 @@ enum Memory {
     ReadOnly,
 }
 
+/// The `ident` word of an owned heap block held by a collection: a two-letter tag for
+/// what the block is in the top 16 bits, the holder's offset (a header, a stripe) in the
+/// low 48. The owner word of such blocks is 0 (no automatic owner): the holder frees
+/// them, and its repair frees those it does not link to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OwnedIdent(pub(crate) u64);
+
+impl OwnedIdent {
+    /// Blocks tagged `tag` held by the object at `holder`.
+    pub(crate) const fn new(tag: [u8; 2], holder: u64) -> Self {
+        Self((u16::from_le_bytes(tag) as u64) << 48 | (holder & ((1 << 48) - 1)))
+    }
+}
+
 /// The strategies whose links every process shares in place, whatever its address:
 /// [`BaseRel`], [`Offset`] and [`SegRel`]. [`Arena::new`] makes an arena of any of them.
 pub trait InPlace: Repr {
@@ -366,6 +380,61 @@ impl<R: Repr> Arena<R> {
                 })
             }
         }
+    }
+
+    /// A heap block of `size` bytes (16-aligned) whose owner record says `ident` (what
+    /// the block is and which object holds it: see [`OwnedIdent`]), published by the heap
+    /// together with the block. Returns the payload's offset; the record takes its first
+    /// [`OWNER_RECORD`](relshm_segment::heap::OWNER_RECORD) bytes (counted in `size`). An object that finds a block of its
+    /// ident it does not link to after a writer died frees it ([`owned_by`](Self::owned_by)):
+    /// a writer killed between allocating and publishing leaks nothing.
+    pub(crate) fn alloc_owned(&self, size: u64, ident: OwnedIdent) -> Result<u64> {
+        let record = [0, ident.0];
+        let off = match &self.0.memory {
+            Memory::Segment { seg, grows: true } => {
+                let off = seg.alloc_owned(size, 16, record)?;
+                self.sync();
+                off
+            }
+            _ => self.heap()?.alloc_owned(size, 16, record)?,
+        };
+        if self.checked_range(off, size, 16).is_err() {
+            let _ = self.heap().map(|h| h.free_owned(off, record));
+            return Err(CollectionError::BeyondView {
+                offset: off,
+                len: self.len(),
+            });
+        }
+        Ok(off)
+    }
+
+    /// Frees the owned block at payload offset `off` (of `size` bytes, or as many as the
+    /// heap says) if its record still says `ident` (checked under the heap lock, so a
+    /// block freed and reused meanwhile is never freed again); whether it did.
+    pub(crate) fn free_owned(
+        &self,
+        off: u64,
+        size: Option<u64>,
+        ident: OwnedIdent,
+    ) -> Result<bool> {
+        let heap = self.heap()?;
+        let size = match size {
+            Some(s) => s,
+            None => heap.usable_size(off)?,
+        };
+        R::forget(&self.0.ctx, off, size);
+        Ok(heap.free_owned(off, [0, ident.0])?)
+    }
+
+    /// Payload offsets of every live block whose owner record says `ident`.
+    pub(crate) fn owned_by(&self, ident: OwnedIdent) -> Result<Vec<u64>> {
+        Ok(self
+            .heap()?
+            .owned_allocations()?
+            .into_iter()
+            .filter(|(_, rec)| rec[1] == ident.0)
+            .map(|(off, _)| off)
+            .collect())
     }
 
     /// Returns `p` (from [`alloc`](Self::alloc), in any process) to the heap. An object that

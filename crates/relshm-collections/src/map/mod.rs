@@ -58,7 +58,7 @@ mod read;
 mod reader;
 mod repair;
 mod resize;
-mod seq;
+pub(crate) mod seq;
 mod slot;
 mod translate;
 

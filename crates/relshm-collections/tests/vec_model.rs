@@ -1,0 +1,222 @@
+//! Model-based property tests: random operation sequences on a `Vec` agree with
+//! `std::vec::Vec`, for every pointer strategy, and the heap gets every buffer back.
+
+use proptest::prelude::*;
+use relshm_collections::arena::{Arena, CollectionError};
+use relshm_collections::vec::Vec as SegVec;
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_segment::{CreateOptions, Placement, Segment};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(u64),
+    Pop,
+    Extend(Vec<u64>),
+    Set(u64, u64),
+    Insert(u64, u64),
+    Remove(u64),
+    Truncate(u64),
+    Reserve(u64),
+    Shrink,
+    Get(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => any::<u64>().prop_map(Op::Push),
+        2 => Just(Op::Pop),
+        2 => prop::collection::vec(any::<u64>(), 0..40).prop_map(Op::Extend),
+        2 => (0u64..80, any::<u64>()).prop_map(|(i, v)| Op::Set(i, v)),
+        2 => (0u64..80, any::<u64>()).prop_map(|(i, v)| Op::Insert(i, v)),
+        2 => (0u64..80).prop_map(Op::Remove),
+        1 => (0u64..80).prop_map(Op::Truncate),
+        1 => (0u64..100).prop_map(Op::Reserve),
+        1 => Just(Op::Shrink),
+        3 => (0u64..80).prop_map(Op::Get),
+    ]
+}
+
+fn ok<T>(r: Result<T, CollectionError>) -> Result<T, TestCaseError> {
+    r.map_err(|e| TestCaseError::fail(e.to_string()))
+}
+
+/// Runs `ops` on a fresh vector and on `std::vec::Vec`; returns the vector's offset and
+/// its final elements.
+fn model<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Vec<u64>), TestCaseError> {
+    let v = ok(SegVec::<u64, R>::create(arena))?;
+    let mut m: Vec<u64> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Push(x) => {
+                ok(v.push(*x))?;
+                m.push(*x);
+            }
+            Op::Pop => prop_assert_eq!(ok(v.pop())?, m.pop()),
+            Op::Extend(xs) => {
+                ok(v.extend_from_slice(xs))?;
+                m.extend_from_slice(xs);
+            }
+            Op::Set(i, x) => match m.get_mut(*i as usize) {
+                Some(slot) => prop_assert_eq!(ok(v.set(*i, *x))?, core::mem::replace(slot, *x)),
+                None => {
+                    let out_of_range = matches!(
+                        v.set(*i, *x),
+                        Err(CollectionError::IndexOutOfRange { .. })
+                    );
+                    prop_assert!(out_of_range);
+                }
+            },
+            Op::Insert(i, x) => {
+                if *i as usize <= m.len() {
+                    ok(v.insert(*i, *x))?;
+                    m.insert(*i as usize, *x);
+                } else {
+                    prop_assert!(v.insert(*i, *x).is_err());
+                }
+            }
+            Op::Remove(i) => {
+                if (*i as usize) < m.len() {
+                    prop_assert_eq!(ok(v.remove(*i))?, m.remove(*i as usize));
+                } else {
+                    prop_assert!(v.remove(*i).is_err());
+                }
+            }
+            Op::Truncate(n) => {
+                ok(v.truncate(*n))?;
+                m.truncate(*n as usize);
+            }
+            Op::Reserve(n) => {
+                ok(v.reserve(*n))?;
+                prop_assert!(v.capacity() >= m.len() as u64 + n);
+            }
+            Op::Shrink => {
+                ok(v.shrink_to_fit())?;
+                prop_assert_eq!(v.capacity(), m.len() as u64);
+            }
+            Op::Get(i) => {
+                prop_assert_eq!(ok(v.get(*i))?, m.get(*i as usize).copied());
+                prop_assert_eq!(ok(v.read())?.get(*i), m.get(*i as usize).copied());
+            }
+        }
+        prop_assert_eq!(v.len(), m.len() as u64);
+    }
+    prop_assert_eq!(ok(v.to_vec())?, m.clone());
+    let r = ok(v.read())?;
+    prop_assert_eq!(r.as_slice(), m.as_slice());
+    drop(r);
+    prop_assert_eq!(ok(v.verify())?, m.len() as u64);
+    Ok((v.offset(), m))
+}
+
+fn segment() -> Segment {
+    Segment::create_unnamed(&CreateOptions::new(16 << 20)).unwrap()
+}
+
+/// A strategy shared in place: the same bytes, opened through a second mapping at another
+/// address, hold what the model holds; emptied and shrunk, the heap is back where it was.
+fn in_place<R: Repr>(
+    ops: &[Op],
+    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
+) -> Result<(), TestCaseError> {
+    let seg = segment();
+    let arena = ok(make(&seg))?;
+    let (off, want) = model(&arena, ops)?;
+    let other = seg.reopen(Placement::Anywhere).unwrap();
+    prop_assert_ne!(other.base(), seg.base());
+    let v = ok(SegVec::<u64, R>::open(&ok(make(&other))?, off))?;
+    prop_assert_eq!(ok(v.to_vec())?, want);
+    Ok(())
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(op(), 0..120)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn offset_agrees_with_std_vec(ops in ops()) {
+        in_place(&ops, Arena::<Offset>::new)?;
+    }
+
+    #[test]
+    fn baserel_agrees_with_std_vec(ops in ops()) {
+        in_place(&ops, Arena::<BaseRel>::new)?;
+    }
+
+    #[test]
+    fn segrel_agrees_with_std_vec(ops in ops()) {
+        in_place(&ops, Arena::<SegRel>::new)?;
+    }
+
+    #[test]
+    fn raw_local_agrees_with_std_vec(ops in ops()) {
+        let seg = segment();
+        model(&ok(Arena::<Raw>::local(&seg))?, &ops)?;
+    }
+
+    #[test]
+    fn swizzle_agrees_with_std_vec_and_publishes(ops in ops()) {
+        let seg = segment();
+        let (off, want) = {
+            let arena = ok(Arena::<Swizzle>::private(&seg))?;
+            let r = model(&arena, &ops)?;
+            ok(arena.publish(&seg))?;
+            r
+        };
+        let other = seg.reopen(Placement::Anywhere).unwrap();
+        let v = ok(SegVec::<u64, Swizzle>::open(&ok(Arena::<Swizzle>::private(&other))?, off))?;
+        prop_assert_eq!(ok(v.to_vec())?, want.clone());
+        prop_assert_eq!(ok(v.verify())?, want.len() as u64);
+    }
+}
+
+/// Odd-sized elements (12 bytes, align 4): the racy word copies keep neighbours intact.
+#[test]
+fn odd_sized_elements_keep_their_neighbours() {
+    let seg = segment();
+    let arena = Arena::<BaseRel>::new(&seg).unwrap();
+    let v = SegVec::<[u32; 3], BaseRel>::create(&arena).unwrap();
+    let mut m = Vec::new();
+    for i in 0..1000u32 {
+        let x = [i, i ^ 0xdead_beef, i.wrapping_mul(7)];
+        v.push(x).unwrap();
+        m.push(x);
+        if i % 7 == 0 {
+            let j = i as u64 / 2;
+            v.set(j, [1, 2, 3]).unwrap();
+            m[j as usize] = [1, 2, 3];
+        }
+        if i % 11 == 0 {
+            v.insert(i as u64 / 3, [9, 9, 9]).unwrap();
+            m.insert(i as usize / 3, [9, 9, 9]);
+        }
+    }
+    assert_eq!(v.to_vec().unwrap(), m);
+    assert_eq!(v.verify().unwrap(), m.len() as u64);
+}
+
+/// Nothing leaks: a vector grown, shrunk and emptied gives the heap back every byte.
+#[test]
+fn every_buffer_goes_back_to_the_heap() {
+    let seg = segment();
+    let arena = Arena::<BaseRel>::new(&seg).unwrap();
+    let v = SegVec::<u64, BaseRel>::create(&arena).unwrap();
+    let heap = seg.heap().unwrap();
+    heap.flush_cache().unwrap();
+    let before = heap.stats().unwrap().used_bytes;
+    for i in 0..10_000 {
+        v.push(i).unwrap();
+        if i % 100 == 0 {
+            v.insert(i / 2, i).unwrap();
+            v.remove(i / 3).unwrap();
+        }
+    }
+    v.clear().unwrap();
+    v.shrink_to_fit().unwrap();
+    assert_eq!(v.capacity(), 0);
+    heap.flush_cache().unwrap();
+    assert_eq!(heap.stats().unwrap().used_bytes, before);
+    assert_eq!(v.verify().unwrap(), 0);
+}
