@@ -186,9 +186,7 @@ pub enum CollectionError {
     },
     /// A length that cannot be represented (the byte size overflows, or exceeds what a
     /// segment can hold).
-    #[error(
-        "{count} elements of {size} bytes are more than a segment can hold: ask for fewer"
-    )]
+    #[error("{count} elements of {size} bytes are more than a segment can hold: ask for fewer")]
     CapacityOverflow {
         /// Elements asked for.
         count: u64,

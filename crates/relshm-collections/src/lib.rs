@@ -44,9 +44,9 @@ pub mod shape;
 #[cfg(not(loom))]
 pub mod stream;
 #[cfg(not(loom))]
-pub mod verify;
-#[cfg(not(loom))]
 pub mod vec;
+#[cfg(not(loom))]
+pub mod verify;
 #[cfg(not(loom))]
 mod walk;
 

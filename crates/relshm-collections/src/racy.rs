@@ -21,7 +21,10 @@ pub(crate) unsafe fn read_bytes(src: *const u8, dst: &mut [u8]) {
     while w < a + n {
         // SAFETY: a covering word of the source (the caller's contract); `src`'s
         // provenance covers it.
-        let word = unsafe { (*AtomicU64::from_ptr(src.wrapping_add(w.wrapping_sub(a)).cast_mut().cast())).load(Relaxed) };
+        let word = unsafe {
+            (*AtomicU64::from_ptr(src.wrapping_add(w.wrapping_sub(a)).cast_mut().cast()))
+                .load(Relaxed)
+        };
         let bytes = word.to_ne_bytes();
         // The part of this word inside the range.
         let lo = a.max(w);

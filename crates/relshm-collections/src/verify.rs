@@ -50,7 +50,6 @@ use relshm_sync::{Held, LockError, RawRwLock};
 use crate::arena::{Arena, CollectionError};
 use crate::list::ListHeader;
 use crate::map::{MapHeader, STRIPES, Stripe};
-use crate::vec::VecHeader;
 use crate::port::{PORT_MAGIC, PortRecord};
 use crate::queue::RawQueue;
 use crate::queue::layout::Control;
@@ -58,6 +57,7 @@ pub use crate::record::CollectionKind;
 use crate::record::{CollectionRecord, RecordFault, load};
 use crate::shape::Shape;
 use crate::stream::{MAX_STREAM_CAPACITY, STREAM_HEADER};
+use crate::vec::VecHeader;
 
 /// Where the locks and counters of collection headers lie, for tools that read them
 /// without opening the collection (taken from the layout types, so they cannot drift).

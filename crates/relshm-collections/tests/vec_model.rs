@@ -59,10 +59,8 @@ fn model<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Vec<u64>), TestC
             Op::Set(i, x) => match m.get_mut(*i as usize) {
                 Some(slot) => prop_assert_eq!(ok(v.set(*i, *x))?, core::mem::replace(slot, *x)),
                 None => {
-                    let out_of_range = matches!(
-                        v.set(*i, *x),
-                        Err(CollectionError::IndexOutOfRange { .. })
-                    );
+                    let out_of_range =
+                        matches!(v.set(*i, *x), Err(CollectionError::IndexOutOfRange { .. }));
                     prop_assert!(out_of_range);
                 }
             },
@@ -219,4 +217,31 @@ fn every_buffer_goes_back_to_the_heap() {
     heap.flush_cache().unwrap();
     assert_eq!(heap.stats().unwrap().used_bytes, before);
     assert_eq!(v.verify().unwrap(), 0);
+}
+
+/// Copy-time translation: a Raw vector copied for a mapping at another address is one
+/// copied buffer and one rewritten link; the copy reads back whole and verifies.
+#[test]
+fn a_raw_vector_is_translated_for_another_mapping() {
+    use relshm_ptr::translate::Space;
+    let src = segment();
+    let arena = Arena::<Raw>::local(&src).unwrap();
+    let v = SegVec::<u64, Raw>::create(&arena).unwrap();
+    let want: Vec<u64> = (0..5000).map(|i| i * 3).collect();
+    v.extend_from_slice(&want).unwrap();
+    let dst = segment();
+    let block = dst.alloc(1 << 20, 64).unwrap();
+    let other = dst.reopen(Placement::Anywhere).unwrap();
+    assert_ne!(other.base(), dst.base());
+    // SAFETY: `dst` stays mapped for the test; nothing else writes the block.
+    let space = unsafe { Space::new(dst.region(), other.base().as_ptr() as u64) };
+    let t = v.translate_to(&space, block).unwrap();
+    assert_eq!(t.objects, 2, "the header and the buffer");
+    // SAFETY: `other` stays mapped for the test.
+    let arena2 =
+        unsafe { Arena::<Raw>::translated(other.region(), other.base().as_ptr() as u64) }.unwrap();
+    let copy = SegVec::<u64, Raw>::open(&arena2, t.root_offset).unwrap();
+    assert_eq!(copy.to_vec().unwrap(), want);
+    assert_eq!(copy.verify().unwrap(), 5000);
+    assert!(matches!(copy.push(1), Err(CollectionError::ReadOnly)));
 }

@@ -1,8 +1,8 @@
 //! [`VecGuard`] (the lock held exclusively: every change) and [`VecReadGuard`] (held
 //! shared: a borrowed view of the elements).
 
-use super::layout::{BUF_HEADER, CAP_BACK, Elem, ident};
 use super::Vec;
+use super::layout::{BUF_HEADER, CAP_BACK, Elem, ident};
 use crate::arena::{CollectionError, Result, corrupt};
 use crate::map::seq::WriteSection;
 use crate::racy;
@@ -64,7 +64,9 @@ impl<T: Pod, R: Repr> Vec<T, R> {
 
     /// The capacity word of the buffer whose first element is at offset `first_off`.
     pub(crate) fn cap_word(&self, first_off: u64) -> Result<&AtomicU64> {
-        let p = self.arena().at::<AtomicU64>(first_off.wrapping_sub(CAP_BACK))?;
+        let p = self
+            .arena()
+            .at::<AtomicU64>(first_off.wrapping_sub(CAP_BACK))?;
         // SAFETY: resolved and checked (in bounds, aligned) by the arena, which keeps the
         // mapping alive as long as `self`; any bits are a valid AtomicU64.
         Ok(unsafe { p.as_ref() })
@@ -124,12 +126,12 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
     /// store of the length.
     pub fn extend_from_slice(&mut self, values: &[T]) -> Result<()> {
         let len = self.len();
-        let new_len = len
-            .checked_add(values.len() as u64)
-            .ok_or(CollectionError::CapacityOverflow {
-                count: u64::MAX,
-                size: size_of::<T>() as u64,
-            })?;
+        let new_len =
+            len.checked_add(values.len() as u64)
+                .ok_or(CollectionError::CapacityOverflow {
+                    count: u64::MAX,
+                    size: size_of::<T>() as u64,
+                })?;
         let mut buf = self.v.buf()?;
         if new_len > buf.cap {
             let want = new_len.max(buf.cap.saturating_mul(2)).max(4);
@@ -184,7 +186,11 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
             return Err(CollectionError::IndexOutOfRange { index: i, len });
         }
         let cap = self.v.buf()?.cap;
-        let want = if len < cap { cap } else { cap.saturating_mul(2).max(4) };
+        let want = if len < cap {
+            cap
+        } else {
+            cap.saturating_mul(2).max(4)
+        };
         self.reallocate(want, |old, new| {
             let old = slice(old, len);
             copy_into(new, 0, &old[..i as usize]);
@@ -278,7 +284,10 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
         let old = v.buf()?;
         let id = ident(v.offset());
         let new = if cap == 0 {
-            Buf { first: None, cap: 0 }
+            Buf {
+                first: None,
+                cap: 0,
+            }
         } else {
             let bytes = buf_bytes::<T>(cap)?;
             let payload = arena.alloc_owned(bytes, id)?;
@@ -297,7 +306,8 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
         };
         fence(Release);
         kill_point();
-        hdr.buf.set_ptr(arena.ctx(), new.first.map(NonNull::cast::<Elem<T>>))?;
+        hdr.buf
+            .set_ptr(arena.ctx(), new.first.map(NonNull::cast::<Elem<T>>))?;
         kill_point();
         hdr.cap.store(cap, Release);
         if let Some(first) = old.first {
@@ -336,7 +346,10 @@ fn copy_into<T: Pod>(buf: Buf<T>, at: u64, values: &[T]) {
 /// Elements `[at, at + values.len())` lie inside a buffer (8-aligned, byte capacity whole
 /// words) that no one else writes meanwhile.
 unsafe fn write_elems<T: Pod>(first: NonNull<T>, at: u64, values: &[T]) {
-    let dst = first.as_ptr().cast::<u8>().wrapping_add(at as usize * size_of::<T>());
+    let dst = first
+        .as_ptr()
+        .cast::<u8>()
+        .wrapping_add(at as usize * size_of::<T>());
     // SAFETY: forwarded: the covering words lie in the buffer, written by us alone.
     unsafe { racy::write_bytes(dst, bytemuck::cast_slice(values)) };
 }

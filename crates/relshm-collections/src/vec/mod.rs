@@ -48,6 +48,7 @@ mod guard;
 mod layout;
 mod read;
 mod repair;
+mod translate;
 
 pub use guard::{VecGuard, VecReadGuard};
 pub use layout::{BUF_HEADER, Elem, LAYOUT_VERSION, MAX_ELEM_ALIGN, VEC_MAGIC, VecHeader};

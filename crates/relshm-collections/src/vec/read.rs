@@ -20,7 +20,10 @@ impl<T: Pod, R: Repr> Vec<T, R> {
     pub fn get(&self, i: u64) -> Result<Option<T>> {
         for _ in 0..TRIES {
             let mut out = None;
-            match self.optimistic(|len| (i < len).then_some(i..i + 1), |v| out = v.first().copied()) {
+            match self.optimistic(
+                |len| (i < len).then_some(i..i + 1),
+                |v| out = v.first().copied(),
+            ) {
                 Some(true) => return Ok(out),
                 Some(false) => continue,
                 None => break,
@@ -79,7 +82,8 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         // `first` is 16-aligned in the arena, and buffers end on a word). `copy` has room
         // for `n` Ts, and every byte is written before `set_len` (T is Pod).
         unsafe {
-            let dst = core::slice::from_raw_parts_mut(copy.as_mut_ptr().cast::<u8>(), n * size_of::<T>());
+            let dst =
+                core::slice::from_raw_parts_mut(copy.as_mut_ptr().cast::<u8>(), n * size_of::<T>());
             racy::read_bytes(src, dst);
             copy.set_len(n);
         }
