@@ -46,7 +46,7 @@ pub(crate) unsafe fn write_bytes(dst: *mut u8, src: &[u8]) {
     let mut w = a & !7;
     while w < a + n {
         // SAFETY: a covering word of the destination (the caller's contract).
-        let word = unsafe { &*AtomicU64::from_ptr(dst.wrapping_add(w.wrapping_sub(a)).cast()) };
+        let word = unsafe { AtomicU64::from_ptr(dst.wrapping_add(w.wrapping_sub(a)).cast()) };
         let lo = a.max(w);
         let hi = (a + n).min(w + 8);
         let mut bytes = if hi - lo == 8 {
