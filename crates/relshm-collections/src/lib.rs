@@ -13,6 +13,8 @@
 //!   the pointer strategy of `relshm-ptr` (one type parameter: `Offset`, `BaseRel`,
 //!   `SegRel`, `Raw`, `Swizzle`), kill-safe and verifiable, over an [`arena`] that says
 //!   where the objects live in this process.
+//! - [`bytes_map`]: a map from byte strings to byte strings of any length, read without
+//!   locks (copy out and validate) or in place under shared locks.
 //! - [`vec`]: a growable contiguous vector, generic over the pointer strategy like list
 //!   and map, read without locks, reallocated kill-safely.
 //! - [`verify`]: a whole-segment check that walks every collection it can and reports,
@@ -23,6 +25,8 @@
 
 #[cfg(not(loom))]
 pub mod arena;
+#[cfg(not(loom))]
+pub mod bytes_map;
 pub mod error;
 #[cfg(not(loom))]
 pub mod list;

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 0 | `magic` | [`RECORD_MAGIC`] (`"RSHMCOL1"`) |
 //! | 8 | `format` | [`RECORD_FORMAT`]: the version of this record layout |
-//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map, 3 queue, 4 stream, 5 linked queue, 6 vec |
+//! | 16 | `kind` | [`CollectionKind::code`]: 1 list, 2 map, 3 queue, 4 stream, 5 linked queue, 6 vec, 7 bytes map |
 //! | 24 | `strategy` | [`Repr::ID`] of the links: 1 raw, 2 offset, 3 baserel, 4 segrel, 5 swizzle (queues and streams: baserel, their segment offsets) |
 //! | 32 | `layout` | the collection's own layout version (its node and header format) |
 //! | 40 | `header` | offset of the collection's header in the segment |
@@ -52,6 +52,8 @@ pub enum CollectionKind {
     LinkedQueue,
     /// A [`Vec`](crate::vec::Vec).
     Vec,
+    /// A [`BytesMap`](crate::bytes_map::BytesMap).
+    BytesMap,
 }
 
 impl CollectionKind {
@@ -64,6 +66,7 @@ impl CollectionKind {
             Self::Stream => 4,
             Self::LinkedQueue => 5,
             Self::Vec => 6,
+            Self::BytesMap => 7,
         }
     }
 
@@ -76,6 +79,7 @@ impl CollectionKind {
             Self::Stream,
             Self::LinkedQueue,
             Self::Vec,
+            Self::BytesMap,
         ]
         .into_iter()
         .find(|k| k.code() == code)
@@ -90,6 +94,7 @@ impl CollectionKind {
             crate::stream::STREAM_MAGIC => Some(Self::Stream),
             crate::queue::linked::LINKED_MAGIC => Some(Self::LinkedQueue),
             crate::vec::VEC_MAGIC => Some(Self::Vec),
+            crate::bytes_map::BYTES_MAP_MAGIC => Some(Self::BytesMap),
             _ => None,
         }
     }
@@ -116,6 +121,7 @@ impl CollectionKind {
             Self::Stream => "stream",
             Self::LinkedQueue => "linked queue",
             Self::Vec => "vec",
+            Self::BytesMap => "bytes map",
         }
     }
 }
@@ -223,6 +229,17 @@ impl CollectionRecord {
             crate::vec::LAYOUT_VERSION,
             Shape::of::<T>(),
             none,
+        )
+    }
+
+    /// The record of a [`BytesMap<R>`](crate::bytes_map::BytesMap) (header offset 0 until
+    /// [`at`](Self::at)): keys and values are byte strings (recorded as 1-byte elements).
+    pub fn bytes_map<R: Repr>() -> Self {
+        Self::new::<R>(
+            CollectionKind::BytesMap,
+            crate::bytes_map::LAYOUT_VERSION,
+            Shape::of::<u8>(),
+            Shape::of::<u8>(),
         )
     }
 

@@ -48,6 +48,7 @@ use relshm_segment::verify::{
 use relshm_sync::{Held, LockError, RawRwLock};
 
 use crate::arena::{Arena, CollectionError};
+use crate::bytes_map::BytesMapHeader;
 use crate::list::ListHeader;
 use crate::map::{MapHeader, STRIPES, Stripe};
 use crate::port::{PORT_MAGIC, PortRecord};
@@ -96,6 +97,9 @@ pub mod offsets {
     const _: () = {
         assert!(offset_of!(ListHeader<[u64; 8], SegRel>, lock) as u64 == LIST_LOCK);
         assert!(offset_of!(MapHeader<[u8; 64], u8, SegRel>, stripes) as u64 == MAP_STRIPES);
+        // A byte map's locks lie where a map's do (its description and lock wait use them).
+        assert!(offset_of!(BytesMapHeader<SegRel>, resize) as u64 == MAP_RESIZE_LOCK);
+        assert!(offset_of!(BytesMapHeader<SegRel>, stripes) as u64 == MAP_STRIPES);
         assert!(size_of::<RawRwLock>() as u64 == STRIPE_LEN);
     };
 }
@@ -217,6 +221,12 @@ fn verify_recorded(site: &ObjectSite<'_>, rec: &CollectionRecord) -> Verdict {
                 wait,
             };
             by_strategy(site.segment, rec, &walk)
+        }
+        CollectionKind::BytesMap => {
+            if let Err(v) = wait_unlocked(site.segment, &map_locks(off), wait) {
+                return v;
+            }
+            by_strategy(site.segment, rec, &BytesMapWalk { off, wait })
         }
         CollectionKind::Queue => verify_queue(site, off),
         CollectionKind::Stream => verify_stream(site.segment, off),
@@ -405,6 +415,31 @@ impl Walk for MapWalk {
     }
 }
 
+struct BytesMapWalk {
+    off: u64,
+    wait: Duration,
+}
+
+impl Walk for BytesMapWalk {
+    fn walk<R: Repr>(&self, arena: &Arena<R>) -> Verdict {
+        let hdr = match header::<BytesMapHeader<R>, R>(arena, self.off) {
+            Ok(h) => h,
+            Err(v) => return v,
+        };
+        let died = |l: &RawRwLock| l.writer().is_owner_died();
+        if died(&hdr.resize) || hdr.stripes.iter().any(|s| died(&s.lock)) {
+            return Verdict::Unchecked(HOLDER_DIED.into());
+        }
+        // Exclusive over the whole map: every operation holds it shared.
+        let r = match Held::exclusive_if_consistent(&hdr.resize, Some(self.wait)) {
+            Ok(Some(_held)) => crate::bytes_map::walk(arena, self.off),
+            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
+            Err(e) => Err(e.into()),
+        };
+        walked::<R>("bytes map", self.off, r, "entr(y/ies)")
+    }
+}
+
 struct VecWalk {
     off: u64,
     elem: Shape,
@@ -548,6 +583,14 @@ fn describe_at(seg: &Segment, name: &str, kind: CollectionKind, off: u64) -> Des
             word(off + STREAM_CAPACITY)
         )),
         CollectionKind::LinkedQueue => plain(format!("linked queue at {off:#x}")),
+        CollectionKind::BytesMap => {
+            let len: u64 = (0..STRIPES as u64)
+                .map(|i| word(off + MAP_STRIPES + i * STRIPE_SIZE + STRIPE_LEN))
+                .sum();
+            let mut d = describe_at(seg, name, CollectionKind::Map, off);
+            d.holds = format!("byte map of {len} entr(y/ies) at {off:#x}");
+            d
+        }
         CollectionKind::Vec => Description {
             holds: format!("vec of {} element(s) at {off:#x}", word(off + VEC_LEN)),
             locks: vec![site(

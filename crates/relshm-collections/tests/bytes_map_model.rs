@@ -1,0 +1,190 @@
+//! Model-based property tests: random operation sequences on a `BytesMap` agree with
+//! `std::collections::HashMap<Vec<u8>, Vec<u8>>`, for every pointer strategy; values of
+//! every size up to 4 KiB; emptied, the map gives the heap back every byte.
+
+use proptest::prelude::*;
+use relshm_collections::arena::{Arena, CollectionError};
+use relshm_collections::bytes_map::BytesMap;
+use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_segment::{CreateOptions, Placement, Segment};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(Vec<u8>, Vec<u8>),
+    Remove(Vec<u8>),
+    Get(Vec<u8>),
+    Clear,
+    Grow,
+}
+
+/// Keys from a small set (so that updates and removes hit), empty and long ones included.
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        6 => (0u8..40).prop_map(|i| format!("key-{i}").into_bytes()),
+        1 => Just(Vec::new()),
+        1 => prop::collection::vec(any::<u8>(), 0..200),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => prop::collection::vec(any::<u8>(), 0..24),
+        2 => prop::collection::vec(any::<u8>(), 0..300),
+        1 => prop::collection::vec(any::<u8>(), 0..4096),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (key(), value()).prop_map(|(k, v)| Op::Insert(k, v)),
+        3 => key().prop_map(Op::Remove),
+        3 => key().prop_map(Op::Get),
+        1 => Just(Op::Clear),
+        1 => Just(Op::Grow),
+    ]
+}
+
+fn ok<T>(r: Result<T, CollectionError>) -> Result<T, TestCaseError> {
+    r.map_err(|e| TestCaseError::fail(e.to_string()))
+}
+
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn sorted(mut v: Entries) -> Entries {
+    v.sort_unstable();
+    v
+}
+
+/// Runs `ops` on a fresh map and the model; returns the map's offset and final entries.
+fn model<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Entries), TestCaseError> {
+    let map = ok(BytesMap::<R>::create(arena))?;
+    let mut m: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut buf = Vec::new();
+    for op in ops {
+        match op {
+            Op::Insert(k, v) => {
+                prop_assert_eq!(
+                    ok(map.insert(k, v))?,
+                    m.insert(k.clone(), v.clone()).is_some()
+                )
+            }
+            Op::Remove(k) => prop_assert_eq!(ok(map.remove(k))?, m.remove(k).is_some()),
+            Op::Get(k) => {
+                prop_assert_eq!(ok(map.get(k))?, m.get(k).cloned());
+                prop_assert_eq!(ok(map.get_into(k, &mut buf))?, m.contains_key(k));
+                if let Some(v) = m.get(k) {
+                    prop_assert_eq!(&buf, v);
+                }
+                prop_assert_eq!(ok(map.contains_key(k))?, m.contains_key(k));
+                let r = ok(map.read())?;
+                prop_assert_eq!(ok(r.get(k))?, m.get(k).map(Vec::as_slice));
+            }
+            Op::Clear => {
+                ok(map.clear())?;
+                m.clear();
+            }
+            Op::Grow => ok(map.grow())?,
+        }
+        prop_assert_eq!(ok(map.len())?, m.len() as u64);
+    }
+    let want = sorted(m.into_iter().collect());
+    prop_assert_eq!(sorted(ok(map.entries())?), want.clone());
+    prop_assert_eq!(ok(map.verify())?, want.len() as u64);
+    Ok((map.offset(), want))
+}
+
+fn segment() -> Segment {
+    Segment::create_unnamed(&CreateOptions::new(32 << 20)).unwrap()
+}
+
+fn in_place<R: Repr>(
+    ops: &[Op],
+    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
+) -> Result<(), TestCaseError> {
+    let seg = segment();
+    let (off, want) = model(&ok(make(&seg))?, ops)?;
+    let other = seg.reopen(Placement::Anywhere).unwrap();
+    prop_assert_ne!(other.base(), seg.base());
+    let map = ok(BytesMap::<R>::open(&ok(make(&other))?, off))?;
+    prop_assert_eq!(sorted(ok(map.entries())?), want);
+    Ok(())
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(op(), 0..120)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn offset_agrees_with_hashmap(ops in ops()) {
+        in_place(&ops, Arena::<Offset>::new)?;
+    }
+
+    #[test]
+    fn baserel_agrees_with_hashmap(ops in ops()) {
+        in_place(&ops, Arena::<BaseRel>::new)?;
+    }
+
+    #[test]
+    fn segrel_agrees_with_hashmap(ops in ops()) {
+        in_place(&ops, Arena::<SegRel>::new)?;
+    }
+
+    #[test]
+    fn raw_local_agrees_with_hashmap(ops in ops()) {
+        model(&ok(Arena::<Raw>::local(&segment()))?, &ops)?;
+    }
+
+    #[test]
+    fn swizzle_agrees_with_hashmap_and_publishes(ops in ops()) {
+        let seg = segment();
+        let (off, want) = {
+            let arena = ok(Arena::<Swizzle>::private(&seg))?;
+            let r = model(&arena, &ops)?;
+            ok(arena.publish(&seg))?;
+            r
+        };
+        let other = seg.reopen(Placement::Anywhere).unwrap();
+        let map = ok(BytesMap::<Swizzle>::open(&ok(Arena::<Swizzle>::private(&other))?, off))?;
+        prop_assert_eq!(sorted(ok(map.entries())?), want.clone());
+        prop_assert_eq!(ok(map.verify())?, want.len() as u64);
+    }
+}
+
+/// Growing through several table sizes, updating and removing everything: every value
+/// survives each resize, and at the end the heap is back where it started.
+#[test]
+fn grows_updates_and_gives_every_byte_back() {
+    let seg = segment();
+    let arena = Arena::<BaseRel>::new(&seg).unwrap();
+    let heap = seg.heap().unwrap();
+    heap.flush_cache().unwrap();
+    let before = heap.stats().unwrap().used_bytes;
+    let map = BytesMap::<BaseRel>::create(&arena).unwrap();
+    let val =
+        |i: u32, round: u32| vec![(i ^ round) as u8; (i as usize * 37 + round as usize) % 4097];
+    for i in 0..3000u32 {
+        assert!(!map.insert(&i.to_le_bytes(), &val(i, 0)).unwrap());
+    }
+    for i in (0..3000u32).step_by(3) {
+        assert!(map.insert(&i.to_le_bytes(), &val(i, 1)).unwrap());
+    }
+    assert_eq!(map.verify().unwrap(), 3000);
+    for i in 0..3000u32 {
+        let want = val(i, u32::from(i % 3 == 0));
+        assert_eq!(map.get(&i.to_le_bytes()).unwrap(), Some(want));
+    }
+    for i in 0..3000u32 {
+        assert!(map.remove(&i.to_le_bytes()).unwrap());
+    }
+    assert_eq!(map.verify().unwrap(), 0);
+    heap.flush_cache().unwrap();
+    let table = heap.stats().unwrap().used_bytes - before;
+    // Only the header and the (grown) table are left.
+    assert!(table < 64 << 10, "{table} bytes still used");
+    map.clear().unwrap();
+    assert_eq!(map.len().unwrap(), 0);
+}
