@@ -1,6 +1,7 @@
 //! [`SegmentExt`]: named collections with the default strategy, straight from a [`Segment`].
 
 use crate::arena::{Arena, Result};
+use crate::bytes_map::BytesMap;
 use crate::list::List;
 use crate::map::{Map, MapKey};
 use crate::queue::{Queue, QueueConfig};
@@ -39,6 +40,10 @@ pub trait SegmentExt {
     fn create_queue<T: Pod>(&self, name: &str, config: QueueConfig) -> Result<Queue<T>>;
     /// Opens the [`Queue`] recorded under `name`, checking its element type.
     fn open_queue<T: Pod>(&self, name: &str) -> Result<Queue<T>>;
+    /// Creates an empty [`BytesMap`] recorded under `name`.
+    fn create_bytes_map(&self, name: &str) -> Result<BytesMap>;
+    /// Opens the [`BytesMap`] recorded under `name`.
+    fn open_bytes_map(&self, name: &str) -> Result<BytesMap>;
     /// Creates an empty [`Vec`] recorded under `name`.
     fn create_vec<T: Pod>(&self, name: &str) -> Result<Vec<T>>;
     /// Opens the [`Vec`] recorded under `name`, checking its element type.
@@ -68,6 +73,14 @@ impl SegmentExt for Segment {
 
     fn open_queue<T: Pod>(&self, name: &str) -> Result<Queue<T>> {
         Queue::open_named(&Arena::<BaseRel>::new(self)?, name)
+    }
+
+    fn create_bytes_map(&self, name: &str) -> Result<BytesMap> {
+        BytesMap::create_named(&Arena::<BaseRel>::new(self)?, name)
+    }
+
+    fn open_bytes_map(&self, name: &str) -> Result<BytesMap> {
+        BytesMap::open_named(&Arena::<BaseRel>::new(self)?, name)
     }
 
     fn create_vec<T: Pod>(&self, name: &str) -> Result<Vec<T>> {

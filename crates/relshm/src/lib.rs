@@ -47,6 +47,7 @@ pub use relshm_collections::CollectionError as Error;
 
 /// The names most relshm programs use.
 pub mod prelude {
+    pub use relshm_collections::bytes_map::BytesMap;
     pub use relshm_collections::list::List;
     pub use relshm_collections::map::{ByteKey, Map};
     pub use relshm_collections::port::{PortClient, PortServer};

@@ -355,13 +355,14 @@ impl<R: Repr> BytesMap<R> {
         self.run(|m| m.grow())
     }
 
-    /// Walks the whole map (held exclusively) and checks: every link resolves, no cycle,
+    /// Walks the whole map (every lock held shared) and checks: every link resolves, no cycle,
     /// every node sits in the bucket its hash names and its hash is its key's, each
     /// stripe's count matches its nodes, and the heap blocks the map owns are exactly the
     /// nodes and the table it reaches (nothing leaked). Returns the number of entries.
     pub fn verify(&self) -> Result<u64> {
         self.run(|m| {
-            let _g = m.global_write()?;
+            // Every lock shared (repairing a dead holder's work first): no writer inside.
+            let _r = m.read()?;
             repair::walk(m.arena, m.off)
         })
     }

@@ -135,7 +135,7 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
         let mut buf = self.v.buf()?;
         if new_len > buf.cap {
             let want = new_len.max(buf.cap.saturating_mul(2)).max(4);
-            buf = self.reallocate(want, |old, new| {
+            buf = self.reallocate(want, len, |old, new| {
                 copy_into(new, 0, slice(old, len));
                 Ok(())
             })?;
@@ -191,14 +191,13 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
         } else {
             cap.saturating_mul(2).max(4)
         };
-        self.reallocate(want, |old, new| {
+        self.reallocate(want, len + 1, |old, new| {
             let old = slice(old, len);
             copy_into(new, 0, &old[..i as usize]);
             copy_into(new, i, core::slice::from_ref(&value));
             copy_into(new, i + 1, &old[i as usize..]);
             Ok(())
         })?;
-        self.v.hdr().len.store(len + 1, Release);
         Ok(())
     }
 
@@ -216,13 +215,12 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
             self.v.hdr().len.store(i, Release);
             return Ok(value);
         }
-        self.reallocate(cap, |old, new| {
+        self.reallocate(cap, len - 1, |old, new| {
             let old = slice(old, len);
             copy_into(new, 0, &old[..i as usize]);
             copy_into(new, i, &old[i as usize + 1..]);
             Ok(())
         })?;
-        self.v.hdr().len.store(len - 1, Release);
         Ok(value)
     }
 
@@ -249,7 +247,7 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
                 size: size_of::<T>() as u64,
             })?;
         if need > self.v.buf()?.cap {
-            self.reallocate(need, |old, new| {
+            self.reallocate(need, len, |old, new| {
                 copy_into(new, 0, slice(old, len));
                 Ok(())
             })?;
@@ -261,7 +259,7 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
     pub fn shrink_to_fit(&mut self) -> Result<()> {
         let len = self.len();
         if self.v.buf()?.cap > len {
-            self.reallocate(len, |old, new| {
+            self.reallocate(len, len, |old, new| {
                 copy_into(new, 0, slice(old, len));
                 Ok(())
             })?;
@@ -269,14 +267,17 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
         Ok(())
     }
 
-    /// Replaces the buffer with one of `cap` elements filled by `fill(old, new)`: the new
-    /// buffer is an owned block naming this vector (a writer killed before publishing it
-    /// leaves a block the repair frees), published by one store of the link, then the
-    /// header's capacity follows and the old buffer is freed (a writer killed in between
-    /// leaves the old one for the repair to free). `cap` 0 publishes the null link.
+    /// Replaces the buffer with one of `cap` elements, `len` of them filled by
+    /// `fill(old, new)`: the new buffer is an owned block naming this vector (a writer
+    /// killed before publishing it leaves a block the repair frees), named with `len` in
+    /// the header's pending words, published by one store of the link; then the header's
+    /// capacity and length follow and the old buffer is freed (a writer killed in between
+    /// is finished by the repair, which also frees the old buffer). `cap` 0 publishes the
+    /// null link.
     fn reallocate(
         &mut self,
         cap: u64,
+        len: u64,
         fill: impl FnOnce(Buf<T>, Buf<T>) -> Result<()>,
     ) -> Result<Buf<T>> {
         let (v, hdr) = (self.v, self.v.hdr());
@@ -304,12 +305,18 @@ impl<'a, T: Pod, R: Repr> VecGuard<'a, T, R> {
             }
             new
         };
+        let first_off = new.first.map_or(0, |p| arena.offset_of(p));
+        hdr.pending_len.store(len, Relaxed);
+        hdr.pending_buf.store(first_off, Relaxed);
         fence(Release);
         kill_point();
         hdr.buf
             .set_ptr(arena.ctx(), new.first.map(NonNull::cast::<Elem<T>>))?;
         kill_point();
         hdr.cap.store(cap, Release);
+        hdr.len.store(len, Release);
+        kill_point();
+        hdr.pending_buf.store(0, Release);
         if let Some(first) = old.first {
             kill_point();
             let payload = Buf::<T>::payload(arena.offset_of(first));

@@ -43,14 +43,17 @@ unsafe impl<T: Pod, R: Repr> Relocate<R> for Elem<T> {
 /// | 24 | `cap` | elements the buffer holds (a copy of the buffer's own capacity word) |
 /// | 32 | `seq` | seqlock word: odd while a writer holds the vector |
 /// | 40 | `repairs` | how many times a dead writer's work was repaired |
-/// | 48..64 | reserved | zero |
+/// | 48 | `pending_buf` | offset of the first element of a buffer being published, 0 = none |
+/// | 56 | `pending_len` | the length that buffer holds |
 /// | 64 | `lock` | robust [`RawRwLock`] (1088 bytes): shared by readers, exclusive by writers |
 /// | 1152 | `buf` | link to the first element of the buffer, null when the capacity is 0 |
 ///
 /// The buffer is an owned heap block (see [`OwnedIdent`]: tag `"VB"`, the header's
 /// offset) laid out as `[owner record (16)][capacity (8)][reserved (8)][elements]`.
-/// Publishing a new buffer is the one store of `buf`; `cap` follows, and a repair
-/// restores it from the buffer's own capacity word.
+/// Publishing a new buffer is the one store of `buf`; `cap` and `len` follow (an insert or
+/// remove in the middle changes both buffer and length). A writer killed in between is
+/// finished by the repair: the capacity from the buffer's own capacity word, the length
+/// from `pending_len` when the linked buffer is `pending_buf`.
 #[repr(C)]
 pub struct VecHeader<T, R: Repr> {
     pub(crate) magic: AtomicU64,
@@ -59,7 +62,8 @@ pub struct VecHeader<T, R: Repr> {
     pub(crate) cap: AtomicU64,
     pub(crate) seq: AtomicU64,
     pub(crate) repairs: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 2],
+    pub(crate) pending_buf: AtomicU64,
+    pub(crate) pending_len: AtomicU64,
     pub(crate) lock: RawRwLock,
     pub(crate) buf: Link<Elem<T>, R>,
 }

@@ -29,14 +29,20 @@ impl<T: Pod, R: Repr> Vec<T, R> {
     }
 
     /// Makes the vector consistent after its writer died (the lock held exclusively, as
-    /// the lock's repair step): the capacity comes from the linked buffer, the length is
-    /// clamped to it, every other buffer naming this vector is freed, and the seqlock word
-    /// is made even.
+    /// the lock's repair step): the capacity comes from the linked buffer, the length from
+    /// the pending words if that buffer was being published, every other buffer naming
+    /// this vector is freed, and the seqlock word is made even.
     pub(crate) fn repair(&self) -> Result<()> {
         let hdr = self.hdr();
         let linked = self.linked_buf()?;
         let cap = linked.map_or(0, |(_, cap)| cap);
         hdr.cap.store(cap, Release);
+        let pending = hdr.pending_buf.load(Relaxed);
+        if pending != 0 && linked.map(|(first, _)| first) == Some(pending) {
+            // Published, and the length perhaps not stored yet: roll forward.
+            hdr.len.store(hdr.pending_len.load(Relaxed), Release);
+        }
+        hdr.pending_buf.store(0, Release);
         if hdr.len.load(Relaxed) > cap {
             return Err(corrupt(
                 "a vector's length exceeds its buffer's capacity after its writer died",
