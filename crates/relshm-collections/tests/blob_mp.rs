@@ -257,7 +257,7 @@ fn a_bytes_map_and_a_vec_shared_by_three_writers_and_two_lock_free_readers() {
                 .enumerate()
                 .flat_map(move |(i, (op, _, _))| {
                     let i = i as u64;
-                    let mid = (op >= 9 && i % 3 == 0).then_some(tag(p, i + OPS));
+                    let mid = (op >= 9 && i.is_multiple_of(3)).then_some(tag(p, i + OPS));
                     (op >= 9).then_some(tag(p, i)).into_iter().chain(mid)
                 })
         })
