@@ -188,3 +188,56 @@ fn grows_updates_and_gives_every_byte_back() {
     map.clear().unwrap();
     assert_eq!(map.len().unwrap(), 0);
 }
+
+/// Nesting: a map whose values are relocatable byte arrays is one structure to the walks.
+/// `validate` reaches every node and every array; copy-time translation copies them all
+/// with every link rewritten, and the copy reads back whole at another address.
+#[test]
+fn walks_reach_every_value_and_a_raw_map_is_translated() {
+    use relshm_ptr::translate::Space;
+    use relshm_ptr::{Limits, validate};
+    let src = segment();
+    let arena = Arena::<Raw>::local(&src).unwrap();
+    let map = BytesMap::<Raw>::create(&arena).unwrap();
+    let mut want = Vec::new();
+    for i in 0..500u32 {
+        let (k, v) = (
+            format!("k{i}").into_bytes(),
+            vec![i as u8; (i as usize * 31) % 3000],
+        );
+        map.insert(&k, &v).unwrap();
+        want.push((k, v));
+    }
+    want.sort_unstable();
+    let hdr: &relshm_collections::bytes_map::BytesMapHeader<Raw> = {
+        let p = arena
+            .region()
+            .base()
+            .as_ptr()
+            .wrapping_add(map.offset() as usize);
+        // SAFETY: the map's header lies at its offset in the arena, which outlives `hdr`.
+        unsafe { &*p.cast() }
+    };
+    let r = validate::<_, Raw>(arena.ctx(), hdr, Limits::default()).unwrap();
+    // Header, table, heads array, 500 nodes and their 500 byte arrays (keys never empty).
+    assert_eq!(r.objects, 3 + 500 + 500);
+
+    let dst = segment();
+    let block = dst.alloc(16 << 20, 64).unwrap();
+    let other = dst.reopen(Placement::Anywhere).unwrap();
+    // SAFETY: `dst` stays mapped for the test; nothing else writes the block.
+    let space = unsafe { Space::new(dst.region(), other.base().as_ptr() as u64) };
+    let t = map.translate_to(&space, block).unwrap();
+    assert_eq!(t.objects, r.objects);
+    // SAFETY: `other` stays mapped for the test.
+    let arena2 =
+        unsafe { Arena::<Raw>::translated(other.region(), other.base().as_ptr() as u64) }.unwrap();
+    let copy = BytesMap::<Raw>::open(&arena2, t.root_offset).unwrap();
+    assert_eq!(sorted(copy.entries().unwrap()), want);
+    assert_eq!(copy.get(b"k7").unwrap(), Some(vec![7; 217]));
+    assert_eq!(copy.verify().unwrap(), 500);
+    assert!(matches!(
+        copy.insert(b"x", b"y"),
+        Err(CollectionError::ReadOnly)
+    ));
+}

@@ -51,6 +51,7 @@ mod layout;
 mod ops;
 mod read;
 mod repair;
+mod translate;
 
 pub use layout::{
     BYTES_MAP_MAGIC, BytesMapHeader, BytesNode, BytesTable, LAYOUT_VERSION, MAX_LEN, MAX_LOG2,
