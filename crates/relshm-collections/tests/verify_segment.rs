@@ -136,3 +136,47 @@ fn a_lock_held_by_a_thread_that_no_longer_exists_is_damage_not_a_hang() {
     word(&seg, m).store(0, Ordering::Release);
     assert!(verify_segment(&seg).is_clean());
 }
+
+/// Vectors and byte maps are walked from their records: clean when whole; a vector whose
+/// capacity disagrees with its buffer, or a byte map with a node no bucket reaches (a
+/// leak), is corrupt and named.
+#[test]
+fn vectors_and_byte_maps_are_walked_and_damage_is_named() {
+    use relshm_collections::bytes_map::BytesMap;
+    use relshm_collections::vec::Vec as SegVec;
+    use relshm_collections::verify::offsets::VEC_LEN;
+    let seg = Segment::create_unnamed(&CreateOptions::new(8 << 20)).unwrap();
+    let arena = Arena::<Offset>::new(&seg).unwrap();
+    let v = SegVec::<[u32; 3], Offset>::create_named(&arena, "vec").unwrap();
+    v.extend_from_slice(&[[1, 2, 3]; 10]).unwrap();
+    let m = BytesMap::<BaseRel>::create_named(&Arena::new(&seg).unwrap(), "blobs").unwrap();
+    m.insert(b"k", &[9; 5000]).unwrap();
+    let report = verify_segment(&seg);
+    assert!(report.is_clean(), "{report}");
+    assert!(matches!(verdict(&report, "vec"), Verdict::Verified(s) if s.contains("10 element")));
+    assert!(matches!(verdict(&report, "blobs"), Verdict::Verified(s) if s.contains("1 entr")));
+
+    // A length past the capacity.
+    word(&seg, v.offset() + VEC_LEN).store(1 << 40, Ordering::Relaxed);
+    let report = verify_segment(&seg);
+    assert!(
+        matches!(verdict(&report, "vec"), Verdict::Corrupt(e) if e.to_string().contains("exceeds capacity")),
+        "{report}"
+    );
+    // An owned node block of a stripe that nothing links: what a dead writer would leave
+    // if its repair had not run.
+    word(&seg, v.offset() + VEC_LEN).store(10, Ordering::Relaxed);
+    let heap = seg.heap().unwrap();
+    let (_, rec) = heap
+        .owned_allocations()
+        .unwrap()
+        .into_iter()
+        .find(|(_, r)| r[1] >> 48 == u64::from(u16::from_le_bytes(*b"BN")))
+        .unwrap();
+    heap.alloc_owned(64, 16, rec).unwrap();
+    let report = verify_segment(&seg);
+    assert!(
+        matches!(verdict(&report, "blobs"), Verdict::Corrupt(e) if e.to_string().contains("leftovers")),
+        "{report}"
+    );
+}
