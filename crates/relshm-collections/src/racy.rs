@@ -68,7 +68,7 @@ mod tests {
     fn every_unaligned_range_round_trips_and_keeps_its_neighbours() {
         for start in 0..16 {
             for len in 0..40 {
-                let mut buf = [0xaau64; 8];
+                let mut buf = [u64::from_ne_bytes([0xaa; 8]); 8];
                 let base = buf.as_mut_ptr().cast::<u8>();
                 let src: Vec<u8> = (0..len as u8).collect();
                 // SAFETY: start + len <= 56 < 64 bytes of `buf`, whose words cover it.
