@@ -1,6 +1,7 @@
 //! `relshm compare --json` output validates against the documented schema
 //! (docs/compare.schema.json), and says what the comparison promises: two processes at
-//! different addresses except for the fixed-address baseline, ratios to that baseline.
+//! different addresses except for the fixed-address baseline, ratios to that baseline,
+//! peers only beside rows of their own shape.
 
 use std::process::Command;
 
@@ -43,9 +44,25 @@ fn compare_json_validates_against_the_documented_schema() {
     assert!(errs.is_empty(), "schema violations: {errs:#?}");
 
     let results = report["results"].as_array().unwrap();
-    // 2 structures x (fixed-raw, copy-translate, its memcpy limit, offset, baserel, segrel,
-    // swizzle cold + warm, 3 peers).
-    assert_eq!(results.len(), 2 * 11);
+    // 3 structures x (fixed-raw, copy-translate, its memcpy limit, offset, baserel, segrel,
+    // swizzle cold + warm), and 3 peers for the vector and the map (none has a list).
+    assert_eq!(results.len(), 3 * 8 + 2 * 3);
+    for (structure, shape, peers) in [
+        ("list", "linked", 0),
+        ("vec", "contiguous", 3),
+        ("map", "hash", 3),
+    ] {
+        let rows: Vec<&Value> = results
+            .iter()
+            .filter(|r| r["structure"] == structure)
+            .collect();
+        assert_eq!(rows.len(), 8 + peers, "{structure} rows");
+        for r in &rows {
+            assert_eq!(r["shape"], shape, "{structure}: {}", r["strategy"]);
+        }
+        let peer_rows = rows.iter().filter(|r| r["kind"] == "peer").count();
+        assert_eq!(peer_rows, peers, "{structure}: peers beside it");
+    }
     for r in results {
         let name = r["strategy"].as_str().unwrap();
         if r["kind"] == "limit" {
@@ -93,14 +110,15 @@ fn compare_json_validates_against_the_documented_schema() {
             "{name}: contended mutations exactly where the structure is shared for writing"
         );
     }
-    assert!(
-        report["crossovers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["a"] == "copy-translate" && c["b"] == "offset"),
-        "the copy-time vs offset crossover is reported"
-    );
+    let crossovers = report["crossovers"].as_array().unwrap();
+    for s in ["list", "vec", "map"] {
+        assert!(
+            crossovers
+                .iter()
+                .any(|c| c["structure"] == s && c["a"] == "copy-translate" && c["b"] == "offset"),
+            "the copy-time vs offset crossover of {s} is reported"
+        );
+    }
 }
 
 #[test]
@@ -114,6 +132,31 @@ fn the_schema_rejects_what_compare_must_not_print() {
     assert!(
         !errors(&validator, &bad).is_empty(),
         "unknown strategy accepted"
+    );
+
+    let peer = |v: &Value| {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|r| r["kind"] == "peer" && r["structure"] == "vec")
+            .expect("a peer row beside the vector")
+    };
+    let mut bad = good.clone();
+    let i = peer(&bad);
+    bad["results"][i]["structure"] = "list".into();
+    bad["results"][i]["shape"] = "linked".into();
+    assert!(
+        !errors(&validator, &bad).is_empty(),
+        "a peer row beside the list accepted"
+    );
+
+    let mut bad = good.clone();
+    let i = peer(&bad);
+    bad["results"][i]["shape"] = "linked".into();
+    assert!(
+        !errors(&validator, &bad).is_empty(),
+        "a row of another shape than its structure's accepted"
     );
 
     let mut bad = good.clone();

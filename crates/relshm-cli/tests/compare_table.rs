@@ -1,5 +1,6 @@
 //! `relshm compare` prints the table (with ratios, crossovers and winners) and draws the
-//! crossover plots; the child subcommand stays hidden from the help.
+//! crossover plots, with the peers only beside rows of their shape; the child subcommand
+//! stays hidden from the help.
 
 use std::process::Command;
 
@@ -16,6 +17,17 @@ fn relshm(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
+/// The lines of the table headed `heading` (up to the next blank line).
+fn table<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with(heading))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "no table {heading:?} in\n{text}");
+    lines
+}
+
 #[test]
 fn compare_prints_the_table_and_draws_the_plot() {
     let dir = std::env::temp_dir().join(format!("relshm-compare-test-{}", std::process::id()));
@@ -27,49 +39,99 @@ fn compare_prints_the_table_and_draws_the_plot() {
         "--sizes",
         "1000",
         "--structures",
-        "list",
+        "list,vec",
         "--no-peers",
         "--plot",
         svg.to_str().unwrap(),
     ]);
-    assert!(text.contains("list of 1e3 elements"), "{text}");
-    for strategy in [
-        "fixed-raw",
-        "copy-translate",
-        "offset",
-        "baserel",
-        "segrel",
-        "swizzle-cold",
-        "swizzle-warm",
+    for heading in [
+        "list of 1e3 elements (linked",
+        "vec of 1e3 elements (contiguous",
     ] {
+        let rows = table(&text, heading);
+        for strategy in [
+            "fixed-raw",
+            "copy-translate",
+            "memcpy",
+            "offset",
+            "baserel",
+            "segrel",
+            "swizzle-cold",
+            "swizzle-warm",
+        ] {
+            let row = rows
+                .iter()
+                .find(|l| l.starts_with(strategy))
+                .unwrap_or_else(|| panic!("no {strategy} row under {heading:?} in\n{text}"));
+            assert!(!row.contains("FAILED"), "{row}");
+        }
+        // The baseline's cells are its own ratio, 1.
+        let base = rows.iter().find(|l| l.starts_with("fixed-raw")).unwrap();
+        assert!(base.contains("x1.00"), "{base}");
+        let limit = rows
+            .iter()
+            .find(|l| l.contains("x limit (copy-translate vs memcpy"))
+            .unwrap_or_else(|| panic!("no x limit line under {heading:?} in\n{text}"));
         assert!(
-            text.lines().any(|l| l.starts_with(strategy)),
-            "no {strategy} row in\n{text}"
+            limit.contains("handover x") && limit.contains("export x"),
+            "{limit}"
         );
     }
-    // The baseline's cells are its own ratio, 1.
-    let base = text.lines().find(|l| l.starts_with("fixed-raw")).unwrap();
-    assert!(base.contains("x1.00"), "{base}");
-    assert!(text.contains("copy-translate vs offset:"), "{text}");
-    assert!(
-        text.lines().any(|l| l.starts_with("memcpy")),
-        "no memcpy limit row in\n{text}"
-    );
-    let limit = text
-        .lines()
-        .find(|l| l.contains("x limit (copy-translate vs memcpy"))
-        .unwrap_or_else(|| panic!("no x limit line in\n{text}"));
-    assert!(
-        limit.contains("handover x") && limit.contains("export x"),
-        "{limit}"
-    );
+    for s in ["list", "vec"] {
+        assert!(
+            text.contains(&format!("  {s:<5}copy-translate vs offset:  1e3 ")),
+            "{text}"
+        );
+    }
     assert!(text.contains("where each strategy wins"), "{text}");
     assert!(!text.contains("rkyv"), "--no-peers leaves the peers out");
+    assert!(!text.contains("peers"), "and says nothing of them: {text}");
 
     let plot = std::fs::read_to_string(&svg).expect("the plot was written");
     assert!(plot.starts_with("<svg"), "an SVG document");
     assert!(plot.contains("copy-translate") && plot.contains("offset"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compare_puts_the_peers_beside_rows_of_their_shape() {
+    let text = relshm(&[
+        "compare",
+        "--quick",
+        "--sizes",
+        "1000",
+        "--structures",
+        "list,vec",
+    ]);
+    let peers = ["rkyv-validated", "rkyv-unchecked", "postcard"];
+    let vec = table(&text, "vec of 1e3 elements");
+    assert!(
+        vec.iter().any(|l| l.contains(
+            "peers (contiguous, the same shape as relshm's vec; same data set, in this process)"
+        )),
+        "{text}"
+    );
+    for peer in peers {
+        let row = vec
+            .iter()
+            .find(|l| l.starts_with(peer))
+            .unwrap_or_else(|| panic!("no {peer} row beside the vector in\n{text}"));
+        assert!(row.contains(" x"), "ratios to the vector's baseline: {row}");
+    }
+    let list = table(&text, "list of 1e3 elements");
+    assert!(
+        list.iter()
+            .any(|l| l.contains("peers: none of this shape (linked); theirs are under vec")),
+        "{text}"
+    );
+    assert!(
+        !list.iter().any(|l| peers.iter().any(|p| l.starts_with(p))),
+        "no peer row beside the list in\n{text}"
+    );
+    assert!(
+        text.contains("  vec  rkyv-validated vs offset:  1e3 "),
+        "{text}"
+    );
 }
 
 #[test]

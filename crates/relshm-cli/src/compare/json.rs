@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::workload::Structure;
 
 /// The value of [`Report::schema`]; bumped when the form changes incompatibly.
-pub const SCHEMA: &str = "relshm-compare/1";
+pub const SCHEMA: &str = "relshm-compare/2";
 
 /// The strategy every ratio is taken against.
 pub const BASELINE: &str = "fixed-raw";
@@ -59,11 +59,38 @@ pub enum Kind {
     Limit,
 }
 
+/// How a row's data structure lays out its elements: rows of one structure and size
+/// compare like with like where their shapes agree (the peers' `Vec<u64>` is contiguous,
+/// as relshm's `vec` is, not linked as its `list` is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// One node per element, a link chased per element (relshm's list).
+    Linked,
+    /// The elements in one buffer (relshm's vec, a std `Vec`).
+    Contiguous,
+    /// A hash table (relshm's map, a std `HashMap`, rkyv's archived map).
+    Hash,
+}
+
+impl Shape {
+    /// Lower-case name, as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linked => "linked",
+            Self::Contiguous => "contiguous",
+            Self::Hash => "hash",
+        }
+    }
+}
+
 /// One structure, size and strategy.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Row {
-    /// `list` or `map`.
+    /// `list`, `vec` or `map`.
     pub structure: Structure,
+    /// How the data structure this row measured lays out its elements.
+    pub shape: Shape,
     /// Elements.
     pub n: u64,
     /// Strategy, limit or peer name (`fixed-raw`, `copy-translate`, `memcpy`, `offset`,
@@ -143,7 +170,7 @@ impl Measure {
 /// less in total than strategy `b`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Crossover {
-    /// `list` or `map`.
+    /// `list`, `vec` or `map`.
     pub structure: Structure,
     /// Elements.
     pub n: u64,

@@ -42,7 +42,7 @@ pub struct CompareArgs {
     /// 1e3..1e5 with --quick).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<u64>,
-    /// The structures to measure (default both).
+    /// The structures to measure (default all: list, vec, map).
     #[arg(long, value_enum, value_delimiter = ',')]
     structures: Vec<Structure>,
     /// Print the report as JSON (schema: docs/compare.schema.json) instead of the table.
@@ -54,7 +54,8 @@ pub struct CompareArgs {
     /// Draw the crossover plots (total cost against read passes) into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Leave out the rkyv and postcard peers.
+    /// Leave out the rkyv and postcard peers (they run on vectors and maps, the structures
+    /// they have a collection of the same shape for).
     #[arg(long)]
     no_peers: bool,
 }
@@ -76,7 +77,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         "every size must be at least 1 element"
     );
     let structures = if args.structures.is_empty() {
-        vec![Structure::List, Structure::Map]
+        Structure::ALL.to_vec()
     } else {
         args.structures.clone()
     };
@@ -94,9 +95,20 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
     };
     let peers: &[Peer] = if args.no_peers { &[] } else { &Peer::ALL };
+    // Only beside rows of their own shape: see `peers::native`.
+    let peers_of = |s: Structure| {
+        if peers::native(s).is_some() {
+            peers
+        } else {
+            &[]
+        }
+    };
     let exe = std::env::current_exe().context("finding this program to start the children")?;
 
-    let jobs = (structures.len() * sizes.len() * (Strategy::ALL.len() + peers.len())) as u64;
+    let jobs = structures
+        .iter()
+        .map(|&s| sizes.len() * (Strategy::ALL.len() + peers_of(s).len()))
+        .sum::<usize>() as u64;
     let bar = progress(jobs);
     let mut results = Vec::new();
     let mut seq = 0;
@@ -118,7 +130,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                 }
                 bar.inc(1);
             }
-            for &peer in peers {
+            for &peer in peers_of(s) {
                 bar.set_message(format!("{} {} {}", s.name(), table::size(n), peer.name()));
                 let run = peers::run(s, peer, n, budget)
                     .with_context(|| format!("{} of {n} elements, {}", s.name(), peer.name()))?;

@@ -1,7 +1,10 @@
 //! Peers from the serialisation world, on the same data set: `rkyv` (relative pointers,
 //! read in place with and without validation) and `postcard` (serialise, deserialise: the
-//! copy-time baseline of serialisation). Lists are `Vec<u64>` there (contiguous), maps are
-//! `std::collections::HashMap<u64, u64>` (rkyv archives it as its own hash table).
+//! copy-time baseline of serialisation). They run where they have a collection of the
+//! structure's shape (see [`native`]): vectors are `Vec<u64>` there, maps
+//! `std::collections::HashMap<u64, u64>` (rkyv archives it as its own hash table). Lists
+//! have no peer: a `Vec<u64>` beside a linked list would compare a contiguous walk with a
+//! pointer chase, so the peers' `Vec<u64>` is measured beside relshm's vector instead.
 //!
 //! The bytes cross to "another address" by being copied into a fresh buffer, as they would
 //! be read from shared memory mapped elsewhere; both peers run in this process.
@@ -10,11 +13,12 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use rkyv::rancor::Error as RkyvError;
 use rkyv::rend::u64_le;
 use rkyv::util::AlignedVec;
 
+use super::json::Shape;
 use super::strategy::Budget;
 use super::workload::{Structure, checksum, element, repeat};
 
@@ -43,9 +47,23 @@ impl Peer {
     }
 }
 
+/// The std collection the peers build for structure `s`, and its shape; `None` where they
+/// have none of `s`'s shape (a linked list: rkyv archives no `std::collections::LinkedList`).
+pub fn native(s: Structure) -> Option<(&'static str, Shape)> {
+    match s {
+        Structure::List => None,
+        Structure::Vec => Some(("std Vec<u64>", Shape::Contiguous)),
+        Structure::Map => Some(("std HashMap<u64, u64>", Shape::Hash)),
+    }
+}
+
 /// What a peer measured (the same workloads as a strategy, without mutation).
 #[derive(Debug)]
 pub struct PeerRun {
+    /// The std collection built, serialised and read.
+    pub what: &'static str,
+    /// Its shape.
+    pub shape: Shape,
     /// Building the native collection.
     pub build: Duration,
     /// Serialise, copy to a fresh buffer, access or deserialise there.
@@ -63,21 +81,22 @@ pub struct PeerRun {
 }
 
 enum Native {
-    List(Vec<u64>),
+    Vec(Vec<u64>),
     Map(HashMap<u64, u64>),
 }
 
 impl Native {
-    fn build(s: Structure, n: u64) -> Self {
-        match s {
-            Structure::List => Self::List((0..n).map(element).collect()),
-            Structure::Map => Self::Map((0..n).map(|i| (element(i), i)).collect()),
-        }
+    fn build(shape: Shape, n: u64) -> anyhow::Result<Self> {
+        Ok(match shape {
+            Shape::Contiguous => Self::Vec((0..n).map(element).collect()),
+            Shape::Hash => Self::Map((0..n).map(|i| (element(i), i)).collect()),
+            Shape::Linked => bail!("the peers build no linked collection"),
+        })
     }
 
     fn read_pass(&self, n: u64) -> u64 {
         match self {
-            Self::List(v) => v.iter().fold(0u64, |s, x| s.wrapping_add(*x)),
+            Self::Vec(v) => v.iter().fold(0u64, |s, x| s.wrapping_add(*x)),
             Self::Map(m) => (0..n)
                 .map(element)
                 .filter(|k| m.contains_key(k))
@@ -87,20 +106,20 @@ impl Native {
 
     fn serialize_rkyv(&self) -> anyhow::Result<AlignedVec> {
         Ok(match self {
-            Self::List(v) => rkyv::to_bytes::<RkyvError>(v)?,
+            Self::Vec(v) => rkyv::to_bytes::<RkyvError>(v)?,
             Self::Map(m) => rkyv::to_bytes::<RkyvError>(m)?,
         })
     }
 
     fn serialize_postcard(&self) -> anyhow::Result<Vec<u8>> {
         Ok(match self {
-            Self::List(v) => postcard::to_allocvec(v)?,
+            Self::Vec(v) => postcard::to_allocvec(v)?,
             Self::Map(m) => postcard::to_allocvec(m)?,
         })
     }
 }
 
-type ArchivedList = rkyv::Archived<Vec<u64>>;
+type ArchivedVec = rkyv::Archived<Vec<u64>>;
 type ArchivedMap = rkyv::Archived<HashMap<u64, u64>>;
 
 /// The root of an rkyv archive of type `T`, checked first if `validate`.
@@ -121,11 +140,11 @@ where
 /// The accessed root of an archive.
 #[derive(Clone, Copy)]
 enum Root<'a> {
-    List(&'a ArchivedList),
+    Vec(&'a ArchivedVec),
     Map(&'a ArchivedMap),
 }
 
-fn rkyv_list_pass(v: &ArchivedList) -> u64 {
+fn rkyv_vec_pass(v: &ArchivedVec) -> u64 {
     v.iter().fold(0u64, |s, x| s.wrapping_add(x.to_native()))
 }
 
@@ -143,10 +162,12 @@ fn moved(bytes: &[u8]) -> AlignedVec {
     v
 }
 
-/// Runs `peer` on `n` elements of `s`.
+/// Runs `peer` on `n` elements of `s` (a structure [`native`] has a collection for).
 pub fn run(s: Structure, peer: Peer, n: u64, budget: Budget) -> anyhow::Result<PeerRun> {
+    let (what, shape) = native(s)
+        .with_context(|| format!("the peers have no collection of a {}'s shape", s.name()))?;
     let t = Instant::now();
-    let native = Native::build(s, n);
+    let native = Native::build(shape, n)?;
     let build = t.elapsed();
     let want = checksum(n);
     let (export, import, reads) = match peer {
@@ -159,14 +180,14 @@ pub fn run(s: Structure, peer: Peer, n: u64, budget: Budget) -> anyhow::Result<P
             let there = moved(&bytes);
             // Accessing is what a reader does once: the validated peer checks the whole
             // archive here, then reads through the checked reference.
-            let root = match s {
-                Structure::List => Root::List(access::<ArchivedList>(&there, validate)?),
-                Structure::Map => Root::Map(access::<ArchivedMap>(&there, validate)?),
+            let root = match native {
+                Native::Vec(_) => Root::Vec(access::<ArchivedVec>(&there, validate)?),
+                Native::Map(_) => Root::Map(access::<ArchivedMap>(&there, validate)?),
             };
             let import = t.elapsed();
             let reads = repeat(budget.read, budget.max_reps, want, || {
                 Ok(match root {
-                    Root::List(l) => black_box(rkyv_list_pass(l)),
+                    Root::Vec(v) => black_box(rkyv_vec_pass(v)),
                     Root::Map(m) => black_box(rkyv_map_pass(m, n)),
                 })
             });
@@ -178,9 +199,9 @@ pub fn run(s: Structure, peer: Peer, n: u64, budget: Budget) -> anyhow::Result<P
             let export = t.elapsed();
             let t = Instant::now();
             let there = bytes.clone();
-            let copy = match s {
-                Structure::List => Native::List(postcard::from_bytes(&there)?),
-                Structure::Map => Native::Map(postcard::from_bytes(&there)?),
+            let copy = match native {
+                Native::Vec(_) => Native::Vec(postcard::from_bytes(&there)?),
+                Native::Map(_) => Native::Map(postcard::from_bytes(&there)?),
             };
             let import = t.elapsed();
             let reads = repeat(budget.read, budget.max_reps, want, || Ok(copy.read_pass(n)));
@@ -189,6 +210,8 @@ pub fn run(s: Structure, peer: Peer, n: u64, budget: Budget) -> anyhow::Result<P
     };
     let (first, steady, reps) = reads.with_context(|| format!("{} {}", peer.name(), s.name()))?;
     Ok(PeerRun {
+        what,
+        shape,
         build,
         handover: export + import,
         first,

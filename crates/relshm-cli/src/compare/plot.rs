@@ -25,7 +25,7 @@ const LINES: [(&str, RGBColor); 8] = [
 
 /// Draws one chart per structure and size into an SVG file.
 pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
-    let panels: Vec<(Structure, u64)> = [Structure::List, Structure::Map]
+    let panels: Vec<(Structure, u64)> = Structure::ALL
         .into_iter()
         .flat_map(|s| report.sizes.iter().map(move |&n| (s, n)))
         .filter(|&(s, n)| report.results.iter().any(|r| r.structure == s && r.n == n))
@@ -61,7 +61,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
             .map(|&(_, _, _, up, pass)| (up + (k_max - 1.0) * pass) / 1e6)
             .fold(1e-6f64, f64::max);
         let unit = match s {
-            Structure::List => "traversals",
+            Structure::List | Structure::Vec => "traversals",
             Structure::Map => "lookup passes",
         };
         let mut chart = ChartBuilder::on(&area)

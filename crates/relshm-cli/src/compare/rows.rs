@@ -51,6 +51,7 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
     w.insert("import".into(), Measure::ns(ns(run.import), "total"));
     let row = |name: &str, w: BTreeMap<String, Measure>| Row {
         structure: s,
+        shape: s.shape(),
         n,
         strategy: name.into(),
         kind: Kind::Relshm,
@@ -107,6 +108,7 @@ fn limit_row(s: Structure, n: u64, l: &Limit) -> Row {
     );
     Row {
         structure: s,
+        shape: s.shape(),
         n,
         strategy: MEMCPY.into(),
         kind: Kind::Limit,
@@ -140,6 +142,7 @@ pub fn failed_rows(s: Structure, n: u64, strategy: Strategy, e: &anyhow::Error) 
         .iter()
         .map(|name| Row {
             structure: s,
+            shape: s.shape(),
             n,
             strategy: (*name).into(),
             kind: Kind::Relshm,
@@ -156,13 +159,13 @@ pub const FAILED: &str = "failed: ";
 /// The row of one peer run.
 pub fn peer_row(s: Structure, n: u64, peer: Peer, run: &PeerRun) -> Row {
     let mut w = BTreeMap::new();
-    let what = match s {
-        Structure::List => "a Vec<u64> (contiguous, no links to chase)",
-        Structure::Map => "a std HashMap<u64, u64>",
-    };
     w.insert(
         "build".into(),
-        Measure::ns(ns(run.build), "total").note(&format!("building {what}")),
+        Measure::ns(ns(run.build), "total").note(&format!(
+            "building a {} ({})",
+            run.what,
+            run.shape.name()
+        )),
     );
     w.insert("handover".into(), Measure::ns(ns(run.handover), "total"));
     w.insert("first_read".into(), Measure::ns(ns(run.first), "pass"));
@@ -180,6 +183,7 @@ pub fn peer_row(s: Structure, n: u64, peer: Peer, run: &PeerRun) -> Row {
         structure: s,
         n,
         strategy: peer.name().into(),
+        shape: run.shape,
         kind: Kind::Peer,
         parent_base: None,
         child_base: None,

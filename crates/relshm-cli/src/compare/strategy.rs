@@ -462,6 +462,7 @@ impl Job<'_> {
         let space = unsafe { Space::new(self.seg.region(), base) };
         let t = match coll {
             Coll::List(l) => l.translate_to(&space, start)?,
+            Coll::Vec(v) => v.translate_to(&space, start)?,
             Coll::Map(m) => m.translate_to(&space, start)?,
         };
         ensure!(

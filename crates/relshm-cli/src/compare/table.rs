@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::json::{BASELINE, Kind, Report, Row};
+use super::json::{BASELINE, Kind, Report, Row, Shape};
 use super::rows::{FAILED, MEMCPY};
 use super::workload::Structure;
 
@@ -91,13 +91,13 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "times: build/handover/export/import in total, read per whole pass (list: traverse \
-         all, map: look up every key), mutate per operation with 2 processes contending; \
+        "times: build/handover/export/import in total, read per whole pass (list, vec: \
+         traverse all, map: look up every key), mutate per operation with 2 processes contending; \
          xR = ratio to {BASELINE} (same structure and size); - = not applicable (see --json); \
          {MEMCPY} = the limit of copy-translate's copies (the same bytes, no links rewritten)"
     );
     render_addresses(report, &mut out);
-    for s in [Structure::List, Structure::Map] {
+    for s in Structure::ALL {
         for &n in &report.sizes {
             let rows: Vec<&Row> = report
                 .results
@@ -107,7 +107,13 @@ pub fn render(report: &Report) -> String {
             if rows.is_empty() {
                 continue;
             }
-            let _ = writeln!(out, "\n{} of {} elements", s.name(), size(n));
+            let _ = writeln!(
+                out,
+                "\n{} of {} elements ({})",
+                s.name(),
+                size(n),
+                describe(s.shape())
+            );
             let _ = write!(out, "{:<16}", "strategy");
             for (_, h) in COLUMNS {
                 let _ = write!(out, " {h:>16}");
@@ -115,13 +121,16 @@ pub fn render(report: &Report) -> String {
             out.push('\n');
             for &r in &rows {
                 if r.kind == Kind::Peer && r.strategy == "rkyv-validated" {
-                    let _ = writeln!(out, "{:-<16} peers (same data set, in this process)", "");
+                    let _ = writeln!(out, "{:-<16} {}", "", peers_heading(s, r.shape));
                 }
                 let _ = write!(out, "{:<16}", r.strategy);
                 for (k, _) in COLUMNS {
                     let _ = write!(out, " {:>16}", cell(r, k));
                 }
                 out.push('\n');
+            }
+            if !rows.iter().any(|r| r.kind == Kind::Peer) {
+                no_peer_line(report, s, &mut out);
             }
             render_limits(&rows, &mut out);
         }
@@ -130,6 +139,55 @@ pub fn render(report: &Report) -> String {
     render_crossovers(report, &mut out);
     render_wins(report, &mut out);
     out
+}
+
+/// What a shape means for a read pass.
+fn describe(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Linked => "linked: a pass chases one link per element",
+        Shape::Contiguous => "contiguous: a pass walks one buffer",
+        Shape::Hash => "hash table",
+    }
+}
+
+/// The line above the peer rows: whether they have the shape of the rows above them.
+fn peers_heading(s: Structure, peer: Shape) -> String {
+    let same = if peer == s.shape() {
+        format!("the same shape as relshm's {}", s.name())
+    } else {
+        format!(
+            "NOT the shape of relshm's {} ({})",
+            s.name(),
+            s.shape().name()
+        )
+    };
+    format!(
+        "peers ({}, {same}; same data set, in this process)",
+        peer.name()
+    )
+}
+
+/// Where the report has peer rows but none for `s`: says so, and where they are.
+fn no_peer_line(report: &Report, s: Structure, out: &mut String) {
+    let elsewhere: Vec<&str> = Structure::ALL
+        .iter()
+        .filter(|o| {
+            report
+                .results
+                .iter()
+                .any(|r| r.kind == Kind::Peer && r.structure == **o)
+        })
+        .map(|o| o.name())
+        .collect();
+    if !elsewhere.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:-<16} peers: none of this shape ({}); theirs are under {}",
+            "",
+            s.shape().name(),
+            elsewhere.join(", ")
+        );
+    }
 }
 
 /// One line per strategy with a limit row: how far each of its cells is from it.
@@ -166,7 +224,7 @@ fn render_crossovers(report: &Report, out: &mut String) {
         .collect();
     pairs.sort();
     pairs.dedup();
-    for s in [Structure::List, Structure::Map] {
+    for s in Structure::ALL {
         for (a, b) in &pairs {
             let mut line = format!("  {:<5}{a} vs {b}:", s.name());
             for c in report
@@ -191,7 +249,7 @@ fn render_wins(report: &Report, out: &mut String) {
         out,
         "\nwhere each strategy wins (fastest relshm strategy other than the {BASELINE} baseline, per size)"
     );
-    for s in [Structure::List, Structure::Map] {
+    for s in Structure::ALL {
         for (k, h) in COLUMNS {
             let mut line = format!("  {:<5}{h:<10}", s.name());
             for &n in &report.sizes {

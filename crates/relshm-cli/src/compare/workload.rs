@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use relshm::collections::list::List;
 use relshm::collections::map::Map;
+use relshm::collections::vec::Vec as SegVec;
 use relshm::ptr::Repr;
 use serde::{Deserialize, Serialize};
+
+use super::json::Shape;
 
 /// Which collection a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -16,16 +19,33 @@ use serde::{Deserialize, Serialize};
 pub enum Structure {
     /// A doubly linked list of `u64`: traversal chases one link per element.
     List,
+    /// A contiguous vector of `u64` (one buffer behind one link): traversal walks memory
+    /// in order, as the peers' `Vec<u64>` does.
+    Vec,
     /// A hash map `u64 -> u64`: the read workload looks up every key once.
     Map,
 }
 
 impl Structure {
+    /// Every structure, in the order the report shows them (the vector beside the list:
+    /// the same elements, linked or contiguous).
+    pub const ALL: [Structure; 3] = [Self::List, Self::Vec, Self::Map];
+
     /// Lower-case name used in the table, the JSON and child arguments.
     pub fn name(self) -> &'static str {
         match self {
             Self::List => "list",
+            Self::Vec => "vec",
             Self::Map => "map",
+        }
+    }
+
+    /// How the structure lays out its elements.
+    pub fn shape(self) -> Shape {
+        match self {
+            Self::List => Shape::Linked,
+            Self::Vec => Shape::Contiguous,
+            Self::Map => Shape::Hash,
         }
     }
 
@@ -34,6 +54,9 @@ impl Structure {
         let per = match self {
             // 24-byte node (40 for SegRel) + 16-byte block header, rounded to 16.
             Self::List => 64,
+            // One buffer of exactly n elements (the build reserves it once); its block
+            // header and the vector's header fit in the slack.
+            Self::Vec => 8,
             // Node (48 bytes with SegRel links), its block header, and the bucket array
             // at the lowest load factor (up to 2 buckets of 16 bytes per entry), with
             // room for the table being replaced during a resize and for fragmentation.
@@ -48,6 +71,7 @@ impl Structure {
     pub fn copy_bytes(self, n: u64) -> u64 {
         match self {
             Self::List => n * 48 + (64 << 10),
+            Self::Vec => n * 8 + (64 << 10),
             Self::Map => n * 112 + (128 << 10),
         }
     }
@@ -78,6 +102,19 @@ pub fn build_list<R: Repr>(list: &List<u64, R>, n: u64) -> anyhow::Result<Durati
     Ok(t.elapsed())
 }
 
+/// Fills a vector with the data set; returns the time taken.
+pub fn build_vec<R: Repr>(v: &SegVec<u64, R>, n: u64) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let mut g = v.lock()?;
+    // Sized once, as the peers' `collect` sizes their `Vec<u64>`: the time is the pushes',
+    // not regrowth copies', and the segment stays tight (see `segment_bytes`).
+    g.reserve(n)?;
+    for i in 0..n {
+        g.push(element(i))?;
+    }
+    Ok(t.elapsed())
+}
+
 /// Fills a map with the data set (key `element(i)`, value `i`); returns the time taken.
 pub fn build_map<R: Repr>(map: &Map<u64, u64, R>, n: u64) -> anyhow::Result<Duration> {
     let t = Instant::now();
@@ -95,6 +132,12 @@ pub fn traverse_list<R: Repr>(list: &List<u64, R>) -> anyhow::Result<u64> {
         sum = sum.wrapping_add(v?);
     }
     Ok(black_box(sum))
+}
+
+/// One traversal of the vector: the sum of its elements.
+pub fn sum_vec<R: Repr>(v: &SegVec<u64, R>) -> anyhow::Result<u64> {
+    let g = v.read()?;
+    Ok(black_box(g.iter().fold(0u64, |s, x| s.wrapping_add(*x))))
 }
 
 /// One lookup pass over the map: every key of the data set, the sum of the keys found
@@ -122,6 +165,22 @@ pub fn mutate_list<R: Repr>(list: &List<u64, R>, ops: u64) -> anyhow::Result<Dur
             list.pop_front()?
                 .context("the list ran empty while mutating")?;
         }
+    }
+    Ok(t.elapsed())
+}
+
+/// `ops` vector mutations: add one to an element, indices spread over the vector, each
+/// under the vector's lock. In place, as the map's: a push/pop pair would regrow the
+/// exactly sized buffer (a whole copy) on the first push.
+pub fn mutate_vec<R: Repr>(v: &SegVec<u64, R>, n: u64, ops: u64) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    for i in 0..ops {
+        let at = element(i) % n;
+        let mut g = v.lock()?;
+        let x = g
+            .get(at)?
+            .with_context(|| format!("element {at} vanished while mutating"))?;
+        g.set(at, x.wrapping_add(1))?;
     }
     Ok(t.elapsed())
 }
@@ -169,11 +228,13 @@ pub fn mutate_ops(quick: bool) -> u64 {
     if quick { 4_000 } else { 20_000 }
 }
 
-/// A list or a map of the data set, over pointer representation `R`: the code every
-/// strategy shares, so a difference in time is the representation's.
+/// A list, a vector or a map of the data set, over pointer representation `R`: the code
+/// every strategy shares, so a difference in time is the representation's.
 pub enum Coll<R: Repr> {
     /// A list of `u64`.
     List(List<u64, R>),
+    /// A vector of `u64`.
+    Vec(SegVec<u64, R>),
     /// A map `u64 -> u64`.
     Map(Map<u64, u64, R>),
 }
@@ -186,6 +247,7 @@ impl<R: Repr> Coll<R> {
     ) -> anyhow::Result<Self> {
         Ok(match s {
             Structure::List => Self::List(List::create(arena)?),
+            Structure::Vec => Self::Vec(SegVec::create(arena)?),
             Structure::Map => Self::Map(Map::create(arena)?),
         })
     }
@@ -198,6 +260,7 @@ impl<R: Repr> Coll<R> {
     ) -> anyhow::Result<Self> {
         Ok(match s {
             Structure::List => Self::List(List::open(arena, offset)?),
+            Structure::Vec => Self::Vec(SegVec::open(arena, offset)?),
             Structure::Map => Self::Map(Map::open(arena, offset)?),
         })
     }
@@ -206,6 +269,7 @@ impl<R: Repr> Coll<R> {
     pub fn offset(&self) -> u64 {
         match self {
             Self::List(l) => l.offset(),
+            Self::Vec(v) => v.offset(),
             Self::Map(m) => m.offset(),
         }
     }
@@ -214,14 +278,16 @@ impl<R: Repr> Coll<R> {
     pub fn build(&self, n: u64) -> anyhow::Result<Duration> {
         match self {
             Self::List(l) => build_list(l, n),
+            Self::Vec(v) => build_vec(v, n),
             Self::Map(m) => build_map(m, n),
         }
     }
 
-    /// One read pass (traversal or lookup of every key); returns its checksum.
+    /// One read pass (traversal, or lookup of every key); returns its checksum.
     pub fn read_pass(&self, n: u64) -> anyhow::Result<u64> {
         match self {
             Self::List(l) => traverse_list(l),
+            Self::Vec(v) => sum_vec(v),
             Self::Map(m) => lookup_map(m, n),
         }
     }
@@ -230,6 +296,7 @@ impl<R: Repr> Coll<R> {
     pub fn mutate(&self, n: u64, ops: u64) -> anyhow::Result<Duration> {
         match self {
             Self::List(l) => mutate_list(l, ops),
+            Self::Vec(v) => mutate_vec(v, n, ops),
             Self::Map(m) => mutate_map(m, n, ops),
         }
     }
@@ -238,6 +305,7 @@ impl<R: Repr> Coll<R> {
     pub fn verify(&self) -> anyhow::Result<u64> {
         Ok(match self {
             Self::List(l) => l.verify()?,
+            Self::Vec(v) => v.verify()?,
             Self::Map(m) => m.verify()?,
         })
     }
