@@ -20,7 +20,7 @@ use rkyv::util::AlignedVec;
 
 use super::json::Shape;
 use super::strategy::Budget;
-use super::workload::{Structure, checksum, element, repeat};
+use super::workload::{Structure, checksum, element, repeat, sum};
 
 /// A peer library and how it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Native {
 
     fn read_pass(&self, n: u64) -> u64 {
         match self {
-            Self::Vec(v) => v.iter().fold(0u64, |s, x| s.wrapping_add(*x)),
+            Self::Vec(v) => sum(v),
             Self::Map(m) => (0..n)
                 .map(element)
                 .filter(|k| m.contains_key(k))
@@ -144,8 +144,20 @@ enum Root<'a> {
     Map(&'a ArchivedMap),
 }
 
+// A `u64_le` is one little-endian `u64` word (rend guarantees its size and alignment).
+const _: () = assert!(size_of::<u64_le>() == 8 && align_of::<u64_le>() == 8);
+
+/// Through the loop every contiguous row shares ([`sum`]), where the archived words are
+/// native ones: the peer then differs from relshm's `vec` only in how it reached them.
 fn rkyv_vec_pass(v: &ArchivedVec) -> u64 {
-    v.iter().fold(0u64, |s, x| s.wrapping_add(x.to_native()))
+    if cfg!(target_endian = "little") {
+        // SAFETY: `u64_le` is a `u64` of little-endian bytes with the same size and
+        // alignment (checked above), which on this little-endian target are the native
+        // `u64`'s bytes; every bit pattern is a valid `u64`, and the slice borrows `v`.
+        sum(unsafe { core::slice::from_raw_parts(v.as_ptr().cast::<u64>(), v.len()) })
+    } else {
+        v.iter().fold(0u64, |s, x| s.wrapping_add(x.to_native()))
+    }
 }
 
 fn rkyv_map_pass(m: &ArchivedMap, n: u64) -> u64 {

@@ -137,7 +137,17 @@ pub fn traverse_list<R: Repr>(list: &List<u64, R>) -> anyhow::Result<u64> {
 /// One traversal of the vector: the sum of its elements.
 pub fn sum_vec<R: Repr>(v: &SegVec<u64, R>) -> anyhow::Result<u64> {
     let g = v.read()?;
-    Ok(black_box(g.iter().fold(0u64, |s, x| s.wrapping_add(*x))))
+    Ok(black_box(sum(g.as_slice())))
+}
+
+/// The sum of `xs`: the element loop of every contiguous read pass (each strategy's and the
+/// std `Vec` peer's). Out of line, so they all run this one copy of the machine code: a
+/// loop this tight runs up to 1.6x faster or slower with where its copy lands (measured:
+/// identical monomorphised copies took 8.4 and 13.6 us per pass over 1e5 elements), and a
+/// row should differ only in how it reached the slice.
+#[inline(never)]
+pub fn sum(xs: &[u64]) -> u64 {
+    xs.iter().fold(0u64, |s, x| s.wrapping_add(*x))
 }
 
 /// One lookup pass over the map: every key of the data set, the sum of the keys found
