@@ -132,6 +132,7 @@ fn compare_puts_the_peers_beside_rows_of_their_shape() {
         text.contains("  vec  rkyv-validated vs offset:  1e3 "),
         "{text}"
     );
+    assert!(!text.contains("list rkyv-validated vs offset"), "{text}");
 }
 
 #[test]

@@ -226,12 +226,17 @@ fn render_crossovers(report: &Report, out: &mut String) {
     pairs.dedup();
     for s in Structure::ALL {
         for (a, b) in &pairs {
-            let mut line = format!("  {:<5}{a} vs {b}:", s.name());
-            for c in report
+            let cells: Vec<_> = report
                 .crossovers
                 .iter()
                 .filter(|c| c.structure == s && &c.a == a && &c.b == b)
-            {
+                .collect();
+            // A pair one of whose rows this structure lacks (the peers have no list).
+            if cells.is_empty() {
+                continue;
+            }
+            let mut line = format!("  {:<5}{a} vs {b}:", s.name());
+            for c in cells {
                 let when = match c.after_passes {
                     Some(k) if k <= 1.0 => "from the 1st".to_string(),
                     Some(k) => format!("after {k:.0}"),
@@ -250,6 +255,9 @@ fn render_wins(report: &Report, out: &mut String) {
         "\nwhere each strategy wins (fastest relshm strategy other than the {BASELINE} baseline, per size)"
     );
     for s in Structure::ALL {
+        if !report.results.iter().any(|r| r.structure == s) {
+            continue;
+        }
         for (k, h) in COLUMNS {
             let mut line = format!("  {:<5}{h:<10}", s.name());
             for &n in &report.sizes {
