@@ -465,9 +465,11 @@ impl Job<'_> {
             Coll::Vec(v) => v.translate_to(&space, start)?,
             Coll::Map(m) => m.translate_to(&space, start)?,
         };
+        let reserved = self.structure.copy_bytes(self.n);
         ensure!(
-            t.used <= start + self.structure.copy_bytes(self.n),
-            "the translated copy overran its block"
+            t.used <= start + reserved,
+            "the translated copy overran its block: {} bytes, {reserved} reserved",
+            t.used - start
         );
         Ok(t)
     }
