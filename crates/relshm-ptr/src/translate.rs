@@ -5,15 +5,19 @@
 //! Translation is a relocation pass, not an object-by-object copy:
 //!
 //! 1. **Scan** the source from the root (depth first), checking every link (in the
-//!    source region, aligned, the whole target fits) and marking each object in a dense
-//!    bitmap indexed by its offset (no hashing, no allocation per object).
+//!    source region, aligned, the whole target fits), marking each object in a dense
+//!    bitmap indexed by its offset (no hashing, no allocation per object), and recording
+//!    the offset of every non-null link word.
 //! 2. **Copy** the span the structure occupies, `[lowest object, end of highest)`, with one
 //!    `memcpy`, to a destination offset congruent to the source's (same offset modulo the
 //!    largest alignment seen), so every object keeps its place relative to the others.
-//! 3. **Rebase** every link of the copy with one constant delta, walking the copy from the
-//!    root (a second bitmap marks what it reached). The copy is private to this process, so
-//!    what is rewritten is what was checked there: a link that is not null, not inside the copied span, misaligned or not at an
-//!    object the scan found (the source changed under the copy) is an error.
+//! 3. **Rebase** every recorded link word of the copy with one constant delta: a pass over
+//!    the recorded offsets, whose loads and stores are independent (the CPU overlaps their
+//!    misses), not a second walk of the structure, whose every hop waits for the last.
+//!    The structure is traversed once, which for a linked structure is the floor: no
+//!    translation can rewrite a link it has not found. The copy is private to this
+//!    process, so what is rewritten is what was checked there: a word that is not the start
+//!    of an object the scan found (the source changed under the copy) is an error.
 //!
 //! Where the structure is sparse in its region (the span is much larger than its objects)
 //! or the congruent span does not fit the destination, [`translate()`] falls back to a
@@ -24,6 +28,7 @@
 
 use crate::repr::{fits, misfit};
 use crate::{Link, LinkVisitor, PtrError, Raw, Relocate};
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::Relaxed;
 use relshm_segment::Region;
 use std::collections::{BTreeMap, BTreeSet};
@@ -214,43 +219,35 @@ struct Obj {
     visit: fn(&mut Walk<'_>, u64, u64),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Reading the source: check and mark link targets, queue new objects.
-    Scan,
-    /// Rewriting the destination copy: check each word again, add the delta.
-    Rebase,
-}
-
-/// The scan and rebase passes of the congruent relocation.
+/// The scan of the congruent relocation: one walk of the source from the root, checking
+/// every link, marking every object, and recording where every non-null link word is, so
+/// that the rebase after the bulk copy is a pass over those positions (independent loads
+/// and stores the CPU overlaps) rather than a second walk of the structure (a chain of
+/// dependent loads, one cache miss per hop on a DRAM-sized list).
 struct Walk<'a> {
     src: &'a Space,
-    phase: Phase,
-    /// Local address the current pass reads objects at, minus their source offset.
-    at: u64,
     /// Objects the scan found.
     marks: Marks,
-    /// Objects the rebase has reached (a second walk, over the copy).
-    done: Marks,
     /// Objects found and not yet visited (depth first: the frontier, not the structure).
     stack: Vec<Obj>,
+    /// Source offsets of the non-null link words seen, in walk order.
+    links: Vec<u64>,
     objects: u64,
     /// Span of the objects found: `[lo, hi)` source offsets.
     lo: u64,
     hi: u64,
     max_align: u64,
     bytes: u64,
-    /// Rebase: the copy's span in source offsets and the receiver's address of `lo`.
-    new_lo: u64,
     err: Option<PtrError>,
 }
 
 fn visit<T: Relocate<Raw>>(w: &mut Walk<'_>, off: u64, count: u64) {
-    // SAFETY: `off` was checked to hold `count` aligned, whole Ts in the source region
-    // (scan), and the span copied to `at + lo..` covers them (rebase); both stay mapped for
-    // the call (Space's contract) and any bits are a valid T (Relocate). The objects'
-    // words are atomics, so reading one another process writes is not a data race.
-    let objs = unsafe { core::slice::from_raw_parts((w.at + off) as *const T, count as usize) };
+    // SAFETY: `off` was checked to hold `count` aligned, whole Ts in the source region,
+    // which stays mapped for the call (Space's contract); any bits are a valid T
+    // (Relocate). The objects' words are atomics, so reading one another process writes
+    // is not a data race.
+    let objs =
+        unsafe { core::slice::from_raw_parts((w.src.local() + off) as *const T, count as usize) };
     for obj in objs {
         obj.visit_links(w);
     }
@@ -268,7 +265,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Checks and marks the target of `word`: `size` bytes holding `count` Ts to visit.
+    /// Checks and marks the target of `word`: `size` bytes holding `count` Ts.
     #[inline(always)]
     fn scan<T: Relocate<Raw>>(&mut self, word: u64, size: u64, count: u64) -> Result<(), PtrError> {
         let (len, align) = (self.src.len(), align_of::<T>() as u64);
@@ -297,61 +294,45 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// The receiver's address for the link word `word` read from the copy, queueing its
-    /// target on first sight.
-    #[inline(always)]
-    fn rebase<T: Relocate<Raw>>(
-        &mut self,
-        word: u64,
-        size: u64,
-        count: u64,
-    ) -> Result<u64, PtrError> {
-        let align = align_of::<T>() as u64;
-        let off = word.wrapping_sub(self.src.written_base);
-        let rel = off.wrapping_sub(self.lo);
-        // Aligned as an offset in the region (the span's start may be less aligned).
-        if fits(rel, self.hi - self.lo, size, 1) && off.is_multiple_of(align) {
-            // Reached before (so checked then), or found by the scan and reached now.
-            if self.done.contains(off) {
-                return Ok(self.new_lo + rel);
-            }
-            if self.marks.contains(off) {
-                self.done.insert(off);
-                self.stack.push(Obj {
-                    off,
-                    count,
-                    visit: visit::<T>,
-                });
-                return Ok(self.new_lo + rel);
-            }
-        }
-        Err(PtrError::BadLayout {
-            what: "a link in the copy leads outside the objects the scan found: the source \
-                   changed while it was being translated (hold its lock)",
-        })
-    }
-}
-
-impl Walk<'_> {
-    /// Scans or rebases one link to `size` bytes holding `count` Ts.
+    /// Scans one link to `size` bytes holding `count` Ts, recording where its word is.
     #[inline(always)]
     fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, count: u64) {
         let w = link.word().load(Relaxed);
         if w == 0 || self.err.is_some() {
             return;
         }
-        match self.phase {
-            Phase::Scan => {
-                if let Err(e) = self.scan::<T>(w, size, count) {
-                    self.err = Some(e);
-                }
-            }
-            // The word is in the destination copy: rewrite it for the receiver.
-            Phase::Rebase => match self.rebase::<T>(w, size, count) {
-                Ok(a) => link.word().store(a, Relaxed),
-                Err(e) => self.err = Some(e),
-            },
+        match self.scan::<T>(w, size, count) {
+            Ok(()) => self
+                .links
+                .push((link.word() as *const _ as u64).wrapping_sub(self.src.local())),
+            Err(e) => self.err = Some(e),
         }
+    }
+
+    /// Rewrites, in the copy of the span at destination offset `at`, every link word the
+    /// scan recorded for a receiver that maps the destination at `dst.written_base()`. The
+    /// copy is private to this process, so what is rewritten is what was checked: a word
+    /// that is not the start of an object the scan found (the source changed while it was
+    /// copied) is an error.
+    fn rebase(&self, dst: &Space, at: u64) -> Result<(), PtrError> {
+        let (lo, hi) = (self.lo, self.hi);
+        let new_lo = dst.written_base + at;
+        let copy = (dst.local() + at).wrapping_sub(lo);
+        for &pos in &self.links {
+            // SAFETY: `pos` is the source offset of a link word inside an object of the
+            // span `[lo, hi)`, copied whole to `copy + lo..`: an aligned word of the
+            // destination, which is ours alone (Space's contract).
+            let word = unsafe { AtomicU64::from_ptr((copy + pos) as *mut u64) };
+            let off = word.load(Relaxed).wrapping_sub(self.src.written_base);
+            if !(lo..hi).contains(&off) || !self.marks.contains(off) {
+                return Err(PtrError::BadLayout {
+                    what: "a link in the copy leads outside the objects the scan found: the \
+                           source changed while it was being translated (hold its lock)",
+                });
+            }
+            word.store(new_lo + (off - lo), Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -462,17 +443,14 @@ pub fn translate<T: Relocate<Raw>>(
     let root_off = source_offset::<T>(src, root, size_of::<T>() as u64)?;
     let mut w = Walk {
         src,
-        phase: Phase::Scan,
-        at: src.local(),
         marks: Marks::new(src.len()),
-        done: Marks::new(src.len()),
         stack: Vec::new(),
+        links: Vec::new(),
         objects: 0,
         lo: u64::MAX,
         hi: 0,
         max_align: 1,
         bytes: 0,
-        new_lo: 0,
         err: None,
     };
     w.scan::<T>(root, size_of::<T>() as u64, 1)?;
@@ -484,17 +462,7 @@ pub fn translate<T: Relocate<Raw>>(
         return compact::<T>(src, root_off, dst, start, &w);
     };
     bulk_copy(src, lo, span, dst, at);
-    w.phase = Phase::Rebase;
-    // Objects are read in the copy from now on: `at + (off - lo)`.
-    w.at = (dst.local() + at).wrapping_sub(lo);
-    w.new_lo = dst.written_base + at;
-    w.done.insert(root_off);
-    w.stack.push(Obj {
-        off: root_off,
-        count: 1,
-        visit: visit::<T>,
-    });
-    w.drain()?;
+    w.rebase(dst, at)?;
     let root_offset = at + (root_off - lo);
     Ok(Translated {
         root_offset,
