@@ -4,6 +4,7 @@
 
 use heed::types::Bytes;
 use relshm::collections::arena::Arena;
+use relshm::collections::bytes_map::BytesMap;
 use relshm::collections::vec::Vec as ShmVec;
 use relshm::prelude::*;
 use std::cell::RefCell;
@@ -55,7 +56,7 @@ pub fn sum_copied(v: &ShmVec<u64>) -> Result<u64, relshm::Error> {
     Ok(sum(&v.to_vec()?))
 }
 
-/// `MAP_KEYS`-style key/value pairs and the order in which the bench looks them up.
+/// Distinct byte-string keys with their values, and the order the bench looks them up in.
 pub struct Pairs {
     pub keys: Vec<Vec<u8>>,
     pub values: Vec<Vec<u8>>,
@@ -118,6 +119,18 @@ pub fn std_map(pairs: &Pairs) -> HashMap<Vec<u8>, Vec<u8>> {
         .iter()
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect()
+}
+
+/// The pairs in a relshm map, in a segment of its own.
+pub fn shm_map(pairs: &Pairs) -> anyhow::Result<BytesMap> {
+    // Each entry is one block (a node of a few words, the key and the value): twice the
+    // data plus room for the bucket tables (old and new while it grows) is ample.
+    let seg = Segment::create_unnamed(&CreateOptions::new(2 * pairs.bytes() as u64 + (16 << 20)))?;
+    let m = BytesMap::create(&Arena::new(&seg)?)?;
+    for (k, v) in pairs.iter() {
+        m.insert(k, v)?;
+    }
+    Ok(m)
 }
 
 /// The pairs in an LMDB environment of its own (its unnamed database), in a temporary
@@ -198,12 +211,17 @@ impl Samples {
             black_box(f());
         }
         let took = t.elapsed();
+        self.record(id, took.as_nanos() as f64 / iters.max(1) as f64);
+        took
+    }
+
+    /// Notes one call of bench `id` that took `ns_per_iter` per iteration.
+    pub fn record(&self, id: &str, ns_per_iter: f64) {
         self.calls
             .borrow_mut()
             .entry(id.to_owned())
             .or_default()
-            .push(took.as_nanos() as f64 / iters.max(1) as f64);
-        took
+            .push(ns_per_iter);
     }
 
     /// Median time per iteration of bench `id` over its samples, in nanoseconds; `None`
