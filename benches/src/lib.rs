@@ -65,4 +65,5 @@ impl PthreadRobust {
     }
 }
 
+pub mod reads;
 pub mod scale;
