@@ -15,7 +15,7 @@
 //!   where the objects live in this process.
 //! - [`bytes_map`]: a map from byte strings to byte strings of any length, read without
 //!   locks (copy out and validate) or in place under shared locks.
-//! - [`vec`]: a growable contiguous vector, generic over the pointer strategy like list
+//! - [`vec`](mod@vec): a growable contiguous vector, generic over the pointer strategy like list
 //!   and map, read without locks, reallocated kill-safely.
 //! - [`verify`]: a whole-segment check that walks every collection it can and reports,
 //!   for each named object, verified, corrupt, or unchecked and why.

@@ -16,22 +16,40 @@ use core::sync::atomic::Ordering::Relaxed;
 /// The 8-byte aligned words covering `[src, src + dst.len())` are mapped for reading for
 /// the call.
 pub(crate) unsafe fn read_bytes(src: *const u8, dst: &mut [u8]) {
-    let (a, n) = (src as usize, dst.len());
-    let mut w = a & !7;
-    while w < a + n {
-        // SAFETY: a covering word of the source (the caller's contract); `src`'s
-        // provenance covers it.
-        let word = unsafe {
-            (*AtomicU64::from_ptr(src.wrapping_add(w.wrapping_sub(a)).cast_mut().cast()))
-                .load(Relaxed)
-        };
-        let bytes = word.to_ne_bytes();
-        // The part of this word inside the range.
-        let lo = a.max(w);
-        let hi = (a + n).min(w + 8);
-        dst[lo - a..hi - a].copy_from_slice(&bytes[lo - w..hi - w]);
-        w += 8;
+    let a = src as usize;
+    // The partial word before the first aligned one, the whole words, the partial tail.
+    let head = (a.next_multiple_of(8) - a).min(dst.len());
+    let (first, rest) = dst.split_at_mut(head);
+    // SAFETY: the covering words of `first` (forwarded contract).
+    unsafe { read_partial(src, first) };
+    let body = src.wrapping_add(head);
+    let whole = rest.len() & !7;
+    let (middle, tail) = rest.split_at_mut(whole);
+    for (i, chunk) in middle.chunks_exact_mut(8).enumerate() {
+        // SAFETY: an aligned word of the range (forwarded contract); `src`'s provenance
+        // covers it.
+        let w = unsafe { AtomicU64::from_ptr(body.wrapping_add(8 * i).cast_mut().cast()) };
+        chunk.copy_from_slice(&w.load(Relaxed).to_ne_bytes());
     }
+    let at = body.wrapping_add(whole);
+    // SAFETY: the covering word of the tail (forwarded contract).
+    unsafe { read_partial(at, tail) };
+}
+
+/// [`read_bytes`] of at most one word's worth of bytes within one aligned word.
+///
+/// # Safety
+/// As for [`read_bytes`].
+unsafe fn read_partial(src: *const u8, dst: &mut [u8]) {
+    if dst.is_empty() {
+        return;
+    }
+    let a = src as usize;
+    let w = a & !7;
+    // SAFETY: the covering word (the caller's contract); `src`'s provenance covers it.
+    let word = unsafe { AtomicU64::from_ptr(src.wrapping_sub(a - w).cast_mut().cast()) };
+    let bytes = word.load(Relaxed).to_ne_bytes();
+    dst.copy_from_slice(&bytes[a - w..a - w + dst.len()]);
 }
 
 /// Writes `src` at `dst`; bytes of the covering words outside the range keep their value
@@ -42,22 +60,41 @@ pub(crate) unsafe fn read_bytes(src: *const u8, dst: &mut [u8]) {
 /// and no one else writes them during the call (the caller holds the lock that guards
 /// them, or the memory is a fresh allocation).
 pub(crate) unsafe fn write_bytes(dst: *mut u8, src: &[u8]) {
-    let (a, n) = (dst as usize, src.len());
-    let mut w = a & !7;
-    while w < a + n {
-        // SAFETY: a covering word of the destination (the caller's contract).
-        let word = unsafe { AtomicU64::from_ptr(dst.wrapping_add(w.wrapping_sub(a)).cast()) };
-        let lo = a.max(w);
-        let hi = (a + n).min(w + 8);
-        let mut bytes = if hi - lo == 8 {
-            [0; 8]
-        } else {
-            word.load(Relaxed).to_ne_bytes()
-        };
-        bytes[lo - w..hi - w].copy_from_slice(&src[lo - a..hi - a]);
-        word.store(u64::from_ne_bytes(bytes), Relaxed);
-        w += 8;
+    let a = dst as usize;
+    let head = (a.next_multiple_of(8) - a).min(src.len());
+    let (first, rest) = src.split_at(head);
+    // SAFETY: the covering words of `first` (forwarded contract).
+    unsafe { write_partial(dst, first) };
+    let body = dst.wrapping_add(head);
+    let mut words = rest.chunks_exact(8);
+    for (i, chunk) in words.by_ref().enumerate() {
+        // SAFETY: an aligned word of the range (forwarded contract).
+        let w = unsafe { AtomicU64::from_ptr(body.wrapping_add(8 * i).cast()) };
+        w.store(
+            u64::from_ne_bytes(chunk.try_into().unwrap_or_default()),
+            Relaxed,
+        );
     }
+    let tail = words.remainder();
+    // SAFETY: the covering word of the tail (forwarded contract).
+    unsafe { write_partial(body.wrapping_add(rest.len() - tail.len()), tail) };
+}
+
+/// [`write_bytes`] of bytes within one aligned word (read, merged, stored back).
+///
+/// # Safety
+/// As for [`write_bytes`].
+unsafe fn write_partial(dst: *mut u8, src: &[u8]) {
+    if src.is_empty() {
+        return;
+    }
+    let a = dst as usize;
+    let w = a & !7;
+    // SAFETY: the covering word (the caller's contract).
+    let word = unsafe { AtomicU64::from_ptr(dst.wrapping_sub(a - w).cast()) };
+    let mut bytes = word.load(Relaxed).to_ne_bytes();
+    bytes[a - w..a - w + src.len()].copy_from_slice(src);
+    word.store(u64::from_ne_bytes(bytes), Relaxed);
 }
 
 #[cfg(test)]

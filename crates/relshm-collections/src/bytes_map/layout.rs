@@ -92,7 +92,7 @@ unsafe impl<R: Repr> Relocate<R> for BytesTable<R> {
 /// | 19584 | `table` | link to the live [`BytesTable`] |
 ///
 /// Heap blocks: nodes are owned blocks tagged `"BN"` with their stripe's offset, tables
-/// owned blocks tagged `"BT"` with the header's offset (see [`OwnedIdent`]). A repair
+/// owned blocks tagged `"BT"` with the header's offset (a two-letter tag and the holder's offset in the heap's owner record). A repair
 /// after a writer died frees every block of a stripe that no bucket reaches, and every
 /// table but the live one: what a dead writer allocated and did not publish, or
 /// unpublished and did not free yet.

@@ -48,8 +48,8 @@ unsafe impl<T: Pod, R: Repr> Relocate<R> for Elem<T> {
 /// | 64 | `lock` | robust [`RawRwLock`] (1088 bytes): shared by readers, exclusive by writers |
 /// | 1152 | `buf` | link to the first element of the buffer, null when the capacity is 0 |
 ///
-/// The buffer is an owned heap block (see [`OwnedIdent`]: tag `"VB"`, the header's
-/// offset) laid out as `[owner record (16)][capacity (8)][reserved (8)][elements]`.
+/// The buffer is an owned heap block (its heap owner record says tag `"VB"` and the
+/// header's offset) laid out as `[owner record (16)][capacity (8)][reserved (8)][elements]`.
 /// Publishing a new buffer is the one store of `buf`; `cap` and `len` follow (an insert or
 /// remove in the middle changes both buffer and length). A writer killed in between is
 /// finished by the repair: the capacity from the buffer's own capacity word, the length

@@ -19,12 +19,16 @@ impl<T: Pod, R: Repr> Vec<T, R> {
     /// waits for the lock (shared) otherwise.
     pub fn get(&self, i: u64) -> Result<Option<T>> {
         for _ in 0..TRIES {
-            let mut out = None;
-            match self.optimistic(
-                |len| (i < len).then_some(i..i + 1),
-                |v| out = v.first().copied(),
-            ) {
-                Some(true) => return Ok(out),
+            let mut one = [T::zeroed()];
+            let hit = core::cell::Cell::new(false);
+            let (slot, seen) = (&mut one, &hit);
+            let dst = move |n: usize| {
+                seen.set(n == 1);
+                let slot = slot; // moved out: the closure is FnOnce, the borrow escapes
+                &mut slot[..n]
+            };
+            match self.optimistic(|len| (i < len).then_some(i..i + 1), dst) {
+                Some(true) => return Ok(hit.get().then_some(one[0])),
                 Some(false) => continue,
                 None => break,
             }
@@ -34,25 +38,40 @@ impl<T: Pod, R: Repr> Vec<T, R> {
 
     /// Every element, copied out (lock-free as [`get`](Self::get)).
     pub fn to_vec(&self) -> Result<std::vec::Vec<T>> {
+        let mut out = std::vec::Vec::new();
+        self.read_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Every element, copied into `out` (its contents replaced, its allocation reused:
+    /// for repeated snapshots without an allocation each). Lock-free as [`get`](Self::get).
+    pub fn read_into(&self, out: &mut std::vec::Vec<T>) -> Result<()> {
         for _ in 0..TRIES {
-            let mut out = std::vec::Vec::new();
-            match self.optimistic(|len| Some(0..len), |v| out = v.to_vec()) {
-                Some(true) => return Ok(out),
+            let sink = &mut *out;
+            let dst = move |n: usize| {
+                let sink = sink; // moved out: the closure is FnOnce, the borrow escapes
+                sink.resize(n, T::zeroed());
+                sink.as_mut_slice()
+            };
+            match self.optimistic(|len| Some(0..len), dst) {
+                Some(true) => return Ok(()),
                 Some(false) => continue,
                 None => break,
             }
         }
-        Ok(self.read()?.to_vec())
+        out.clear();
+        out.extend_from_slice(self.read()?.as_slice());
+        Ok(())
     }
 
-    /// One optimistic read: `range(len)` picks the elements, `take` receives their copy.
-    /// `Some(true)`: a consistent copy was taken (or the range was empty); `Some(false)`:
-    /// a writer came by, try again; `None`: a writer is inside (or died inside), or the
-    /// buffer did not resolve: take the lock.
-    fn optimistic(
+    /// One optimistic read: `range(len)` picks the elements, copied into `dst(n)` (asked
+    /// for the `n` elements picked, 0 if none). `Some(true)`: a consistent copy was taken (or the range was empty);
+    /// `Some(false)`: a writer came by, try again; `None`: a writer is inside (or died
+    /// inside), or the buffer did not resolve: take the lock.
+    fn optimistic<'d>(
         &self,
         range: impl FnOnce(u64) -> Option<core::ops::Range<u64>>,
-        take: impl FnOnce(&[T]),
+        dst: impl FnOnce(usize) -> &'d mut [T],
     ) -> Option<bool> {
         let hdr = self.hdr();
         let s1 = hdr.seq.load(Acquire);
@@ -63,35 +82,26 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         let r = match range(len.min(cap)) {
             Some(r) if !r.is_empty() => r,
             _ => {
+                dst(0);
                 fence(Acquire);
                 return Some(hdr.seq.load(Relaxed) == s1);
             }
         };
         // The link and capacity may be torn from different writers: resolved with the
-        // capacity read, the range is checked to lie in the mapping whatever they are.
+        // capacity read, the range is checked to lie in the mapping whatever they are (so
+        // `out` grows to at most what the mapping holds).
         buf_bytes::<T>(cap).ok()?;
         let first = hdr.buf.get_array_ptr(self.arena().ctx(), cap).ok()??;
-        let n = (r.end - r.start) as usize;
-        let mut copy = std::vec::Vec::<T>::with_capacity(n);
+        let out = dst((r.end - r.start) as usize);
         let src = first
             .as_ptr()
             .cast::<u8>()
             .wrapping_add(r.start as usize * size_of::<T>());
         // SAFETY: the elements lie in `[first, first + cap * size)`, which the link
         // resolution checked to be mapped (and the buffer's words cover whole words of it:
-        // `first` is 16-aligned in the arena, and buffers end on a word). `copy` has room
-        // for `n` Ts, and every byte is written before `set_len` (T is Pod).
-        unsafe {
-            let dst =
-                core::slice::from_raw_parts_mut(copy.as_mut_ptr().cast::<u8>(), n * size_of::<T>());
-            racy::read_bytes(src, dst);
-            copy.set_len(n);
-        }
+        // `first` is 16-aligned in the arena, and buffers end on a word).
+        unsafe { racy::read_bytes(src, bytemuck::cast_slice_mut(out)) };
         fence(Acquire);
-        if hdr.seq.load(Relaxed) != s1 {
-            return Some(false);
-        }
-        take(&copy);
-        Some(true)
+        Some(hdr.seq.load(Relaxed) == s1)
     }
 }
