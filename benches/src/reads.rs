@@ -257,6 +257,7 @@ pub const VEC_COPY: &str = "relshm to_vec()";
 /// Bench paths of the map lookups.
 pub const MAP_STD: &str = "std HashMap";
 pub const MAP_LMDB: &str = "heed";
+pub const MAP_LMDB_COPY: &str = "heed get + copy";
 pub const MAP_GET_INTO: &str = "relshm get_into()";
 pub const MAP_READ: &str = "relshm read().get()";
 
@@ -291,6 +292,7 @@ pub fn ratio_table(s: &Samples) -> String {
         &[
             ("get_into() / std HashMap", MAP_GET_INTO, MAP_STD),
             ("get_into() / LMDB", MAP_GET_INTO, MAP_LMDB),
+            ("get_into() / LMDB get+copy", MAP_GET_INTO, MAP_LMDB_COPY),
             ("read().get() / std HashMap", MAP_READ, MAP_STD),
             ("read().get() / LMDB", MAP_READ, MAP_LMDB),
             ("(LMDB / std HashMap)", MAP_LMDB, MAP_STD),
