@@ -8,8 +8,6 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use relshm_segment::Region;
 use rustix::fd::BorrowedFd;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 /// Swizzling representation. The word is one of:
 ///
@@ -59,13 +57,16 @@ pub fn unswizzled(off: Option<u64>) -> Result<u64, PtrError> {
 
 /// A process-private copy-on-write view of a segment: the context of [`Swizzle`] links.
 ///
-/// It keeps a log of the words it swizzled or set, with their shared encoding, so that
-/// [`export`](Self::export) rewrites exactly the words this process changed: that covers
-/// words no walk would reach any more and needs no type information. The log costs one
-/// ordered insert per first touch, next to the copy-on-write fault that first touch
-/// already pays. Memory that stops holding links (an object freed back to the segment
-/// heap, whose bytes the heap may reuse for anything) must be [`forget`](Self::forget)
-/// -ten, or export would write stale link encodings over whatever lives there now.
+/// It marks the words it swizzled or set in a bitmap (one bit per 8 bytes of the view), so
+/// that [`export`](Self::export) rewrites exactly the words this process changed: that
+/// covers words no walk would reach any more and needs no type information. A marked
+/// word's shared encoding is derived from its value at export (an address in this view,
+/// or in an earlier placement of it, is unswizzled; null and shared words stay), so a
+/// first touch costs one bit set (an ordered log of `(word, encoding)` pairs cost an
+/// insert each, which measured 5-8x the rest of a cold hop). Memory that stops holding
+/// links (an object freed back to the segment heap, whose bytes the heap may reuse for
+/// anything) must be [`forget`](Self::forget)-ten, or export would rewrite whatever lives
+/// there now as if it were a link.
 #[derive(Debug)]
 pub struct SwizzleView {
     map: Mapping,
@@ -73,22 +74,29 @@ pub struct SwizzleView {
     len: u64,
     /// `len` while the epoch lives, 0 once it ended: the range swizzled words must fit.
     live: u64,
-    /// Word offset -> shared encoding of its current value. Boxed so the view itself has
-    /// no interior mutability: `&SwizzleView` is then read-only to the optimiser, which
-    /// keeps `base` and `live` in registers across a chase.
-    log: Box<Mutex<BTreeMap<u64, u64>>>,
+    /// Bit `i` set: the word at offset `8 i` holds a link this view swizzled or set.
+    /// Allocated zeroed (the kernel's zero pages until a bit is set), boxed so the view
+    /// itself has no interior mutability: `&SwizzleView` is then read-only to the
+    /// optimiser, which keeps `base` and `live` in registers across a chase.
+    marks: Box<[AtomicU64]>,
+    /// Bases of earlier placements of the view ([`move_elsewhere`](Self::move_elsewhere)):
+    /// words swizzled for them still export to their offsets.
+    moved_from: Vec<u64>,
 }
 
 impl SwizzleView {
     /// Maps `len` bytes of the segment behind `fd` privately (copy-on-write).
     pub fn open(fd: BorrowedFd<'_>, len: u64) -> Result<Self, PtrError> {
         let map = Mapping::new(fd, len, Sharing::Private)?;
+        let bits = len.div_ceil(8).div_ceil(64) as usize;
         let mut v = Self {
             map,
             base: 0,
             len,
             live: len,
-            log: Box::new(Mutex::new(BTreeMap::new())),
+            // SAFETY: all-zero bytes are valid AtomicU64s (zero).
+            marks: unsafe { Box::<[AtomicU64]>::new_zeroed_slice(bits).assume_init() },
+            moved_from: Vec::new(),
         };
         v.place()?;
         Ok(v)
@@ -117,7 +125,9 @@ impl SwizzleView {
     /// Moves the view to another address (`mremap`), as growth does when it cannot extend in
     /// place. Swizzled words keep pointing at the old range and report `Err(Stale)`.
     pub fn move_elsewhere(&mut self) -> Result<(), PtrError> {
+        let old = self.base;
         self.map.move_elsewhere()?;
+        self.moved_from.push(old);
         self.place()
     }
 
@@ -131,28 +141,61 @@ impl SwizzleView {
         crate::object_in(self.base, self.len, off)
     }
 
-    /// Number of log entries (words swizzled or set so far).
+    /// Number of words this view swizzled or set so far (and has not forgotten).
     pub fn swizzled_words(&self) -> usize {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.marks
+            .iter()
+            .map(|w| w.load(Relaxed).count_ones() as usize)
+            .sum()
     }
 
-    fn log(&self, word_off: u64, shared: u64) {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(word_off, shared);
+    /// Marks the word at offset `word_off` (8-aligned, inside the view) as one this view
+    /// wrote a link into.
+    #[inline(always)]
+    fn mark(&self, word_off: u64) {
+        let (i, bit) = ((word_off / 512) as usize, 1u64 << (word_off / 8 % 64));
+        if let Some(w) = self.marks.get(i)
+            && w.load(Relaxed) & bit == 0
+        {
+            w.fetch_or(bit, Relaxed);
+        }
     }
 
     /// Forgets every word this view swizzled or set in `[offset, offset + len)`: those
     /// bytes no longer hold links (their object was freed), so export must take them as
     /// they are in the view, not rewrite them as links.
     pub fn forget(&self, offset: u64, len: u64) {
-        let end = offset.saturating_add(len);
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        // Called on every free: no list of the doomed words, just take them one by one.
-        while let Some(k) = log.range(offset..end).next().map(|(&k, _)| k) {
-            log.remove(&k);
+        let end = offset.saturating_add(len).min(self.len);
+        // Words wholly inside the range (link words are 8-aligned).
+        let (mut w, last) = (offset.next_multiple_of(8) / 8, end / 8);
+        while w < last {
+            let (i, b) = ((w / 64) as usize, w % 64);
+            let n = (64 - b).min(last - w);
+            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << b };
+            if let Some(word) = self.marks.get(i) {
+                word.fetch_and(!mask, Relaxed);
+            }
+            w += n;
         }
+    }
+
+    /// The shared encoding of `w`, the value of a word this view wrote a link into: an
+    /// address in this view (or an earlier placement of it) is unswizzled; null and shared
+    /// (odd) words are already in shared form.
+    fn shared_form(&self, w: u64) -> u64 {
+        if w == 0 || w & 1 == 1 {
+            return w;
+        }
+        let placements = core::iter::once(self.base).chain(self.moved_from.iter().copied());
+        for base in placements {
+            let off = w.wrapping_sub(base);
+            if off < self.len {
+                return off << 1 | 1;
+            }
+        }
+        // Only this view writes its words, and only addresses of its placements: a word
+        // that is neither was overwritten by the application without a link (leave it).
+        w
     }
 
     /// Writes the position-independent image (the view's bytes with every word this process
@@ -180,9 +223,16 @@ impl SwizzleView {
             // SAFETY: inside the view; no link word (hence no concurrent swizzle) is here.
             *b = unsafe { ((self.base as *const u8).add(words * 8 + i)).read() };
         }
-        for (&off, &w) in self.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let o = off as usize;
-            dest[o..o + 8].copy_from_slice(&w.to_ne_bytes());
+        for (i, m) in self.marks.iter().enumerate() {
+            let mut bits = m.load(Relaxed);
+            while bits != 0 {
+                let o = (i * 64 + bits.trailing_zeros() as usize) * 8;
+                bits &= bits - 1;
+                if let Some(chunk) = dest.get_mut(o..o + 8) {
+                    let w = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+                    chunk.copy_from_slice(&self.shared_form(w).to_ne_bytes());
+                }
+            }
         }
         Ok(())
     }
@@ -237,7 +287,7 @@ impl SwizzleView {
             && let Some(word_off) = self.word_offset(word)
         {
             word.store(target, Relaxed);
-            self.log(word_off, w);
+            self.mark(word_off);
         }
         Ok(NonNull::new(target as *mut u8))
     }
@@ -288,7 +338,7 @@ unsafe impl Repr for Swizzle {
         })?;
         let Some(t) = target else {
             word.store(0, Relaxed);
-            ctx.log(word_off, 0);
+            ctx.mark(word_off);
             return Ok(());
         };
         let off = (t.as_ptr() as u64).wrapping_sub(ctx.base);
@@ -309,7 +359,7 @@ unsafe impl Repr for Swizzle {
             },
             Relaxed,
         );
-        ctx.log(word_off, shared);
+        ctx.mark(word_off);
         Ok(())
     }
 
