@@ -171,7 +171,11 @@ impl SwizzleView {
         while w < last {
             let (i, b) = ((w / 64) as usize, w % 64);
             let n = (64 - b).min(last - w);
-            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << b };
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << b
+            };
             if let Some(word) = self.marks.get(i) {
                 word.fetch_and(!mask, Relaxed);
             }
