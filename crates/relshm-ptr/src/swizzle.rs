@@ -55,6 +55,16 @@ pub fn unswizzled(off: Option<u64>) -> Result<u64, PtrError> {
     }
 }
 
+/// `n` zero words, allocated zeroed (calloc: untouched pages stay the kernel's zero page,
+/// so a bitmap over a large view costs memory only where bits are set).
+fn zeroed_bits(n: usize) -> Box<[AtomicU64]> {
+    let words = vec![0u64; n].into_boxed_slice();
+    // SAFETY: AtomicU64 has the same size, alignment and bit validity as u64 (documented),
+    // so the allocation is a valid [AtomicU64] of the same length, freed with the same
+    // layout.
+    unsafe { Box::from_raw(Box::into_raw(words) as *mut [AtomicU64]) }
+}
+
 /// A process-private copy-on-write view of a segment: the context of [`Swizzle`] links.
 ///
 /// It marks the words it swizzled or set in a bitmap (one bit per 8 bytes of the view), so
@@ -94,8 +104,7 @@ impl SwizzleView {
             base: 0,
             len,
             live: len,
-            // SAFETY: all-zero bytes are valid AtomicU64s (zero).
-            marks: unsafe { Box::<[AtomicU64]>::new_zeroed_slice(bits).assume_init() },
+            marks: zeroed_bits(bits),
             moved_from: Vec::new(),
         };
         v.place()?;
