@@ -176,7 +176,7 @@ impl SwizzleView {
     pub fn forget(&self, offset: u64, len: u64) {
         let end = offset.saturating_add(len).min(self.len);
         // Words wholly inside the range (link words are 8-aligned).
-        let (mut w, last) = (offset.next_multiple_of(8) / 8, end / 8);
+        let (mut w, last) = (offset.div_ceil(8), end / 8);
         while w < last {
             let (i, b) = ((w / 64) as usize, w % 64);
             let n = (64 - b).min(last - w);
