@@ -2,10 +2,13 @@
 //! `std::collections::HashMap<Vec<u8>, Vec<u8>>`, for every pointer strategy; values of
 //! every size up to 4 KiB; emptied, the map gives the heap back every byte.
 
+mod model_support;
+
+use model_support::{Model, ok};
 use proptest::prelude::*;
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::bytes_map::BytesMap;
-use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Raw, Repr};
 use relshm_segment::{CreateOptions, Placement, Segment};
 use std::collections::HashMap;
 
@@ -43,10 +46,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Clear),
         1 => Just(Op::Grow),
     ]
-}
-
-fn ok<T>(r: Result<T, CollectionError>) -> Result<T, TestCaseError> {
-    r.map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -98,61 +97,37 @@ fn segment() -> Segment {
     Segment::create_unnamed(&CreateOptions::new(32 << 20)).unwrap()
 }
 
-fn in_place<R: Repr>(
-    ops: &[Op],
-    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
-) -> Result<(), TestCaseError> {
-    let seg = segment();
-    let (off, want) = model(&ok(make(&seg))?, ops)?;
-    let other = seg.reopen(Placement::Anywhere).unwrap();
-    prop_assert_ne!(other.base(), seg.base());
-    let map = ok(BytesMap::<R>::open(&ok(make(&other))?, off))?;
-    prop_assert_eq!(sorted(ok(map.entries())?), want);
-    Ok(())
-}
-
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 0..120)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+/// The collection and its model, for [`every_strategy!`].
+struct BytesMapModel;
 
-    #[test]
-    fn offset_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, Arena::<Offset>::new)?;
+impl Model for BytesMapModel {
+    type Op = Op;
+    type Seen = Entries;
+    const SEGMENT: u64 = 32 << 20;
+
+    fn run<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Self::Seen), TestCaseError> {
+        model(arena, ops)
     }
 
-    #[test]
-    fn baserel_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, Arena::<BaseRel>::new)?;
-    }
-
-    #[test]
-    fn segrel_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, Arena::<SegRel>::new)?;
-    }
-
-    #[test]
-    fn raw_local_agrees_with_hashmap(ops in ops()) {
-        model(&ok(Arena::<Raw>::local(&segment()))?, &ops)?;
-    }
-
-    #[test]
-    fn swizzle_agrees_with_hashmap_and_publishes(ops in ops()) {
-        let seg = segment();
-        let (off, want) = {
-            let arena = ok(Arena::<Swizzle>::private(&seg))?;
-            let r = model(&arena, &ops)?;
-            ok(arena.publish(&seg))?;
-            r
-        };
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        let map = ok(BytesMap::<Swizzle>::open(&ok(Arena::<Swizzle>::private(&other))?, off))?;
-        prop_assert_eq!(sorted(ok(map.entries())?), want.clone());
-        prop_assert_eq!(ok(map.verify())?, want.len() as u64);
+    fn reopen<R: Repr>(arena: &Arena<R>, off: u64) -> Result<Self::Seen, TestCaseError> {
+        let map = ok(BytesMap::<R>::open(arena, off))?;
+        let got = sorted(ok(map.entries())?);
+        prop_assert_eq!(ok(map.verify())?, got.len() as u64);
+        Ok(got)
     }
 }
+
+every_strategy!(BytesMapModel, ops(), 24;
+    offset_agrees_with_hashmap,
+    baserel_agrees_with_hashmap,
+    segrel_agrees_with_hashmap,
+    raw_local_agrees_with_hashmap,
+    swizzle_agrees_with_hashmap_and_publishes
+);
 
 /// Growing through several table sizes, updating and removing everything: every value
 /// survives each resize, and at the end the heap is back where it started.

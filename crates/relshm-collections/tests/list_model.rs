@@ -1,10 +1,13 @@
 //! Model-based property tests: random operation sequences on a `List` agree with
 //! `std::collections::VecDeque`, for every pointer strategy.
 
+mod model_support;
+
+use model_support::{Model, ok};
 use proptest::prelude::*;
-use relshm_collections::arena::{Arena, CollectionError};
+use relshm_collections::arena::Arena;
 use relshm_collections::list::List;
-use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{Raw, Repr};
 use relshm_segment::{CreateOptions, Placement, Segment};
 use std::collections::VecDeque;
 
@@ -42,10 +45,6 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<usize>(), action).prop_map(|(i, a)| Op::Cursor(i, a)),
         1 => Just(Op::Clear),
     ]
-}
-
-fn ok<T>(r: Result<T, CollectionError>) -> Result<T, TestCaseError> {
-    r.map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 /// Runs `ops` on a fresh list and the model; returns the list's offset.
@@ -123,69 +122,37 @@ fn segment() -> Segment {
     Segment::create_unnamed(&CreateOptions::new(8 << 20)).unwrap()
 }
 
-/// A strategy shared in place: after the model ran through `make`'s arena, the same bytes
-/// through a second mapping at another address hold what the model holds.
-fn in_place<R: Repr>(
-    ops: &[Op],
-    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
-) -> Result<(), TestCaseError> {
-    let seg = segment();
-    let arena = ok(make(&seg))?;
-    let (off, want) = model(&arena, ops)?;
-    let other = seg.reopen(Placement::Anywhere).unwrap();
-    prop_assert_ne!(other.base(), seg.base());
-    let arena2 = ok(make(&other))?;
-    let list = ok(List::<u64, R>::open(&arena2, off))?;
-    prop_assert_eq!(ok(list.to_vec())?, want);
-    Ok(())
-}
-
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 0..120)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+/// The collection and its model, for [`every_strategy!`].
+struct ListModel;
 
-    #[test]
-    fn offset_agrees_with_vecdeque(ops in ops()) {
-        in_place(&ops, Arena::<Offset>::new)?;
+impl Model for ListModel {
+    type Op = Op;
+    type Seen = Vec<u64>;
+    const SEGMENT: u64 = 8 << 20;
+
+    fn run<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Self::Seen), TestCaseError> {
+        model(arena, ops)
     }
 
-    #[test]
-    fn baserel_agrees_with_vecdeque(ops in ops()) {
-        in_place(&ops, Arena::<BaseRel>::new)?;
-    }
-
-    #[test]
-    fn segrel_agrees_with_vecdeque(ops in ops()) {
-        in_place(&ops, Arena::<SegRel>::new)?;
-    }
-
-    #[test]
-    fn raw_local_agrees_with_vecdeque(ops in ops()) {
-        let seg = segment();
-        let arena = ok(Arena::<Raw>::local(&seg))?;
-        model(&arena, &ops)?;
-    }
-
-    #[test]
-    fn swizzle_agrees_with_vecdeque_and_publishes(ops in ops()) {
-        let seg = segment();
-        let (off, want) = {
-            let arena = ok(Arena::<Swizzle>::private(&seg))?;
-            let r = model(&arena, &ops)?;
-            ok(arena.publish(&seg))?;
-            r
-        };
-        // A fresh private view of the published bytes, at another address.
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        let arena2 = ok(Arena::<Swizzle>::private(&other))?;
-        let list = ok(List::<u64, Swizzle>::open(&arena2, off))?;
-        prop_assert_eq!(ok(list.to_vec())?, want.clone());
-        prop_assert_eq!(ok(list.verify())?, want.len() as u64);
+    fn reopen<R: Repr>(arena: &Arena<R>, off: u64) -> Result<Self::Seen, TestCaseError> {
+        let list = ok(List::<u64, R>::open(arena, off))?;
+        let got = ok(list.to_vec())?;
+        prop_assert_eq!(ok(list.verify())?, got.len() as u64);
+        Ok(got)
     }
 }
+
+every_strategy!(ListModel, ops(), 48;
+    offset_agrees_with_vecdeque,
+    baserel_agrees_with_vecdeque,
+    segrel_agrees_with_vecdeque,
+    raw_local_agrees_with_vecdeque,
+    swizzle_agrees_with_vecdeque_and_publishes
+);
 
 /// Fixed-address Raw: the creator and a second mapping at the same address (after the
 /// first is gone) share absolute links.

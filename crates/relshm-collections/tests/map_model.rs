@@ -1,11 +1,14 @@
 //! Model-based property tests: random operation sequences on a `Map` agree with
 //! `std::collections::HashMap`, for every pointer strategy; growth and byte-string keys.
 
+mod model_support;
+
+use model_support::{Model, ok};
 use proptest::prelude::*;
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::map::{ByteKey, Map};
 use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
-use relshm_segment::{CreateOptions, Placement, Segment};
+use relshm_segment::{CreateOptions, Segment};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
@@ -34,10 +37,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Clear),
         1 => Just(Op::Grow),
     ]
-}
-
-fn ok<T>(r: Result<T, CollectionError>) -> Result<T, TestCaseError> {
-    r.map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 fn sorted(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -96,68 +95,37 @@ fn segment() -> Segment {
     Segment::create_unnamed(&CreateOptions::new(16 << 20)).unwrap()
 }
 
-/// A strategy shared in place: after the model ran through `make`'s arena, the same bytes
-/// opened through a second mapping at another address hold what the model holds.
-fn in_place<R: Repr>(
-    ops: &[Op],
-    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
-) -> Result<(), TestCaseError> {
-    let seg = segment();
-    let arena = ok(make(&seg))?;
-    let (off, want) = model(&arena, ops)?;
-    let other = seg.reopen(Placement::Anywhere).unwrap();
-    prop_assert_ne!(other.base(), seg.base());
-    let arena2 = ok(make(&other))?;
-    let map = ok(Map::<u64, u64, R>::open(&arena2, off))?;
-    prop_assert_eq!(sorted(ok(map.entries())?), want);
-    Ok(())
-}
-
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 0..150)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+/// The collection and its model, for [`every_strategy!`].
+struct MapModel;
 
-    #[test]
-    fn offset_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, Arena::<Offset>::new)?;
+impl Model for MapModel {
+    type Op = Op;
+    type Seen = Vec<(u64, u64)>;
+    const SEGMENT: u64 = 16 << 20;
+
+    fn run<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Self::Seen), TestCaseError> {
+        model(arena, ops)
     }
 
-    #[test]
-    fn baserel_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, Arena::<BaseRel>::new)?;
-    }
-
-    #[test]
-    fn segrel_agrees_with_hashmap(ops in ops()) {
-        in_place(&ops, Arena::<SegRel>::new)?;
-    }
-
-    #[test]
-    fn raw_local_agrees_with_hashmap(ops in ops()) {
-        let seg = segment();
-        let arena = ok(Arena::<Raw>::local(&seg))?;
-        model(&arena, &ops)?;
-    }
-
-    #[test]
-    fn swizzle_agrees_with_hashmap_and_publishes(ops in ops()) {
-        let seg = segment();
-        let (off, want) = {
-            let arena = ok(Arena::<Swizzle>::private(&seg))?;
-            let r = model(&arena, &ops)?;
-            ok(arena.publish(&seg))?;
-            r
-        };
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        let arena2 = ok(Arena::<Swizzle>::private(&other))?;
-        let map = ok(Map::<u64, u64, Swizzle>::open(&arena2, off))?;
-        prop_assert_eq!(sorted(ok(map.entries())?), want.clone());
-        prop_assert_eq!(ok(map.verify())?, want.len() as u64);
+    fn reopen<R: Repr>(arena: &Arena<R>, off: u64) -> Result<Self::Seen, TestCaseError> {
+        let map = ok(Map::<u64, u64, R>::open(arena, off))?;
+        let got = sorted(ok(map.entries())?);
+        prop_assert_eq!(ok(map.verify())?, got.len() as u64);
+        Ok(got)
     }
 }
+
+every_strategy!(MapModel, ops(), 32;
+    offset_agrees_with_hashmap,
+    baserel_agrees_with_hashmap,
+    segrel_agrees_with_hashmap,
+    raw_local_agrees_with_hashmap,
+    swizzle_agrees_with_hashmap_and_publishes
+);
 
 /// Enough entries to double the table several times; every entry survives each rehash.
 fn grows<R: Repr>(arena: &Arena<R>) {

@@ -1,10 +1,13 @@
 //! Model-based property tests: random operation sequences on a `Vec` agree with
 //! `std::vec::Vec`, for every pointer strategy, and the heap gets every buffer back.
 
+mod model_support;
+
+use model_support::{Model, ok};
 use proptest::prelude::*;
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::vec::Vec as SegVec;
-use relshm_ptr::{BaseRel, Offset, Raw, Repr, SegRel, Swizzle};
+use relshm_ptr::{BaseRel, Raw, Repr};
 use relshm_segment::{CreateOptions, Placement, Segment};
 
 #[derive(Debug, Clone)]
@@ -34,10 +37,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Shrink),
         3 => (0u64..80).prop_map(Op::Get),
     ]
-}
-
-fn ok<T>(r: Result<T, CollectionError>) -> Result<T, TestCaseError> {
-    r.map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 /// Runs `ops` on a fresh vector and on `std::vec::Vec`; returns the vector's offset and
@@ -110,65 +109,37 @@ fn segment() -> Segment {
     Segment::create_unnamed(&CreateOptions::new(16 << 20)).unwrap()
 }
 
-/// A strategy shared in place: the same bytes, opened through a second mapping at another
-/// address, hold what the model holds; emptied and shrunk, the heap is back where it was.
-fn in_place<R: Repr>(
-    ops: &[Op],
-    make: for<'s> fn(&'s Segment) -> Result<Arena<R>, CollectionError>,
-) -> Result<(), TestCaseError> {
-    let seg = segment();
-    let arena = ok(make(&seg))?;
-    let (off, want) = model(&arena, ops)?;
-    let other = seg.reopen(Placement::Anywhere).unwrap();
-    prop_assert_ne!(other.base(), seg.base());
-    let v = ok(SegVec::<u64, R>::open(&ok(make(&other))?, off))?;
-    prop_assert_eq!(ok(v.to_vec())?, want);
-    Ok(())
-}
-
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 0..120)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+/// The collection and its model, for [`every_strategy!`].
+struct VecModel;
 
-    #[test]
-    fn offset_agrees_with_std_vec(ops in ops()) {
-        in_place(&ops, Arena::<Offset>::new)?;
+impl Model for VecModel {
+    type Op = Op;
+    type Seen = Vec<u64>;
+    const SEGMENT: u64 = 16 << 20;
+
+    fn run<R: Repr>(arena: &Arena<R>, ops: &[Op]) -> Result<(u64, Self::Seen), TestCaseError> {
+        model(arena, ops)
     }
 
-    #[test]
-    fn baserel_agrees_with_std_vec(ops in ops()) {
-        in_place(&ops, Arena::<BaseRel>::new)?;
-    }
-
-    #[test]
-    fn segrel_agrees_with_std_vec(ops in ops()) {
-        in_place(&ops, Arena::<SegRel>::new)?;
-    }
-
-    #[test]
-    fn raw_local_agrees_with_std_vec(ops in ops()) {
-        let seg = segment();
-        model(&ok(Arena::<Raw>::local(&seg))?, &ops)?;
-    }
-
-    #[test]
-    fn swizzle_agrees_with_std_vec_and_publishes(ops in ops()) {
-        let seg = segment();
-        let (off, want) = {
-            let arena = ok(Arena::<Swizzle>::private(&seg))?;
-            let r = model(&arena, &ops)?;
-            ok(arena.publish(&seg))?;
-            r
-        };
-        let other = seg.reopen(Placement::Anywhere).unwrap();
-        let v = ok(SegVec::<u64, Swizzle>::open(&ok(Arena::<Swizzle>::private(&other))?, off))?;
-        prop_assert_eq!(ok(v.to_vec())?, want.clone());
-        prop_assert_eq!(ok(v.verify())?, want.len() as u64);
+    fn reopen<R: Repr>(arena: &Arena<R>, off: u64) -> Result<Self::Seen, TestCaseError> {
+        let v = ok(SegVec::<u64, R>::open(arena, off))?;
+        let got = ok(v.to_vec())?;
+        prop_assert_eq!(ok(v.verify())?, got.len() as u64);
+        Ok(got)
     }
 }
+
+every_strategy!(VecModel, ops(), 32;
+    offset_agrees_with_std_vec,
+    baserel_agrees_with_std_vec,
+    segrel_agrees_with_std_vec,
+    raw_local_agrees_with_std_vec,
+    swizzle_agrees_with_std_vec_and_publishes
+);
 
 /// Odd-sized elements (12 bytes, align 4): the racy word copies keep neighbours intact.
 #[test]
