@@ -1,9 +1,11 @@
-//! The checks behind relshm-ptr's fuzz targets, as plain functions of the input bytes.
+//! The checks behind the fuzz targets, as plain functions of the input bytes.
 //!
 //! The fuzz targets call them, and `crates/relshm-ptr/tests/fuzz_regressions.rs` includes
 //! this file to replay saved inputs (crashes found, and seeds) under `cargo test`. Each
 //! function panics if the property it checks does not hold; library calls must return
 //! `Err` on bad bytes, never crash.
+
+mod vec_image;
 
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
@@ -265,8 +267,15 @@ pub fn translate_roundtrip(data: &[u8]) {
 /// Arbitrary bytes as a segment image: opening, validating and resolving through every
 /// representation returns `Ok` or `Err`, never crashes, hangs or reads out of bounds. The
 /// bytes at the root are read both as a graph node and as an array holder (untrusted
-/// `len` and `cap`).
+/// `len` and `cap`). Then the same input corrupts a segment holding two `Vec`s (see
+/// `vec_image`), whose every operation must return `Ok` or `Err` too.
 pub fn untrusted_image(data: &[u8]) {
+    raw_image(data);
+    vec_image::corrupted_vecs(data);
+}
+
+/// The input's bytes as the image itself.
+fn raw_image(data: &[u8]) {
     let mut inp = Input(data);
     let root = inp.u64() % (SEG + 64);
     let steps = 1 + inp.byte() as usize;
