@@ -1,9 +1,9 @@
 //! The `Vec` half of `untrusted_image`: a segment holding a named `Vec<u64>` and a named
 //! `Vec<[u32; 3]>` (12-byte elements aligned to 4), built through the collections' API
 //! with a pointer strategy the input picks, then corrupted where a vector keeps its state:
-//! its header words (length, capacity, buffer link, magic, layout, seqlock), its buffer's
-//! capacity word, owner record, heap block header and elements, its lock, its directory
-//! record, or any word of the heap. Every operation on the corrupted image (open, get,
+//! its header words (length, capacity, buffer link, magic, layout, seqlock, pending
+//! buffer and length), its buffer's capacity word, owner record, heap block header and
+//! elements, its lock, its directory record, or any word of the heap. Every operation on the corrupted image (open, get,
 //! to_vec, read, the changes, verify, the whole-segment check) must return `Ok` or `Err`.
 //!
 //! Lock words get only states that no live thread holds (free, owner died, not
@@ -41,7 +41,8 @@ const LAYOUT: u64 = 8;
 const LEN: u64 = VEC_LEN;
 const CAP: u64 = VEC_LEN + 8;
 const SEQ: u64 = VEC_LEN + 16;
-/// `repairs`, then two reserved words.
+/// `repairs`, then the pending words (the buffer being published and its length, which
+/// a repair rolls forward).
 const REPAIRS: u64 = VEC_LEN + 24;
 /// The buffer link follows the lock.
 const BUF: u64 = VEC_LOCK + size_of::<RawRwLock>() as u64;
