@@ -1,14 +1,16 @@
-//! The checks behind relshm-ptr's fuzz targets, as plain functions of the input bytes.
+//! The checks behind the fuzz targets, as plain functions of the input bytes.
 //!
 //! The fuzz targets call them, and `crates/relshm-ptr/tests/fuzz_regressions.rs` includes
 //! this file to replay saved inputs (crashes found, and seeds) under `cargo test`. Each
 //! function panics if the property it checks does not hold; library calls must return
 //! `Err` on bad bytes, never crash.
 
+mod vec_image;
+
 use relshm_ptr::map::{Mapping, Sharing, memfd};
 use relshm_ptr::{
-    BaseRel, Limits, Link, Offset, OffsetCtx, Raw, RawCtx, Repr, SegRel, SegTable, Space, Swizzle,
-    SwizzleView, relocatable, translate, unswizzled, validate,
+    BaseRel, Limits, Link, LinkVisitor, Offset, OffsetCtx, Raw, RawCtx, Relocate, Repr, SegRel,
+    SegTable, Space, Swizzle, SwizzleView, relocatable, translate, unswizzled, validate,
 };
 use rustix::fd::AsFd;
 use std::collections::HashMap;
@@ -22,6 +24,26 @@ relocatable! {
         pub b: Link<GNode<R>, R>,
         /// Payload.
         pub value: u64,
+    }
+}
+
+/// An array holder: a link to `cap` contiguous graph nodes, the first `len` live (what a
+/// vector's header is to its buffer, with elements that hold links themselves).
+#[repr(C)]
+pub struct ANode<R: Repr> {
+    /// Live elements.
+    pub len: u64,
+    /// Elements the array holds.
+    pub cap: u64,
+    /// The array.
+    pub items: Link<GNode<R>, R>,
+}
+
+// SAFETY: #[repr(C)] of plain words and a link, valid for any bits; the array link is its
+// only link, reported once.
+unsafe impl<R: Repr> Relocate<R> for ANode<R> {
+    fn visit_links<V: LinkVisitor<R>>(&self, v: &mut V) {
+        v.array(&self.items, self.len, self.cap);
     }
 }
 
@@ -243,8 +265,17 @@ pub fn translate_roundtrip(data: &[u8]) {
 }
 
 /// Arbitrary bytes as a segment image: opening, validating and resolving through every
-/// representation returns `Ok` or `Err`, never crashes, hangs or reads out of bounds.
+/// representation returns `Ok` or `Err`, never crashes, hangs or reads out of bounds. The
+/// bytes at the root are read both as a graph node and as an array holder (untrusted
+/// `len` and `cap`). Then the same input corrupts a segment holding two `Vec`s (see
+/// `vec_image`), whose every operation must return `Ok` or `Err` too.
 pub fn untrusted_image(data: &[u8]) {
+    raw_image(data);
+    vec_image::corrupted_vecs(data);
+}
+
+/// The input's bytes as the image itself.
+fn raw_image(data: &[u8]) {
     let mut inp = Input(data);
     let root = inp.u64() % (SEG + 64);
     let steps = 1 + inp.byte() as usize;
@@ -259,10 +290,13 @@ pub fn untrusted_image(data: &[u8]) {
     // SAFETY: the mapping outlives every context below.
     let offset = unsafe { OffsetCtx::new(shared.region()) };
     probe::<Offset>(&offset, offset.object(root).ok(), steps, limits);
+    probe_array::<Offset>(&offset, offset.object(root).ok(), limits);
     probe::<BaseRel>(&offset, offset.object(root).ok(), steps, limits);
+    probe_array::<BaseRel>(&offset, offset.object(root).ok(), limits);
     // SAFETY: as above.
     let raw = unsafe { RawCtx::local(shared.region()) };
     probe::<Raw>(&raw, raw.object(root).ok(), steps, limits);
+    probe_array::<Raw>(&raw, raw.object(root).ok(), limits);
     let mut table = SegTable::new();
     // SAFETY: as above (segment 1 and 2 are the same bytes).
     unsafe {
@@ -270,9 +304,12 @@ pub fn untrusted_image(data: &[u8]) {
         table.add(2, shared.region()).unwrap();
     }
     probe::<SegRel>(&table, table.object(1, root).ok(), steps, limits);
+    probe_array::<SegRel>(&table, table.object(1, root).ok(), limits);
     let view = SwizzleView::open(fd.as_fd(), SEG).unwrap();
     probe::<Swizzle>(&view, view.object(root).ok(), steps, limits);
+    probe_array::<Swizzle>(&view, view.object(root).ok(), limits);
     probe::<Swizzle>(&view, view.object(root).ok(), steps, limits);
+    probe_array::<Swizzle>(&view, view.object(root).ok(), limits);
     let mut image = vec![0u8; SEG as usize];
     view.export(&mut image).unwrap();
     assert!(
@@ -290,6 +327,7 @@ pub fn untrusted_image(data: &[u8]) {
         )
     };
     let _ = translate::<GNode<Raw>>(&s, shared.as_ptr() as u64 + root, &d, 0);
+    let _ = translate::<ANode<Raw>>(&s, shared.as_ptr() as u64 + root, &d, 0);
 }
 
 fn probe<R: Repr>(ctx: &R::Ctx, root: Option<&GNode<R>>, steps: usize, limits: Limits) {
@@ -307,5 +345,32 @@ fn probe<R: Repr>(ctx: &R::Ctx, root: Option<&GNode<R>>, steps: usize, limits: L
             }
             _ => break,
         }
+    }
+}
+
+/// The bytes at the root as an array holder: validate, and resolving the array for its
+/// length and its capacity, return `Ok` or `Err`; what validate accepts resolves.
+fn probe_array<R: Repr>(ctx: &R::Ctx, root: Option<&ANode<R>>, limits: Limits) {
+    let Some(root) = root else { return };
+    let valid = validate::<_, R>(ctx, root, limits).is_ok();
+    let _ = root.items.get_array_ptr(ctx, root.cap);
+    match root.items.get_slice(ctx, root.len) {
+        Ok(Some(items)) => {
+            assert_eq!(items.len() as u64, root.len);
+            for n in items {
+                // Validate walked each live element's links: they resolve.
+                let (a, b) = (n.a.get(ctx), n.b.get(ctx));
+                assert!(
+                    !valid || (a.is_ok() && b.is_ok()),
+                    "a validated element's link fails"
+                );
+                std::hint::black_box(n.value);
+            }
+        }
+        r => assert!(
+            !valid,
+            "a validated array does not resolve for its length: {:?}",
+            r.map(|s| s.map(<[_]>::len))
+        ),
     }
 }

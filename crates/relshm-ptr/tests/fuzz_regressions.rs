@@ -8,7 +8,36 @@
 #[path = "../../../fuzz/src/lib.rs"]
 mod checks;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
+
+/// The system allocator, failing any request over [`CAP`] (the process then aborts with
+/// "memory allocation of N bytes failed"): the images are at most 256 KiB, so only a
+/// length read from them can ask for more, which must be an `Err` instead. libFuzzer's
+/// `-malloc_limit_mb` checks the same under `cargo fuzz`.
+struct Capped;
+
+const CAP: usize = 64 << 20;
+
+// SAFETY: forwards to `System`, or fails the allocation by returning null (allowed by
+// the `GlobalAlloc` contract); never unwinds.
+unsafe impl GlobalAlloc for Capped {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > CAP {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded: the caller's layout has a non-zero size.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded: `ptr` came from `alloc` above, i.e. from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Capped = Capped;
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
