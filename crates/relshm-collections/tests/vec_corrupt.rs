@@ -1,7 +1,6 @@
 //! A `Vec` whose header bytes are corrupted: every operation returns `Ok` or `Err`, never
 //! reads or writes past its buffer, panics, or hangs. Regressions found by the
-//! `untrusted_image` fuzz target (`fuzz/src/vec_image.rs`); each stays ignored until its
-//! fix lands (the fuzz target steers around it meanwhile, see `known_bug` there).
+//! `untrusted_image` fuzz target (`fuzz/src/vec_image.rs`).
 
 use relshm_collections::arena::{Arena, CollectionError};
 use relshm_collections::vec::Vec as SegVec;
@@ -49,7 +48,6 @@ fn is_corrupt<T>(r: &Result<T, CollectionError>) -> bool {
 /// argument eagerly), which panics with "attempt to add with overflow" wherever overflow
 /// checks are on (debug builds, `cargo fuzz`).
 #[test]
-#[ignore = "known bug: Vec::get(u64::MAX) overflows in vec/read.rs:30"]
 fn get_past_the_end_is_none_for_every_index() {
     let seg = segment();
     let v = SegVec::<u64, BaseRel>::create(&Arena::new(&seg).unwrap()).unwrap();
@@ -66,7 +64,6 @@ fn get_past_the_end_is_none_for_every_index() {
 /// past the buffer into the new one and reports success; `pop` reports `None` for a
 /// vector whose length says 5. `read` already reports this length as corruption.
 #[test]
-#[ignore = "known bug: VecGuard's changes trust len <= cap (vec/guard.rs)"]
 fn a_length_past_the_capacity_is_corruption_for_every_change() {
     let seg = segment();
     let arena = Arena::<BaseRel>::new(&seg).unwrap();
@@ -99,7 +96,6 @@ fn a_length_past_the_capacity_is_corruption_for_every_change() {
 /// (`vec/guard.rs:219-221`); with a length of `u64::MAX`, `insert` panics first, computing
 /// `len + 1` (`vec/guard.rs:194`). Run in a child, which must end normally.
 #[test]
-#[ignore = "known bug: insert/remove copy len elements into a buffer sized from cap (vec/guard.rs)"]
 fn a_huge_length_is_an_error_not_a_write_past_the_segment() {
     let seg = segment();
     let arena = Arena::<BaseRel>::new(&seg).unwrap();
@@ -125,7 +121,6 @@ fn a_huge_length_is_an_error_not_a_write_past_the_segment() {
 /// writes wherever it leads. Led into another vector's lock, the write makes a reader slot
 /// name a thread that does not exist, and that vector's next `push` waits for it forever.
 #[test]
-#[ignore = "known bug: writes through an unchecked buffer link (vec/guard.rs:49) hang another vector"]
 fn a_buffer_link_into_another_vector_does_not_hang_it() {
     let seg = segment();
     let arena = Arena::<Offset>::new(&seg).unwrap();

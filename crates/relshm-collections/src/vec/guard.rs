@@ -62,6 +62,41 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         })
     }
 
+    /// Checks what a writer is about to copy from and write into (the lock held
+    /// exclusively, the vector repaired): the length within the capacity, and the buffer
+    /// link leading to a buffer of this vector (its own capacity word agrees, its owner
+    /// record names this vector). Segment bytes are untrusted: without this, a corrupted
+    /// length would make a reallocation copy past the buffer, and a corrupted link would
+    /// make a push write into whatever it leads to.
+    pub(crate) fn check_for_write(&self) -> Result<()> {
+        let buf = self.buf()?;
+        let len = self.hdr().len.load(Relaxed);
+        if len > buf.cap {
+            return Err(corrupt(format!(
+                "a vector's length {len} exceeds its capacity {}",
+                buf.cap
+            )));
+        }
+        // A translated copy has no heap (its buffer's owner record stayed behind).
+        if let Some(first) = buf.first.filter(|_| self.arena().segment().is_some()) {
+            let first_off = self.arena().offset_of(first);
+            let ident_word = self
+                .arena()
+                .at::<AtomicU64>(Buf::<T>::payload(first_off).wrapping_add(8))?;
+            // SAFETY: resolved and checked by the arena, mapped while it lives; any bits
+            // are a valid AtomicU64.
+            let ident_word = unsafe { ident_word.as_ref() }.load(Relaxed);
+            if self.cap_word(first_off)?.load(Relaxed) != buf.cap
+                || ident_word != ident(self.offset()).0
+            {
+                return Err(corrupt(
+                    "a vector's buffer link does not lead to a buffer of this vector",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The capacity word of the buffer whose first element is at offset `first_off`.
     pub(crate) fn cap_word(&self, first_off: u64) -> Result<&AtomicU64> {
         let p = self

@@ -186,7 +186,10 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         let held = Held::exclusive(&hdr.lock, None, || self.repair())?;
         // Declared after the lock: the section ends (the word even) before the release.
         let section = WriteSection::begin(&hdr.seq);
-        Ok(VecGuard::new(self, held, section))
+        let guard = VecGuard::new(self, held, section);
+        // A writer copies and writes through what it finds: make sure it is this vector's.
+        self.check_for_write()?;
+        Ok(guard)
     }
 
     /// Takes the lock shared: a consistent view of every element (writers wait).

@@ -27,7 +27,7 @@ impl<T: Pod, R: Repr> Vec<T, R> {
                 let slot = slot; // moved out: the closure is FnOnce, the borrow escapes
                 &mut slot[..n]
             };
-            match self.optimistic(|len| (i < len).then_some(i..i + 1), dst) {
+            match self.optimistic(|len| (i < len).then(|| i..i + 1), dst) {
                 Some(true) => return Ok(hit.get().then_some(one[0])),
                 Some(false) => continue,
                 None => break,
