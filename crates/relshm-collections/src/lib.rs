@@ -44,6 +44,8 @@ mod root;
 #[cfg(not(loom))]
 mod segment_ext;
 #[cfg(not(loom))]
+mod seqlock;
+#[cfg(not(loom))]
 pub mod shape;
 #[cfg(not(loom))]
 pub mod stream;

@@ -7,6 +7,7 @@
 //! buffers 8-aligned with their byte capacity rounded up to whole words, so those words
 //! lie inside the same allocation.
 
+use bytemuck::Pod;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -95,6 +96,40 @@ unsafe fn write_partial(dst: *mut u8, src: &[u8]) {
     let mut bytes = word.load(Relaxed).to_ne_bytes();
     bytes[a - w..a - w + src.len()].copy_from_slice(src);
     word.store(u64::from_ne_bytes(bytes), Relaxed);
+}
+
+/// Copies a `T` out of shared memory with atomic word loads only (the copy may be torn if
+/// someone writes meanwhile; callers validate before trusting it).
+///
+/// # Safety
+/// The 8-byte words covering `[src, src + size_of::<T>())` must be mapped for reading
+/// (true for any field of an 8-aligned object made of whole words).
+#[inline(always)]
+pub(crate) unsafe fn read<T: Pod>(src: *const T) -> T {
+    let mut out = T::zeroed();
+    if align_of::<T>() >= 8 {
+        // Whole aligned words (a size is a multiple of its alignment): the lookup path of
+        // maps, kept to plain word loads.
+        let dst: &mut [u64] = bytemuck::cast_slice_mut(core::slice::from_mut(&mut out));
+        for (i, w) in dst.iter_mut().enumerate() {
+            // SAFETY: src is 8-aligned and word i lies inside it (the caller's contract).
+            *w = unsafe { AtomicU64::from_ptr(src.cast::<u64>().add(i).cast_mut()) }.load(Relaxed);
+        }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { read_bytes(src.cast(), bytemuck::bytes_of_mut(&mut out)) };
+    }
+    out
+}
+
+/// Writes `val` at `dst` with atomic word stores (see [`write_bytes`]).
+///
+/// # Safety
+/// As for [`write_bytes`], for the `size_of::<T>()` bytes at `dst`.
+#[inline]
+pub(crate) unsafe fn write<T: Pod>(dst: *mut T, val: T) {
+    // SAFETY: forwarded.
+    unsafe { write_bytes(dst.cast(), bytemuck::bytes_of(&val)) };
 }
 
 #[cfg(test)]

@@ -28,8 +28,10 @@ pub(crate) use crate::error::{WRONG_MAGIC, corrupt};
 use crate::record::CollectionRecord;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use relshm_ptr::translate::{Space, Translated, translate};
 use relshm_ptr::{
-    BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Repr, SegRel, SegTable, Swizzle, SwizzleView,
+    BaseRel, Offset, OffsetCtx, PtrError, Raw, RawCtx, Relocate, Repr, SegRel, SegTable, Swizzle,
+    SwizzleView,
 };
 use relshm_segment::directory::Directory;
 use relshm_segment::heap::Heap;
@@ -174,6 +176,35 @@ impl Arena<Raw> {
         // SAFETY: forwarded to the caller.
         let ctx = unsafe { RawCtx::new(region, written_base)? };
         Ok(Self::build(ctx, region, Memory::ReadOnly))
+    }
+}
+
+impl Arena<Raw> {
+    /// Copies the structure whose root `H` (a collection's header) is at `offset` into
+    /// `dst` from offset `start`, with every link rewritten for a process that maps `dst`
+    /// at `dst.written_base()` (see [`relshm_ptr::translate()`]), then lets `fresh_locks`
+    /// reset the copy's locks: the source was copied while its caller held them, and the
+    /// receiver needs them free. The receiver opens the copy with [`Arena::translated`]
+    /// and the collection's `open` at `root_offset`.
+    pub(crate) fn translate_root<H: Relocate<Raw>>(
+        &self,
+        offset: u64,
+        dst: &Space,
+        start: u64,
+        fresh_locks: impl FnOnce(&mut H),
+    ) -> Result<Translated> {
+        // SAFETY: the arena's region stays mapped while it lives (it keeps the segment).
+        let src = unsafe { Space::new(self.region(), self.base()) };
+        let t = translate::<H>(&src, self.base() + offset, dst, start)?;
+        let mut hdr = dst
+            .region()
+            .resolve_as::<H>(t.root_offset)
+            .map_err(relshm_segment::heap::HeapError::from)?;
+        // SAFETY: the header was just copied there by `translate` (in bounds, aligned, any
+        // bits valid for a Relocate type); the destination is the caller's alone until it
+        // hands it over (Space::new's contract), so nothing else references it.
+        fresh_locks(unsafe { hdr.as_mut() });
+        Ok(t)
     }
 }
 
@@ -362,24 +393,41 @@ impl<R: Repr> Arena<R> {
     /// Uninitialised, checked memory for one `T` from the segment heap.
     pub(crate) fn alloc<T>(&self) -> Result<NonNull<T>> {
         let (size, align) = (size_of::<T>() as u64, align_of::<T>().max(16) as u64);
+        self.at::<T>(self.alloc_block(size, align, None)?)
+    }
+
+    /// `size` bytes aligned to `align` from the segment heap, carrying the owner record
+    /// `record` if given; the segment grows when the heap is full and the arena follows
+    /// growth. Returns the payload's offset, checked to lie in the arena's view.
+    fn alloc_block(&self, size: u64, align: u64, record: Option<[u64; 2]>) -> Result<u64> {
         let off = match &self.0.memory {
             Memory::Segment { seg, grows: true } => {
-                let off = seg.alloc(size, align)?;
+                let off = match record {
+                    Some(r) => seg.alloc_owned(size, align, r)?,
+                    None => seg.alloc(size, align)?,
+                };
                 self.sync();
                 off
             }
-            _ => self.heap()?.alloc(size, align)?,
-        };
-        match self.at::<T>(off) {
-            Ok(p) => Ok(p),
-            Err(_) => {
-                let _ = self.heap().map(|h| h.free(off));
-                Err(CollectionError::BeyondView {
-                    offset: off,
-                    len: self.len(),
-                })
+            _ => {
+                let heap = self.heap()?;
+                match record {
+                    Some(r) => heap.alloc_owned(size, align, r)?,
+                    None => heap.alloc(size, align)?,
+                }
             }
+        };
+        if self.checked_range(off, size, align).is_err() {
+            let _ = self.heap().map(|h| match record {
+                Some(r) => h.free_owned(off, r).map(drop),
+                None => h.free(off),
+            });
+            return Err(CollectionError::BeyondView {
+                offset: off,
+                len: self.len(),
+            });
         }
+        Ok(off)
     }
 
     /// A heap block of `size` bytes (16-aligned) whose owner record says `ident` (what
@@ -389,23 +437,7 @@ impl<R: Repr> Arena<R> {
     /// ident it does not link to after a writer died frees it ([`owned_by`](Self::owned_by)):
     /// a writer killed between allocating and publishing leaks nothing.
     pub(crate) fn alloc_owned(&self, size: u64, ident: OwnedIdent) -> Result<u64> {
-        let record = [0, ident.0];
-        let off = match &self.0.memory {
-            Memory::Segment { seg, grows: true } => {
-                let off = seg.alloc_owned(size, 16, record)?;
-                self.sync();
-                off
-            }
-            _ => self.heap()?.alloc_owned(size, 16, record)?,
-        };
-        if self.checked_range(off, size, 16).is_err() {
-            let _ = self.heap().map(|h| h.free_owned(off, record));
-            return Err(CollectionError::BeyondView {
-                offset: off,
-                len: self.len(),
-            });
-        }
-        Ok(off)
+        self.alloc_block(size, 16, Some([0, ident.0]))
     }
 
     /// Frees the owned block at payload offset `off` (of `size` bytes, or as many as the

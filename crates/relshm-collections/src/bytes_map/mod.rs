@@ -62,9 +62,9 @@ pub(crate) use repair::walk;
 
 use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
 use crate::map::STRIPES;
-use crate::map::seq::WriteSection;
 use crate::record::CollectionRecord;
 use crate::root::Root;
+use crate::seqlock::WriteSection;
 use core::hash::BuildHasher;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};

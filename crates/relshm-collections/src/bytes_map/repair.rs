@@ -12,7 +12,7 @@ use super::layout::{BYTES_MAP_MAGIC, BytesMapHeader, MAX_LOG2, MIN_LOG2, node_id
 use super::{Node, View, hash_bytes};
 use crate::arena::{Arena, Result, corrupt};
 use crate::map::STRIPES;
-use crate::map::seq::settle;
+use crate::seqlock::settle;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 use relshm_ptr::Repr;

@@ -141,6 +141,15 @@ pub struct Stripe {
     pub(crate) reserved: [AtomicU64; 3],
 }
 
+/// Makes a copied header's locks free (the resize lock and every stripe's): a translated
+/// copy was taken with them held. Shared by the maps whose headers hold [`Stripe`]s.
+pub(crate) fn fresh_locks(resize: &mut RawRwLock, stripes: &mut [Stripe; STRIPES]) {
+    *resize = RawRwLock::new();
+    for s in stripes {
+        s.lock = RawRwLock::new();
+    }
+}
+
 /// The map's root object.
 ///
 /// # Layout (`#[repr(C)]`, 8-aligned)

@@ -58,7 +58,7 @@ mod read;
 mod reader;
 mod repair;
 mod resize;
-pub(crate) mod seq;
+mod seq;
 mod slot;
 mod translate;
 
@@ -68,7 +68,7 @@ pub use layout::{
     CHUNK, Chunk, DIR, Entry, INLINE, LAYOUT_VERSION, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader,
     MapNode, STRIPES, Slot, Stripe, Table,
 };
-pub(crate) use layout::{CHUNK_LOG2, OP_NONE, fingerprint};
+pub(crate) use layout::{CHUNK_LOG2, OP_NONE, fingerprint, fresh_locks};
 pub use read::MapReadGuard;
 pub use reader::MapReader;
 
@@ -129,7 +129,7 @@ type Node<K, V, R> = MapNode<K, V, R>;
 /// The whole map held exclusively inside an epoch write section (which ends first: fields
 /// drop in order).
 pub(crate) struct GlobalWrite<'a> {
-    _section: seq::WriteSection<'a>,
+    _section: crate::seqlock::WriteSection<'a>,
     _held: Held<'a>,
 }
 
@@ -226,7 +226,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     pub(crate) fn global_write(&self) -> Result<GlobalWrite<'a>> {
         let held = self.global_exclusive()?;
         Ok(GlobalWrite {
-            _section: seq::WriteSection::begin(&self.hdr.epoch),
+            _section: crate::seqlock::WriteSection::begin(&self.hdr.epoch),
             _held: held,
         })
     }

@@ -2,9 +2,10 @@
 //! lock.
 
 use super::layout::{OP_INSERT, OP_NONE, OP_REMOVE, OP_REPLACE, OP_REWRITE, STRIPES};
-use super::seq::{WriteSection, write_node};
+use super::seq::write_node;
 use super::{Chunk, MapKey, MapView, Node, Slot, Stripe, Table, hash_key};
 use crate::arena::{Result, corrupt};
+use crate::seqlock::WriteSection;
 use bytemuck::Pod;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Relaxed, Release};

@@ -2,9 +2,9 @@
 
 use super::buckets::Buckets;
 use super::layout::STRIPES;
-use super::seq::Attempt;
 use super::{MapKey, MapView, hash_key};
 use crate::arena::Result;
+use crate::seqlock::Attempt;
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
 use core::sync::atomic::fence;
@@ -32,7 +32,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
                 // lock. Holding the lock shared, no epoch section runs, so an odd word
                 // left now is a stale mark: clear it, then look again.
                 let _g = self.global_shared()?;
-                super::seq::settle(&self.hdr.epoch);
+                crate::seqlock::settle(&self.hdr.epoch);
                 continue;
             }
             let r = self.buckets_of_table();

@@ -76,7 +76,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
         }
         st.len.store(count, Release);
         // A writer that died inside its write section left the word odd.
-        super::seq::settle(&st.seq);
+        crate::seqlock::settle(&st.seq);
         Ok(())
     }
 

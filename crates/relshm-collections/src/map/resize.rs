@@ -179,7 +179,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
             self.fix_stripe(s)?;
         }
         // A holder that died inside an epoch write section left it odd.
-        super::seq::settle(&hdr.epoch);
+        crate::seqlock::settle(&hdr.epoch);
         Ok(())
     }
 }

@@ -19,99 +19,17 @@
 use super::layout::{CHUNK, CHUNK_LOG2, STRIPES};
 use super::{MapKey, MapNode, MapView, Node, Slot, hash_key};
 use crate::arena::Result;
+use crate::racy::read as racy_read;
+use crate::seqlock::Attempt;
 use bytemuck::Pod;
 use core::mem::MaybeUninit;
 use core::ptr::addr_of;
-use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::Ordering::{Acquire, Relaxed};
 use core::sync::atomic::{AtomicU64, fence};
 use relshm_ptr::Repr;
 
 /// Optimistic attempts before a reader falls back to the stripe lock.
 const TRIES: u32 = 4;
-
-/// A seqlock write section: the word is odd from [`begin`](Self::begin) until drop.
-pub(crate) struct WriteSection<'a>(&'a AtomicU64);
-
-impl<'a> WriteSection<'a> {
-    /// Marks `seq` odd (it may already be odd if the previous writer died inside). Call
-    /// with the lock that `seq` belongs to held exclusively.
-    pub(crate) fn begin(seq: &'a AtomicU64) -> Self {
-        seq.store(seq.load(Relaxed) | 1, Relaxed);
-        // Orders the odd mark before every write of the section (seqlock writer side).
-        fence(Release);
-        Self(seq)
-    }
-}
-
-impl Drop for WriteSection<'_> {
-    fn drop(&mut self) {
-        settle(self.0);
-    }
-}
-
-/// Makes `seq` even (after a section, or in a repair after its writer died inside).
-pub(crate) fn settle(seq: &AtomicU64) {
-    let s = seq.load(Relaxed);
-    if s & 1 == 1 {
-        seq.store(s.wrapping_add(1), Release);
-    }
-}
-
-/// How one optimistic attempt ended (small, so it stays in registers).
-pub(crate) enum Attempt<V> {
-    /// The words were stable and the key was there.
-    Hit(V),
-    /// The words were stable and the key was not there.
-    Miss,
-    /// A writer changed something meanwhile: try again.
-    Retry,
-    /// A writer is inside (or died inside), or a link did not resolve: take the lock (the
-    /// locked path repairs, or reports the corruption with its precise error).
-    Locked,
-}
-
-/// Copies a `T` out of shared memory with atomic word loads only (the copy may be torn if
-/// someone writes meanwhile; callers validate before trusting it).
-///
-/// # Safety
-/// The 8-byte words covering `[src, src + size_of::<T>())` must be mapped for reading and
-/// 8-aligned memory (true for any field of a node: nodes are 8-aligned, whole words).
-#[inline(always)]
-pub(crate) unsafe fn racy_read<T: Pod>(src: *const T) -> T {
-    let mut out = MaybeUninit::<T>::zeroed();
-    let size = size_of::<T>();
-    if align_of::<T>() >= 8 {
-        // Whole aligned words (a size is a multiple of its alignment).
-        let dst = out.as_mut_ptr().cast::<u64>();
-        for i in 0..size / 8 {
-            // SAFETY: src is 8-aligned and i < size / 8 words lie inside it (the caller's
-            // contract); dst is our own local of the same size.
-            unsafe {
-                let w = AtomicU64::from_ptr(src.cast::<u64>().add(i).cast_mut()).load(Relaxed);
-                dst.add(i).write(w);
-            }
-        }
-    } else {
-        let a = src as usize;
-        let dst = out.as_mut_ptr().cast::<u8>();
-        let mut w = a & !7;
-        while w < a + size {
-            // SAFETY: a covering word of the source (the caller's contract).
-            let word = unsafe { AtomicU64::from_ptr(w as *mut u64).load(Relaxed) }.to_ne_bytes();
-            for (i, byte) in word.into_iter().enumerate() {
-                let p = w + i;
-                if (a..a + size).contains(&p) {
-                    // SAFETY: p - a < size: inside our local.
-                    unsafe { dst.add(p - a).write(byte) };
-                }
-            }
-            w += 8;
-        }
-    }
-    // SAFETY: every byte was initialised (zeroed, then overwritten); T is Pod, so any bytes
-    // are a valid T.
-    unsafe { out.assume_init() }
-}
 
 /// Writes a fresh node's words (null `next`) with atomic stores only, so an unlocked reader
 /// still looking at this memory (freed and reused meanwhile) never races a plain write.

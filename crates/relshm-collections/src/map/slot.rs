@@ -7,10 +7,9 @@
 
 use super::Slot;
 use super::layout::{Entry, INLINE};
-use super::seq::racy_read;
+use crate::racy::{read as racy_read, write as racy_write};
 use bytemuck::Pod;
 use core::ptr::addr_of_mut;
-use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 use relshm_ptr::Repr;
 
@@ -106,36 +105,5 @@ impl<K: Pod + Eq, V: Pod, R: Repr> Slot<K, V, R> {
     /// Frees inline entry `i` (one store). Caller holds the stripe exclusively.
     pub(crate) fn empty(&self, i: usize) {
         self.hash[i].store(0, Release);
-    }
-}
-
-/// Writes `val` at `dst` with atomic word stores (read-modify-write for words it shares
-/// with neighbouring bytes, which only a lock holder writes).
-///
-/// # Safety
-/// `dst` is writable through this pointer, and the 8-byte words covering it lie in the
-/// same 8-aligned, whole-word `Entry` (its alignment guarantees that), written by no one
-/// else meanwhile.
-unsafe fn racy_write<T: Pod>(dst: *mut T, val: T) {
-    let src = bytemuck::bytes_of(&val);
-    let (a, size) = (dst as usize, size_of::<T>());
-    let mut w = a & !7;
-    while w < a + size {
-        // SAFETY: a covering word of `dst` (the caller's contract); its provenance is
-        // dst's (the entry's UnsafeCell).
-        let word =
-            unsafe { AtomicU64::from_ptr(dst.cast::<u8>().wrapping_add(w.wrapping_sub(a)).cast()) };
-        let mut bytes = if w >= a && w + 8 <= a + size {
-            [0; 8]
-        } else {
-            word.load(Relaxed).to_ne_bytes()
-        };
-        for (i, b) in bytes.iter_mut().enumerate() {
-            if (a..a + size).contains(&(w + i)) {
-                *b = src[w + i - a];
-            }
-        }
-        word.store(u64::from_ne_bytes(bytes), Relaxed);
-        w += 8;
     }
 }

@@ -4,8 +4,8 @@
 use super::Vec;
 use super::layout::{BUF_HEADER, CAP_BACK, Elem, ident};
 use crate::arena::{CollectionError, Result, corrupt};
-use crate::map::seq::WriteSection;
 use crate::racy;
+use crate::seqlock::WriteSection;
 use bytemuck::Pod;
 use core::ptr::NonNull;
 use core::sync::atomic::AtomicU64;

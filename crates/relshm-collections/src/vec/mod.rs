@@ -55,9 +55,9 @@ pub use layout::{BUF_HEADER, Elem, LAYOUT_VERSION, MAX_ELEM_ALIGN, VEC_MAGIC, Ve
 pub(crate) use layout::{CAP_BACK, fingerprint, ident};
 
 use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC};
-use crate::map::seq::WriteSection;
 use crate::record::CollectionRecord;
 use crate::root::Root;
+use crate::seqlock::WriteSection;
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::{Acquire, Release};
 use relshm_ptr::{BaseRel, Repr};

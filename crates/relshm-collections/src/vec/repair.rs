@@ -3,7 +3,7 @@
 use super::guard::{Buf, buf_bytes};
 use super::{Vec, VecReadGuard, ident};
 use crate::arena::{Result, corrupt};
-use crate::map::seq::settle;
+use crate::seqlock::settle;
 use crate::shape::Shape;
 use bytemuck::Pod;
 use core::sync::atomic::Ordering::{Relaxed, Release};

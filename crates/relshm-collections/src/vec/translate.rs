@@ -5,7 +5,7 @@ use super::layout::VecHeader;
 use crate::arena::Result;
 use bytemuck::Pod;
 use relshm_ptr::Raw;
-use relshm_ptr::translate::{Space, Translated, translate};
+use relshm_ptr::translate::{Space, Translated};
 use relshm_sync::RawRwLock;
 
 impl<T: Pod> Vec<T, Raw> {
@@ -17,18 +17,9 @@ impl<T: Pod> Vec<T, Raw> {
     /// while copying.
     pub fn translate_to(&self, dst: &Space, start: u64) -> Result<Translated> {
         let _guard = self.read()?;
-        let arena = self.arena();
-        // SAFETY: the arena's region stays mapped while it lives.
-        let src = unsafe { Space::new(arena.region(), arena.base()) };
-        let t = translate::<VecHeader<T, Raw>>(&src, arena.base() + self.offset(), dst, start)?;
-        let hdr = dst
-            .region()
-            .resolve_as::<VecHeader<T, Raw>>(t.root_offset)
-            .map_err(relshm_segment::heap::HeapError::from)?;
-        // SAFETY: the header was just copied there by `translate`; the destination is ours
-        // alone until handed over (Space::new's contract). The copy was taken while this
-        // thread held the lock shared: give the copy a free lock of its own.
-        unsafe { core::ptr::addr_of_mut!((*hdr.as_ptr()).lock).write(RawRwLock::new()) };
-        Ok(t)
+        self.arena()
+            .translate_root(self.offset(), dst, start, |h: &mut VecHeader<T, Raw>| {
+                h.lock = RawRwLock::new()
+            })
     }
 }
