@@ -215,6 +215,32 @@ fn offset_fault(source: &PtrError) -> String {
 pub(crate) const WRONG_MAGIC: &str = "wrong magic number: the offset is wrong (pass the one offset() returned), or something \
      else lives there";
 
+/// Checks the words every collection's `open` checks in the header it is pointed at: the
+/// magic number (`(found, wanted)`), whose absence means a wrong offset, then the layout
+/// word (`(found, wanted)`), whose mismatch means other types or another strategy
+/// (`why_layout` says which).
+#[cfg(not(loom))]
+pub(crate) fn check_header(
+    expected: &'static str,
+    offset: u64,
+    magic: (u64, u64),
+    layout: (u64, u64),
+    why_layout: &'static str,
+) -> Result<()> {
+    let why = if magic.0 != magic.1 {
+        WRONG_MAGIC
+    } else if layout.0 != layout.1 {
+        why_layout
+    } else {
+        return Ok(());
+    };
+    Err(CollectionError::BadHeader {
+        expected,
+        offset,
+        why,
+    })
+}
+
 /// Result of collection operations.
 pub type Result<T, E = CollectionError> = core::result::Result<T, E>;
 

@@ -23,7 +23,7 @@
 //! they were made: a full heap is `Err(Heap(OutOfMemory))` there.
 
 pub use crate::error::{CollectionError, Result};
-pub(crate) use crate::error::{WRONG_MAGIC, corrupt};
+pub(crate) use crate::error::{check_header, corrupt};
 
 use crate::record::CollectionRecord;
 use core::ptr::NonNull;

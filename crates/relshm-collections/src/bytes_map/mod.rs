@@ -60,7 +60,7 @@ pub use layout::{
 pub use read::BytesMapReadGuard;
 pub(crate) use repair::walk;
 
-use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
+use crate::arena::{Arena, Result, check_header, corrupt};
 use crate::map::STRIPES;
 use crate::record::CollectionRecord;
 use crate::root::Root;
@@ -247,20 +247,14 @@ impl<R: Repr> BytesMap<R> {
             root: Root::new(arena, p, offset),
         };
         let hdr = map.view().hdr;
-        let bad = |why| CollectionError::BadHeader {
-            expected: WHAT,
+        check_header(
+            WHAT,
             offset,
-            why,
-        };
-        if hdr.magic.load(Acquire) != BYTES_MAP_MAGIC {
-            return Err(bad(WRONG_MAGIC));
-        }
-        if hdr.layout.load(Acquire) != layout::layout::<R>() {
-            return Err(bad(
-                "its pointer strategy or layout version differs: open it with the strategy it \
-                 was created with",
-            ));
-        }
+            (hdr.magic.load(Acquire), BYTES_MAP_MAGIC),
+            (hdr.layout.load(Acquire), layout::layout::<R>()),
+            "its pointer strategy or layout version differs: open it with the strategy it \
+             was created with",
+        )?;
         Ok(map)
     }
 

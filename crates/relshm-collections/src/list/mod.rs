@@ -41,7 +41,7 @@ pub use guard::{Iter, ListGuard};
 pub use layout::{LAYOUT_VERSION, LIST_MAGIC, ListHeader, ListNode};
 pub(crate) use layout::{OP_NONE, fingerprint};
 
-use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC};
+use crate::arena::{Arena, Result, check_header};
 use crate::record::CollectionRecord;
 
 /// What a list is called in errors.
@@ -115,20 +115,14 @@ impl<T: Pod, R: Repr> List<T, R> {
             root: Root::new(arena, p, offset),
         };
         let hdr = list.hdr();
-        let bad = |why| CollectionError::BadHeader {
-            expected: WHAT,
+        check_header(
+            WHAT,
             offset,
-            why,
-        };
-        if hdr.magic.load(Acquire) != layout::LIST_MAGIC {
-            return Err(bad(WRONG_MAGIC));
-        }
-        if hdr.layout.load(Acquire) != layout::layout::<T, R>() {
-            return Err(bad(
-                "its element type or pointer strategy differs: open it with the types it was \
-                 created with",
-            ));
-        }
+            (hdr.magic.load(Acquire), layout::LIST_MAGIC),
+            (hdr.layout.load(Acquire), layout::layout::<T, R>()),
+            "its element type or pointer strategy differs: open it with the types it was \
+             created with",
+        )?;
         Ok(list)
     }
 

@@ -72,7 +72,7 @@ pub(crate) use layout::{CHUNK_LOG2, OP_NONE, fingerprint, fresh_locks};
 pub use read::MapReadGuard;
 pub use reader::MapReader;
 
-use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
+use crate::arena::{Arena, Result, check_header, corrupt};
 
 /// What a map is called in errors.
 const WHAT: &str = "relshm Map";
@@ -147,21 +147,14 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Checks that the header at `offset` is a map of these key, value and strategy types.
     fn check(self, offset: u64) -> Result<()> {
         let hdr = self.hdr;
-        let bad = |why| CollectionError::BadHeader {
-            expected: WHAT,
+        check_header(
+            WHAT,
             offset,
-            why,
-        };
-        if hdr.magic.load(Acquire) != MAP_MAGIC {
-            return Err(bad(WRONG_MAGIC));
-        }
-        if hdr.layout.load(Acquire) != layout::layout::<K, V, R>() {
-            return Err(bad(
-                "its key type, value type or pointer strategy differs: open it with the types \
-                 it was created with",
-            ));
-        }
-        Ok(())
+            (hdr.magic.load(Acquire), MAP_MAGIC),
+            (hdr.layout.load(Acquire), layout::layout::<K, V, R>()),
+            "its key type, value type or pointer strategy differs: open it with the types \
+             it was created with",
+        )
     }
 
     pub(crate) fn ctx(&self) -> &'a R::Ctx {

@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicU64, Ordering::*, fence};
 use relshm_ptr::{BaseRel, Link, Repr};
 use relshm_sync::{Held, RawMutex};
 
-use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC, corrupt};
+use crate::arena::{Arena, Result, check_header, corrupt};
 
 /// What a linked queue is called in errors.
 const WHAT: &str = "relshm LinkedQueue";
@@ -142,19 +142,13 @@ impl<T: bytemuck::Pod, R: Repr> LinkedQueue<T, R> {
             inner: Root::new(arena, root, offset),
         };
         let r = q.root();
-        let bad = |why| CollectionError::BadHeader {
-            expected: WHAT,
+        check_header(
+            WHAT,
             offset,
-            why,
-        };
-        if r.magic.load(Acquire) != LINKED_MAGIC {
-            return Err(bad(WRONG_MAGIC));
-        }
-        if r.value_size.load(Relaxed) != size_of::<T>() as u64 {
-            return Err(bad(
-                "its values have another size: open it with the value type it was created with",
-            ));
-        }
+            (r.magic.load(Acquire), LINKED_MAGIC),
+            (r.value_size.load(Relaxed), size_of::<T>() as u64),
+            "its values have another size: open it with the value type it was created with",
+        )?;
         Ok(q)
     }
 

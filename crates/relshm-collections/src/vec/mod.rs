@@ -54,7 +54,7 @@ pub use guard::{VecGuard, VecReadGuard};
 pub use layout::{BUF_HEADER, Elem, LAYOUT_VERSION, MAX_ELEM_ALIGN, VEC_MAGIC, VecHeader};
 pub(crate) use layout::{CAP_BACK, fingerprint, ident};
 
-use crate::arena::{Arena, CollectionError, Result, WRONG_MAGIC};
+use crate::arena::{Arena, Result, check_header};
 use crate::record::CollectionRecord;
 use crate::root::Root;
 use crate::seqlock::WriteSection;
@@ -132,20 +132,14 @@ impl<T: Pod, R: Repr> Vec<T, R> {
             root: Root::new(arena, p, offset),
         };
         let hdr = v.hdr();
-        let bad = |why| CollectionError::BadHeader {
-            expected: WHAT,
+        check_header(
+            WHAT,
             offset,
-            why,
-        };
-        if hdr.magic.load(Acquire) != VEC_MAGIC {
-            return Err(bad(WRONG_MAGIC));
-        }
-        if hdr.layout.load(Acquire) != layout::layout::<T, R>() {
-            return Err(bad(
-                "its element type or pointer strategy differs: open it with the types it was \
-                 created with",
-            ));
-        }
+            (hdr.magic.load(Acquire), VEC_MAGIC),
+            (hdr.layout.load(Acquire), layout::layout::<T, R>()),
+            "its element type or pointer strategy differs: open it with the types it was \
+             created with",
+        )?;
         Ok(v)
     }
 
