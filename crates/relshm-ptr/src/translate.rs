@@ -294,21 +294,6 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Scans one link to `size` bytes holding `count` Ts, recording where its word is.
-    #[inline(always)]
-    fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, count: u64) {
-        let w = link.word().load(Relaxed);
-        if w == 0 || self.err.is_some() {
-            return;
-        }
-        match self.scan::<T>(w, size, count) {
-            Ok(()) => self
-                .links
-                .push((link.word() as *const _ as u64).wrapping_sub(self.src.local())),
-            Err(e) => self.err = Some(e),
-        }
-    }
-
     /// Rewrites, in the copy of the span at destination offset `at`, every link word the
     /// scan recorded for a receiver that maps the destination at `dst.written_base()`. The
     /// copy is private to this process, so what is rewritten is what was checked: a word
@@ -336,7 +321,38 @@ impl Walk<'_> {
     }
 }
 
-impl LinkVisitor<Raw> for Walk<'_> {
+impl Relocator for Walk<'_> {
+    /// Scans one link to `size` bytes holding `count` Ts, recording where its word is.
+    #[inline(always)]
+    fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, count: u64) {
+        let w = link.word().load(Relaxed);
+        if w == 0 || self.err.is_some() {
+            return;
+        }
+        match self.scan::<T>(w, size, count) {
+            Ok(()) => self
+                .links
+                .push((link.word() as *const _ as u64).wrapping_sub(self.src.local())),
+            Err(e) => self.err = Some(e),
+        }
+    }
+
+    fn err(&mut self) -> &mut Option<PtrError> {
+        &mut self.err
+    }
+}
+
+/// What the three relocating passes (congruent scan, compacting copy, slab rebase) do with
+/// one link: relocate its target of `size` bytes holding `count` `T`s. The visitor is
+/// written once for all of them (below); single links and arrays differ only in those
+/// numbers.
+trait Relocator {
+    fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, count: u64);
+    /// The first error of the pass.
+    fn err(&mut self) -> &mut Option<PtrError>;
+}
+
+impl<V: Relocator> LinkVisitor<Raw> for V {
     #[inline(always)]
     fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
         self.relocate(link, size_of::<T>() as u64, 1);
@@ -346,7 +362,10 @@ impl LinkVisitor<Raw> for Walk<'_> {
         match array_target::<T>(link, len, cap) {
             Ok(Some(size)) => self.relocate(link, size, len),
             Ok(None) => {}
-            Err(e) => self.err = self.err.or(Some(e)),
+            Err(e) => {
+                let first = self.err();
+                *first = first.or(Some(e));
+            }
         }
     }
 }
@@ -586,7 +605,7 @@ impl Compact<'_> {
     }
 }
 
-impl Compact<'_> {
+impl Relocator for Compact<'_> {
     /// Places the target of one link (`size` bytes holding `count` Ts) and rewrites it.
     fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, count: u64) {
         if self.err.is_some() {
@@ -604,19 +623,9 @@ impl Compact<'_> {
             Err(e) => self.err = Some(e),
         }
     }
-}
 
-impl LinkVisitor<Raw> for Compact<'_> {
-    fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
-        self.relocate(link, size_of::<T>() as u64, 1);
-    }
-
-    fn array<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, len: u64, cap: u64) {
-        match array_target::<T>(link, len, cap) {
-            Ok(Some(size)) => self.relocate(link, size, len),
-            Ok(None) => {}
-            Err(e) => self.err = self.err.or(Some(e)),
-        }
+    fn err(&mut self) -> &mut Option<PtrError> {
+        &mut self.err
     }
 }
 
@@ -702,25 +711,11 @@ impl<S> SlabRebase<S> {
     }
 }
 
-impl<S> LinkVisitor<Raw> for SlabRebase<S> {
+impl<S> Relocator for SlabRebase<S> {
+    /// Rewrites one link to a `size`-byte target inside the slab (nothing is walked, so
+    /// `count` does not matter).
     #[inline(always)]
-    fn link<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>) {
-        self.rebase(link, size_of::<T>() as u64);
-    }
-
-    fn array<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, len: u64, cap: u64) {
-        match array_target::<T>(link, len, cap) {
-            Ok(Some(size)) => self.rebase(link, size),
-            Ok(None) => {}
-            Err(e) => self.err = self.err.or(Some(e)),
-        }
-    }
-}
-
-impl<S> SlabRebase<S> {
-    /// Rewrites one link to a `size`-byte target inside the slab.
-    #[inline(always)]
-    fn rebase<T>(&mut self, link: &Link<T, Raw>, size: u64) {
+    fn relocate<T: Relocate<Raw>>(&mut self, link: &Link<T, Raw>, size: u64, _count: u64) {
         let w = link.word().load(Relaxed);
         if w == 0 {
             return;
@@ -743,6 +738,10 @@ impl<S> SlabRebase<S> {
         } else {
             self.bad(w, rel, size, align);
         }
+    }
+
+    fn err(&mut self) -> &mut Option<PtrError> {
+        &mut self.err
     }
 }
 

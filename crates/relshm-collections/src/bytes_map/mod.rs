@@ -322,7 +322,7 @@ impl<R: Repr> BytesMap<R> {
     pub fn len(&self) -> Result<u64> {
         self.run(|m| {
             let _g = m.global_shared()?;
-            Ok(m.hdr.stripes.iter().map(|s| s.len.load(Acquire)).sum())
+            Ok(crate::map::entries(&m.hdr.stripes))
         })
     }
 

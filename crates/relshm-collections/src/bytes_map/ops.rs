@@ -8,7 +8,7 @@ use crate::map::STRIPES;
 use crate::racy;
 use crate::seqlock::WriteSection;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::Ordering::{Relaxed, Release};
 use core::sync::atomic::fence;
 use relshm_ptr::Repr;
 use relshm_segment::heap::{OWNER_RECORD, kill_point};
@@ -268,7 +268,7 @@ impl<'a, R: Repr> View<'a, R> {
     pub(crate) fn grow(&self) -> Result<()> {
         let _g = self.global_write()?;
         let (old, log2, heads) = self.table()?;
-        let total: u64 = self.hdr.stripes.iter().map(|s| s.len.load(Acquire)).sum();
+        let total = crate::map::entries(&self.hdr.stripes);
         if total <= 1 << log2 || log2 >= MAX_LOG2 {
             return Ok(());
         }

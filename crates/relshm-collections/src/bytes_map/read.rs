@@ -5,7 +5,7 @@
 use super::layout::{MAX_LOG2, MIN_LOG2};
 use super::{Head, Node, View, hash_bytes};
 use crate::arena::Result;
-use crate::map::STRIPES;
+use crate::map::{STRIPES, entries, hold_stripes_shared};
 use crate::racy;
 use crate::seqlock::Attempt;
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -124,13 +124,8 @@ impl<'a, R: Repr> View<'a, R> {
     /// Takes read access to the whole map (see [`BytesMapReadGuard`]).
     pub(crate) fn read(&self) -> Result<BytesMapReadGuard<'a, R>> {
         let global = self.global_shared()?;
-        let mut stripes = std::vec::Vec::with_capacity(STRIPES);
-        for s in 0..STRIPES {
-            let m = *self;
-            stripes.push(Held::shared(&self.hdr.stripes[s].lock, None, move || {
-                m.repaired(m.fix_stripe(s))
-            })?);
-        }
+        let m = *self;
+        let stripes = hold_stripes_shared(&self.hdr.stripes, |s| m.repaired(m.fix_stripe(s)))?;
         let (_, log2, heads) = self.table()?;
         Ok(BytesMapReadGuard {
             map: *self,
@@ -225,12 +220,7 @@ impl<'a, R: Repr> BytesMapReadGuard<'a, R> {
 
     /// Number of entries.
     pub fn len(&self) -> u64 {
-        self.map
-            .hdr
-            .stripes
-            .iter()
-            .map(|s| s.len.load(Acquire))
-            .sum()
+        entries(&self.map.hdr.stripes)
     }
 
     /// Whether the map is empty.

@@ -3,6 +3,7 @@
 use bytemuck::Pod;
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::Acquire;
 use relshm_ptr::{Link, LinkVisitor, Relocate, Repr};
 use relshm_sync::RawRwLock;
 
@@ -139,6 +140,23 @@ pub struct Stripe {
     pub(crate) old: AtomicU64,
     pub(crate) seq: AtomicU64,
     pub(crate) reserved: [AtomicU64; 3],
+}
+
+/// Entries in all `stripes` (exact when no writer is active).
+pub(crate) fn entries(stripes: &[Stripe; STRIPES]) -> u64 {
+    stripes.iter().map(|s| s.len.load(Acquire)).sum()
+}
+
+/// Every stripe's lock held shared, a stripe whose writer died repaired first by `fix(s)`:
+/// the read access of a whole map (no writer inside, readers in other processes welcome).
+pub(crate) fn hold_stripes_shared<E: From<relshm_sync::LockError>>(
+    stripes: &[Stripe; STRIPES],
+    fix: impl Fn(usize) -> Result<(), E>,
+) -> Result<Vec<relshm_sync::Held<'_>>, E> {
+    let fix = &fix;
+    (0..STRIPES)
+        .map(|s| relshm_sync::Held::shared(&stripes[s].lock, None, move || fix(s)))
+        .collect()
 }
 
 /// Makes a copied header's locks free (the resize lock and every stripe's): a translated

@@ -68,7 +68,9 @@ pub use layout::{
     CHUNK, Chunk, DIR, Entry, INLINE, LAYOUT_VERSION, MAP_MAGIC, MAX_LOG2, MIN_LOG2, MapHeader,
     MapNode, STRIPES, Slot, Stripe, Table,
 };
-pub(crate) use layout::{CHUNK_LOG2, OP_NONE, fingerprint, fresh_locks};
+pub(crate) use layout::{
+    CHUNK_LOG2, OP_NONE, entries, fingerprint, fresh_locks, hold_stripes_shared,
+};
 pub use read::MapReadGuard;
 pub use reader::MapReader;
 
@@ -246,7 +248,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Number of entries (exact when no writer is active).
     pub fn len(&self) -> Result<u64> {
         let _g = self.global_shared()?;
-        Ok(self.hdr.stripes.iter().map(|s| s.len.load(Acquire)).sum())
+        Ok(entries(&self.hdr.stripes))
     }
 
     /// Whether the map is empty.

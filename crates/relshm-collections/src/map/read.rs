@@ -2,11 +2,11 @@
 //! set of lock acquisitions.
 
 use super::buckets::Buckets;
-use super::layout::{INLINE, STRIPES};
+use super::layout::INLINE;
 use super::{MapKey, MapView, Slot, hash_key};
+use super::{entries, hold_stripes_shared};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
-use core::sync::atomic::Ordering::Acquire;
 use relshm_ptr::Repr;
 use relshm_sync::Held;
 
@@ -26,13 +26,8 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     /// Takes read access to the whole map (see [`MapReadGuard`]).
     pub fn read(&self) -> Result<MapReadGuard<'a, K, V, R>> {
         let global = self.global_shared()?;
-        let mut stripes = Vec::with_capacity(STRIPES);
-        for s in 0..STRIPES {
-            let m = *self;
-            stripes.push(Held::shared(&self.hdr.stripes[s].lock, None, move || {
-                m.repaired(m.fix_stripe(s))
-            })?);
-        }
+        let m = *self;
+        let stripes = hold_stripes_shared(&self.hdr.stripes, |s| m.repaired(m.fix_stripe(s)))?;
         let buckets = self.buckets_of_table()?;
         Ok(MapReadGuard {
             map: *self,
@@ -74,12 +69,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapReadGuard<'a, K, V, R> {
 
     /// Number of entries.
     pub fn len(&self) -> u64 {
-        self.map
-            .hdr
-            .stripes
-            .iter()
-            .map(|s| s.len.load(Acquire))
-            .sum()
+        entries(&self.map.hdr.stripes)
     }
 
     /// Whether the map is empty.

@@ -5,7 +5,7 @@ use super::{MapKey, MapView, Node, Table};
 use crate::arena::{Result, corrupt};
 use bytemuck::Pod;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::Ordering::{Relaxed, Release};
 use core::sync::atomic::fence;
 use relshm_ptr::Repr;
 
@@ -15,7 +15,7 @@ impl<'a, K: MapKey, V: Pod, R: Repr> MapView<'a, K, V, R> {
     pub fn grow(&self) -> Result<()> {
         let _g = self.global_write()?;
         let (old, log2) = self.table()?;
-        let total: u64 = self.hdr.stripes.iter().map(|s| s.len.load(Acquire)).sum();
+        let total = super::entries(&self.hdr.stripes);
         if total <= 1 << log2 || log2 >= super::MAX_LOG2 {
             return Ok(());
         }
