@@ -98,19 +98,18 @@ impl<'a, R: Repr> View<'a, R> {
                 Err(_) => return Attempt::Locked,
             };
             if n.hash.load(Relaxed) == hash && n.key_len.load(Relaxed) as usize == key.len() {
-                match racy_match(ctx, n, key) {
-                    Some(true) => {
-                        if let Some(out) = out {
-                            copy_value(ctx, n, out);
-                        }
-                        return if stable() {
-                            Attempt::Hit(())
-                        } else {
-                            Attempt::Retry
-                        };
+                let Some(bytes) = RacyBytes::of(ctx, n, key.len()) else {
+                    return Attempt::Locked;
+                };
+                if bytes.key_is(key) {
+                    if let Some(out) = out {
+                        bytes.copy_value(out);
                     }
-                    Some(false) => {}
-                    None => return Attempt::Locked,
+                    return if stable() {
+                        Attempt::Hit(())
+                    } else {
+                        Attempt::Retry
+                    };
                 }
             }
             left -= 1;
@@ -137,57 +136,57 @@ impl<'a, R: Repr> View<'a, R> {
     }
 }
 
-/// The node's bytes, resolved for its lengths as read now (`None`: they do not resolve,
-/// so the reader takes the lock).
-fn racy_bytes<R: Repr>(ctx: &R::Ctx, n: &Node<R>) -> Option<*const u8> {
-    let len = n.data_len();
-    match n.bytes.get_array_ptr(ctx, len) {
-        Ok(Some(p)) => Some(p.as_ptr().cast_const()),
-        Ok(None) if len == 0 => Some(core::ptr::null()),
-        _ => None,
-    }
+/// A node's key and value bytes as a lock-free reader sees them: the value's length read
+/// once, the bytes resolved once for the key and value lengths (checked to lie in the
+/// mapping whatever they are), then read with racy word copies only. What it reads may
+/// be torn or stale; the caller's seqlock validation decides.
+struct RacyBytes {
+    first: *const u8,
+    key_len: usize,
+    value_len: usize,
 }
 
-/// Whether node `n`'s key (whose length was seen equal to `key`'s) is `key`, compared
-/// through racy word copies; `None` if its bytes do not resolve.
-fn racy_match<R: Repr>(ctx: &R::Ctx, n: &Node<R>, key: &[u8]) -> Option<bool> {
-    let p = racy_bytes(ctx, n)?;
-    if key.is_empty() {
-        return Some(true);
+impl RacyBytes {
+    /// Node `n`'s bytes for a key of `key_len` bytes (`None`: they do not resolve, so the
+    /// reader takes the lock).
+    fn of<R: Repr>(ctx: &R::Ctx, n: &Node<R>, key_len: usize) -> Option<Self> {
+        let value_len = n.value_len.load(Relaxed) as usize;
+        let len = (key_len + value_len) as u64;
+        let first = match n.bytes.get_array_ptr(ctx, len) {
+            Ok(Some(p)) => p.as_ptr().cast_const(),
+            Ok(None) if len == 0 => core::ptr::null(),
+            _ => return None,
+        };
+        Some(Self {
+            first,
+            key_len,
+            value_len,
+        })
     }
-    let mut buf = [0u8; CHUNK];
-    for (i, want) in key.chunks(CHUNK).enumerate() {
-        let got = &mut buf[..want.len()];
-        // SAFETY: the node's `data_len >= key_len` bytes from `p` were checked to lie in
-        // the mapping (and their covering words too: nodes are 8-aligned and the mapping
-        // whole pages); racy word loads only.
-        unsafe { racy::read_bytes(p.add(i * CHUNK), got) };
-        if got != want {
-            return Some(false);
+
+    /// Whether the key bytes are `key` (of the length `of` was given).
+    fn key_is(&self, key: &[u8]) -> bool {
+        let mut buf = [0u8; CHUNK];
+        key.chunks(CHUNK).enumerate().all(|(i, want)| {
+            let got = &mut buf[..want.len()];
+            // SAFETY: `key_len + value_len` bytes from `first` were checked to lie in the
+            // mapping (their covering words too: nodes are 8-aligned and the mapping whole
+            // pages); racy word loads only.
+            unsafe { racy::read_bytes(self.first.add(i * CHUNK), got) };
+            got == want
+        })
+    }
+
+    /// Copies the value into `out` (replacing its contents).
+    fn copy_value(&self, out: &mut std::vec::Vec<u8>) {
+        out.clear();
+        if self.value_len == 0 {
+            return;
         }
+        out.resize(self.value_len, 0);
+        // SAFETY: as in `key_is`.
+        unsafe { racy::read_bytes(self.first.add(self.key_len), out) };
     }
-    Some(true)
-}
-
-/// Copies node `n`'s value into `out` (racy: validated by the caller). Left empty if the
-/// lengths read now do not resolve (torn from another node's: the caller's validation
-/// then fails).
-fn copy_value<R: Repr>(ctx: &R::Ctx, n: &Node<R>, out: &mut std::vec::Vec<u8>) {
-    out.clear();
-    let (klen, vlen) = (
-        n.key_len.load(Relaxed) as u64,
-        n.value_len.load(Relaxed) as u64,
-    );
-    if vlen == 0 {
-        return;
-    }
-    let Ok(Some(p)) = n.bytes.get_array_ptr(ctx, klen + vlen) else {
-        return;
-    };
-    out.resize(vlen as usize, 0);
-    // SAFETY: `klen + vlen` bytes from `p` were just checked to lie in the mapping (their
-    // covering words too: nodes are 8-aligned, the mapping whole pages); racy word loads.
-    unsafe { racy::read_bytes(p.as_ptr().add(klen as usize).cast_const(), out) };
 }
 
 /// Read access to a whole [`BytesMap`](super::BytesMap): the map and every stripe held
