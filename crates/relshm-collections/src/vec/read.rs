@@ -19,16 +19,9 @@ impl<T: Pod, R: Repr> Vec<T, R> {
     /// waits for the lock (shared) otherwise.
     pub fn get(&self, i: u64) -> Result<Option<T>> {
         for _ in 0..TRIES {
-            let mut one = [T::zeroed()];
-            let hit = core::cell::Cell::new(false);
-            let (slot, seen) = (&mut one, &hit);
-            let dst = move |n: usize| {
-                seen.set(n == 1);
-                let slot = slot; // moved out: the closure is FnOnce, the borrow escapes
-                &mut slot[..n]
-            };
-            match self.optimistic(|len| (i < len).then(|| i..i + 1), dst) {
-                Some(true) => return Ok(hit.get().then_some(one[0])),
+            let mut one = None;
+            match self.optimistic(|len| (i < len).then(|| i..i + 1), &mut one) {
+                Some(true) => return Ok(one),
                 Some(false) => continue,
                 None => break,
             }
@@ -47,13 +40,7 @@ impl<T: Pod, R: Repr> Vec<T, R> {
     /// for repeated snapshots without an allocation each). Lock-free as [`get`](Self::get).
     pub fn read_into(&self, out: &mut std::vec::Vec<T>) -> Result<()> {
         for _ in 0..TRIES {
-            let sink = &mut *out;
-            let dst = move |n: usize| {
-                let sink = sink; // moved out: the closure is FnOnce, the borrow escapes
-                sink.resize(n, T::zeroed());
-                sink.as_mut_slice()
-            };
-            match self.optimistic(|len| Some(0..len), dst) {
+            match self.optimistic(|len| Some(0..len), out) {
                 Some(true) => return Ok(()),
                 Some(false) => continue,
                 None => break,
@@ -64,14 +51,13 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         Ok(())
     }
 
-    /// One optimistic read: `range(len)` picks the elements, copied into `dst(n)` (asked
-    /// for the `n` elements picked, 0 if none). `Some(true)`: a consistent copy was taken (or the range was empty);
+    /// One optimistic read: `range(len)` picks the elements, copied into `sink`. `Some(true)`: a consistent copy was taken (or the range was empty);
     /// `Some(false)`: a writer came by, try again; `None`: a writer is inside (or died
     /// inside), or the buffer did not resolve: take the lock.
-    fn optimistic<'d>(
+    fn optimistic(
         &self,
         range: impl FnOnce(u64) -> Option<core::ops::Range<u64>>,
-        dst: impl FnOnce(usize) -> &'d mut [T],
+        sink: &mut impl Sink<T>,
     ) -> Option<bool> {
         let hdr = self.hdr();
         let s1 = hdr.seq.load(Acquire);
@@ -82,7 +68,7 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         let r = match range(len.min(cap)) {
             Some(r) if !r.is_empty() => r,
             _ => {
-                dst(0);
+                sink.room(0);
                 fence(Acquire);
                 return Some(hdr.seq.load(Relaxed) == s1);
             }
@@ -92,7 +78,7 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         // `out` grows to at most what the mapping holds).
         buf_bytes::<T>(cap).ok()?;
         let first = hdr.buf.get_array_ptr(self.arena().ctx(), cap).ok()??;
-        let out = dst((r.end - r.start) as usize);
+        let out = sink.room((r.end - r.start) as usize);
         let src = first
             .as_ptr()
             .cast::<u8>()
@@ -103,5 +89,27 @@ impl<T: Pod, R: Repr> Vec<T, R> {
         unsafe { racy::read_bytes(src, bytemuck::cast_slice_mut(out)) };
         fence(Acquire);
         Some(hdr.seq.load(Relaxed) == s1)
+    }
+}
+
+/// Where an optimistic read copies the elements it picked.
+trait Sink<T> {
+    /// Room for exactly `n` elements (what was there is dropped).
+    fn room(&mut self, n: usize) -> &mut [T];
+}
+
+impl<T: Pod> Sink<T> for std::vec::Vec<T> {
+    fn room(&mut self, n: usize) -> &mut [T] {
+        self.clear();
+        self.resize(n, T::zeroed());
+        self
+    }
+}
+
+/// One element at most ([`Vec::get`]).
+impl<T: Pod> Sink<T> for Option<T> {
+    fn room(&mut self, n: usize) -> &mut [T] {
+        *self = (n == 1).then(T::zeroed);
+        self.as_mut_slice()
     }
 }
