@@ -372,16 +372,12 @@ impl Walk for ListWalk {
             Err(v) => return v,
         };
         let lock = &hdr.lock;
-        if lock.is_owner_died() {
-            return Verdict::Unchecked(HOLDER_DIED.into());
-        }
-        // A holder that died meanwhile leaves the repair to the list's next user.
-        let r = match Held::mutex_if_consistent(lock, Some(self.wait)) {
-            Ok(Some(_held)) => crate::walk::list(arena, self.off, self.elem),
-            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
-            Err(e) => Err(e.into()),
-        };
-        walked::<R>("list", self.off, r, "element(s)")
+        walk_held::<R>(
+            ("list", self.off, "element(s)"),
+            lock.is_owner_died(),
+            || Held::mutex_if_consistent(lock, Some(self.wait)),
+            || crate::walk::list(arena, self.off, self.elem),
+        )
     }
 }
 
@@ -398,20 +394,14 @@ impl Walk for MapWalk {
             Ok(h) => h,
             Err(v) => return v,
         };
-        let died = |l: &RawRwLock| l.writer().is_owner_died();
-        if died(&hdr.resize) || hdr.stripes.iter().any(|s| died(&s.lock)) {
-            return Verdict::Unchecked(HOLDER_DIED.into());
-        }
         // Exclusive over the whole map: every operation holds it shared, so no writer is
         // inside while the walk runs (lock-free lookups go on).
-        let lock = &hdr.resize;
-        let r = match Held::exclusive_if_consistent(lock, Some(self.wait)) {
-            Ok(Some(_held)) => crate::walk::map(arena, self.off, self.key, self.value),
-            // A writer that died meanwhile: the next user repairs the map.
-            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
-            Err(e) => Err(e.into()),
-        };
-        walked::<R>("map", self.off, r, "entr(y/ies)")
+        walk_held::<R>(
+            ("map", self.off, "entr(y/ies)"),
+            map_holder_died(&hdr.resize, &hdr.stripes),
+            || Held::exclusive_if_consistent(&hdr.resize, Some(self.wait)),
+            || crate::walk::map(arena, self.off, self.key, self.value),
+        )
     }
 }
 
@@ -426,17 +416,13 @@ impl Walk for BytesMapWalk {
             Ok(h) => h,
             Err(v) => return v,
         };
-        let died = |l: &RawRwLock| l.writer().is_owner_died();
-        if died(&hdr.resize) || hdr.stripes.iter().any(|s| died(&s.lock)) {
-            return Verdict::Unchecked(HOLDER_DIED.into());
-        }
-        // Exclusive over the whole map: every operation holds it shared.
-        let r = match Held::exclusive_if_consistent(&hdr.resize, Some(self.wait)) {
-            Ok(Some(_held)) => crate::bytes_map::walk(arena, self.off),
-            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
-            Err(e) => Err(e.into()),
-        };
-        walked::<R>("bytes map", self.off, r, "entr(y/ies)")
+        // Exclusive over the whole map, as for a map.
+        walk_held::<R>(
+            ("bytes map", self.off, "entr(y/ies)"),
+            map_holder_died(&hdr.resize, &hdr.stripes),
+            || Held::exclusive_if_consistent(&hdr.resize, Some(self.wait)),
+            || crate::bytes_map::walk(arena, self.off),
+        )
     }
 }
 
@@ -452,17 +438,39 @@ impl Walk for VecWalk {
             Ok(h) => h,
             Err(v) => return v,
         };
-        if hdr.lock.writer().is_owner_died() {
-            return Verdict::Unchecked(HOLDER_DIED.into());
-        }
-        let r = match Held::exclusive_if_consistent(&hdr.lock, Some(self.wait)) {
-            Ok(Some(_held)) => crate::walk::vec(arena, self.off, self.elem),
-            // A writer that died meanwhile: the next user repairs the vector.
-            Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
-            Err(e) => Err(e.into()),
-        };
-        walked::<R>("vec", self.off, r, "element(s)")
+        walk_held::<R>(
+            ("vec", self.off, "element(s)"),
+            hdr.lock.writer().is_owner_died(),
+            || Held::exclusive_if_consistent(&hdr.lock, Some(self.wait)),
+            || crate::walk::vec(arena, self.off, self.elem),
+        )
     }
+}
+
+/// Whether a writer of a map-like header (its resize lock, or any stripe's) died holding it.
+fn map_holder_died(resize: &RawRwLock, stripes: &[Stripe; STRIPES]) -> bool {
+    let died = |l: &RawRwLock| l.writer().is_owner_died();
+    died(resize) || stripes.iter().any(|s| died(&s.lock))
+}
+
+/// The verdict of `walk` (of the collection `(kind, offset, unit counted)`), run while
+/// holding what `take` takes. A holder found dead before (`died`) or while taking it
+/// leaves the collection unchecked: repairing is its next user's job, not a checker's.
+fn walk_held<'l, R: Repr>(
+    (kind, off, unit): (&'static str, u64, &'static str),
+    died: bool,
+    take: impl FnOnce() -> Result<Option<Held<'l>>, relshm_sync::LockError>,
+    walk: impl FnOnce() -> Result<u64, CollectionError>,
+) -> Verdict {
+    if died {
+        return Verdict::Unchecked(HOLDER_DIED.into());
+    }
+    let r = match take() {
+        Ok(Some(_held)) => walk(),
+        Ok(None) => return Verdict::Unchecked(HOLDER_DIED.into()),
+        Err(e) => Err(e.into()),
+    };
+    walked::<R>(kind, off, r, unit)
 }
 
 /// What kind of lock a [`LockSite`] is.
