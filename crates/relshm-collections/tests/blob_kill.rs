@@ -165,17 +165,9 @@ fn kill_rounds<R: Repr>(make: for<'s> fn(&'s Segment) -> Arena<R>) {
             exits[1] += 1;
         } else {
             let ops = rng.gen_range(1..120);
-            let deadline = std::time::Instant::now() + LIMIT;
-            while scratch.slot(INSERTED).load(Ordering::Acquire) < ops {
-                if let Some(exit) = child.try_wait() {
-                    panic!("round {round}: the writer ended early: {exit:?}");
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "round {round}: writer stuck"
-                );
-                std::thread::sleep(Duration::from_micros(50));
-            }
+            child.wait_until(&format!("round {round}"), LIMIT, || {
+                scratch.slot(INSERTED).load(Ordering::Acquire) >= ops
+            });
             std::thread::sleep(Duration::from_micros(rng.gen_range(0..300)));
             assert_eq!(child.kill_and_wait(), Exit::Signal(libc::SIGKILL));
             exits[0] += 1;

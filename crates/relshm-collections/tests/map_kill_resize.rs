@@ -36,14 +36,9 @@ fn a_resizer_killed_mid_rehash_is_finished_by_the_next_user() {
         // Once past 2^k entries, kill the writer as soon as a resize is under way (its
         // new table published, nodes moving), after a random few microseconds more.
         let at = 1u64 << rng.gen_range(12..16);
-        let deadline = Instant::now() + LIMIT;
-        while scratch.slot(0).load(Ordering::Acquire) < at || !map.resize_pending() {
-            if let Some(exit) = child.try_wait() {
-                panic!("round {round}: the writer ended early: {exit:?}");
-            }
-            assert!(Instant::now() < deadline, "round {round}: writer stuck");
-            std::hint::spin_loop();
-        }
+        child.wait_until(&format!("round {round}"), LIMIT, || {
+            scratch.slot(0).load(Ordering::Acquire) >= at && map.resize_pending()
+        });
         let spin = Instant::now() + Duration::from_micros(rng.gen_range(0..300));
         while Instant::now() < spin {
             std::hint::spin_loop();

@@ -136,6 +136,20 @@ impl Child {
         self.wait_timeout(CHILD_WATCHDOG)
     }
 
+    /// Polls `ready` until it holds, while the child runs: panics (naming `what`) if the
+    /// child ends first or `limit` passes. What a kill test waits for before it kills the
+    /// child at a chosen moment.
+    pub fn wait_until(&mut self, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !ready() {
+            if let Some(exit) = self.try_wait() {
+                panic!("{what}: the child ended early: {exit:?}");
+            }
+            assert!(Instant::now() < deadline, "{what}: the child is stuck");
+            std::hint::spin_loop();
+        }
+    }
+
     /// Kills the child and reaps it, returning how it ended (normally `Signal(SIGKILL)`).
     pub fn kill_and_wait(mut self) -> Exit {
         self.kill();
