@@ -1,6 +1,6 @@
 //! Byte copies in and out of memory that another process may read or write at the same
 //! time, with atomic 8-byte word accesses only: a lock-free reader that races a writer
-//! reads a torn copy (which it discards after validating, see `map::seq`), never performs
+//! reads a torn copy (which it discards after validating, see `seqlock`), never performs
 //! a data race.
 //!
 //! Both functions touch the whole aligned words covering their range: callers keep

@@ -1,5 +1,5 @@
 //! Reads of a [`BytesMap`](super::BytesMap): lock-free copy-out lookups (see the module
-//! docs and `map::seq` for the seqlock protocol), and [`BytesMapReadGuard`], which lends
+//! docs and `seqlock` for the protocol), and [`BytesMapReadGuard`], which lends
 //! values in place with the locks held shared.
 
 use super::layout::{MAX_LOG2, MIN_LOG2};

@@ -1,5 +1,5 @@
 //! Lock-free reads of a [`Vec`]: copy out with atomic loads, keep the copy only if the
-//! seqlock word did not move (see `map::seq` for the protocol and why a reader never
+//! seqlock word did not move (see `seqlock` for the protocol and why a reader never
 //! performs a data race or trusts a torn copy).
 
 use super::Vec;
