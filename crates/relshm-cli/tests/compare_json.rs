@@ -45,8 +45,9 @@ fn compare_json_validates_against_the_documented_schema() {
 
     let results = report["results"].as_array().unwrap();
     // 3 structures x (fixed-raw, copy-translate, its memcpy limit, offset, baserel, segrel,
-    // swizzle cold + warm), and 3 peers for the vector and the map (none has a list).
-    assert_eq!(results.len(), 3 * 8 + 2 * 3);
+    // swizzle cold + warm, their first-touch limit), and 3 peers for the vector and the map
+    // (none has a list).
+    assert_eq!(results.len(), 3 * 9 + 2 * 3);
     for (structure, shape, peers) in [
         ("list", "linked", 0),
         ("vec", "contiguous", 3),
@@ -56,7 +57,7 @@ fn compare_json_validates_against_the_documented_schema() {
             .iter()
             .filter(|r| r["structure"] == structure)
             .collect();
-        assert_eq!(rows.len(), 8 + peers, "{structure} rows");
+        assert_eq!(rows.len(), 9 + peers, "{structure} rows");
         for r in &rows {
             assert_eq!(r["shape"], shape, "{structure}: {}", r["strategy"]);
         }
@@ -66,22 +67,37 @@ fn compare_json_validates_against_the_documented_schema() {
     for r in results {
         let name = r["strategy"].as_str().unwrap();
         if r["kind"] == "limit" {
-            assert_eq!(name, "memcpy");
-            for w in ["handover", "export"] {
-                assert!(
-                    r["workloads"][w]["ns"].as_f64().unwrap() > 0.0,
-                    "memcpy {w}"
+            let measured: &[&str] = match name {
+                "memcpy" => &["handover", "export"],
+                "first-touch" => &["read"],
+                other => panic!("unexpected limit row {other}"),
+            };
+            for (w, m) in r["workloads"].as_object().unwrap() {
+                assert_eq!(
+                    m["ns"].as_f64().is_some_and(|ns| ns > 0.0),
+                    measured.contains(&w.as_str()),
+                    "{name} {w}: measured exactly where it is a limit"
                 );
             }
             continue;
         }
-        if name == "copy-translate" {
-            for w in ["handover", "export"] {
-                let x = r["workloads"][w]["limit"].as_f64();
-                assert!(
-                    x.is_some_and(|x| x > 0.0),
-                    "copy-translate {w}: x limit {x:?}"
-                );
+        // Every cell with a limit says which, and the cells that must have one have one.
+        let limited: &[(&str, &str)] = match name {
+            "copy-translate" => &[("handover", "memcpy"), ("export", "memcpy")],
+            "offset" | "baserel" | "segrel" | "swizzle-warm" => {
+                &[("import", "memcpy of the image")]
+            }
+            "swizzle-cold" => &[("import", "memcpy of the image"), ("read", "first-touch")],
+            _ => &[],
+        };
+        for (w, m) in r["workloads"].as_object().unwrap() {
+            let of = limited.iter().find(|(k, _)| k == w).map(|(_, of)| *of);
+            let x = m["limit"].as_f64();
+            assert_eq!(x.is_some(), of.is_some(), "{name} {w}: x limit {x:?}");
+            if let Some(of) = of {
+                assert!(x.unwrap() > 0.0, "{name} {w}: x limit {x:?}");
+                let said = m["limit_of"].as_str().unwrap_or_default();
+                assert!(said.contains(of), "{name} {w}: limit of {said:?}");
             }
         }
         if r["kind"] == "peer" {

@@ -58,6 +58,7 @@ fn compare_prints_the_table_and_draws_the_plot() {
             "segrel",
             "swizzle-cold",
             "swizzle-warm",
+            "first-touch",
         ] {
             let row = rows
                 .iter()
@@ -68,13 +69,25 @@ fn compare_prints_the_table_and_draws_the_plot() {
         // The baseline's cells are its own ratio, 1.
         let base = rows.iter().find(|l| l.starts_with("fixed-raw")).unwrap();
         assert!(base.contains("x1.00"), "{base}");
-        let limit = rows
-            .iter()
-            .find(|l| l.contains("x limit (copy-translate vs memcpy"))
-            .unwrap_or_else(|| panic!("no x limit line under {heading:?} in\n{text}"));
+        let limit = |strategy: &str| {
+            let line = format!("  x limit {strategy}:");
+            rows.iter()
+                .find(|l| l.starts_with(&line))
+                .unwrap_or_else(|| panic!("no {line:?} under {heading:?} in\n{text}"))
+                .to_string()
+        };
+        let copy = limit("copy-translate");
         assert!(
-            limit.contains("handover x") && limit.contains("export x"),
-            "{limit}"
+            copy.contains("handover x") && copy.contains("export x"),
+            "{copy}"
+        );
+        for s in ["offset", "baserel", "segrel"] {
+            assert!(limit(s).contains("import x"), "{}", limit(s));
+        }
+        let cold = limit("swizzle-cold");
+        assert!(
+            cold.contains("read pass x") && cold.contains("import x"),
+            "{cold}"
         );
     }
     for s in ["list", "vec"] {

@@ -158,6 +158,19 @@ impl SwizzleView {
             .sum()
     }
 
+    /// Offsets of the `page`-byte pages (`page` a power of two, at least 512) holding a
+    /// word this view swizzled or set, in order: the pages it made private by writing to
+    /// them (each took one copy-on-write fault).
+    pub fn written_pages(&self, page: u64) -> Vec<u64> {
+        let per_page = (page / 512).max(1) as usize;
+        self.marks
+            .chunks(per_page)
+            .enumerate()
+            .filter(|(_, words)| words.iter().any(|w| w.load(Relaxed) != 0))
+            .map(|(i, _)| i as u64 * per_page as u64 * 512)
+            .collect()
+    }
+
     /// Marks the word at offset `word_off` (8-aligned, inside the view) as one this view
     /// wrote a link into.
     #[inline(always)]

@@ -367,3 +367,24 @@ fn swizzle_export_leaves_forgotten_words_as_they_are() {
         unswizzled(Some(96)).unwrap()
     );
 }
+
+#[test]
+fn swizzle_view_names_the_pages_it_wrote_links_into() {
+    let (fd, _m) = shared(LEN);
+    let view = SwizzleView::open(fd.as_fd(), LEN).unwrap();
+    assert!(
+        view.written_pages(4096).is_empty(),
+        "a fresh view wrote nothing"
+    );
+    let a: &Node<Swizzle> = view.object(64).unwrap();
+    let b: &Node<Swizzle> = view.object(LEN - 64).unwrap();
+    a.next.set(&view, Some(b)).unwrap();
+    b.next.set(&view, Some(a)).unwrap();
+    let last_page = (LEN - 64) & !4095;
+    assert_eq!(view.written_pages(4096), [0, last_page]);
+    // Coarser pages group the same words (both lie in the first 64 KiB); a forgotten word's
+    // page is no longer written.
+    assert_eq!(view.written_pages(1 << 16), [0]);
+    view.forget(64, size_of::<Node<Swizzle>>() as u64);
+    assert_eq!(view.written_pages(4096), [last_page]);
+}

@@ -100,6 +100,7 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
         Strategy::SegRel => measure(args, slots, base, || SegRel::arena(&seg))?,
         Strategy::Swizzle => {
             let mut swizzled = 0;
+            let mut written = Vec::new();
             let mut r = measure_with(
                 args,
                 slots,
@@ -108,9 +109,12 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
                 || Ok(Arena::<Swizzle>::private(&seg)?),
                 |a| {
                     swizzled = a.swizzled_words() as u64;
+                    written = a.written_pages();
                 },
             )?;
             r.swizzled = Some(swizzled);
+            let (t, touched) = super::limits::first_touch(&seg, &written)?;
+            r.first_touch = Some((t.as_nanos() as u64, touched.pages, touched.written));
             r
         }
         Strategy::CopyTime => measure_with(
@@ -186,5 +190,6 @@ fn measure_with<R: Repr>(
         reps,
         mutate_ns,
         swizzled: None,
+        first_touch: None,
     })
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::workload::Structure;
 
 /// The value of [`Report::schema`]; bumped when the form changes incompatibly.
-pub const SCHEMA: &str = "relshm-compare/2";
+pub const SCHEMA: &str = "relshm-compare/3";
 
 /// The strategy every ratio is taken against.
 pub const BASELINE: &str = "fixed-raw";
@@ -55,7 +55,8 @@ pub enum Kind {
     Relshm,
     /// A serialisation library run on the same data set.
     Peer,
-    /// A physical limit measured in the same run (`memcpy` of the bytes a strategy copies).
+    /// A physical limit measured in the same run (`memcpy` of the bytes a strategy copies,
+    /// first touch of the pages it touches).
     Limit,
 }
 
@@ -93,7 +94,7 @@ pub struct Row {
     pub shape: Shape,
     /// Elements.
     pub n: u64,
-    /// Strategy, limit or peer name (`fixed-raw`, `copy-translate`, `memcpy`, `offset`,
+    /// Strategy, limit or peer name (`fixed-raw`, `copy-translate`, `memcpy`, `first-touch`, `offset`,
     /// `baserel`, `segrel`, `swizzle-cold`, `swizzle-warm`, `rkyv-validated`,
     /// `rkyv-unchecked`, `postcard`).
     pub strategy: String,
@@ -116,10 +117,15 @@ pub struct Measure {
     pub ns: Option<f64>,
     /// `ns` divided by the baseline's `ns` for the same structure, size and workload.
     pub ratio: Option<f64>,
-    /// `ns` divided by the same run's limit for this workload (the `memcpy` row's `ns`),
-    /// where the strategy has one (copy-translate's handover and export).
+    /// `ns` divided by the same run's limit for this workload, where the strategy has one
+    /// (copy-translate's handover and export: the `memcpy` row; every import: `memcpy` of
+    /// the image into a fresh mapping; swizzle-cold's read: the warm pass plus the
+    /// `first-touch` row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
+    /// What `limit` divides by: the limit row's name, or how the limit is made of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_of: Option<String>,
     /// `total`, `pass` or `op`.
     pub unit: String,
     /// Repetitions behind a median, where there were several.
@@ -135,6 +141,7 @@ impl Measure {
             ns: Some(ns),
             ratio: None,
             limit: None,
+            limit_of: None,
             unit: unit.into(),
             reps: None,
             note: None,
@@ -147,10 +154,18 @@ impl Measure {
             ns: None,
             ratio: None,
             limit: None,
+            limit_of: None,
             unit: unit.into(),
             reps: None,
             note: Some(why.into()),
         }
+    }
+
+    /// Adds the ratio to a limit measured in the same run, and what that limit is.
+    pub fn against(mut self, limit_ns: f64, of: &str) -> Self {
+        self.limit = self.ns.map(|ns| ns / limit_ns.max(1.0));
+        self.limit_of = Some(of.into());
+        self
     }
 
     /// Adds a repetition count.

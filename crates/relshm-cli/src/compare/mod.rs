@@ -9,6 +9,7 @@
 mod child;
 mod image;
 mod json;
+mod limits;
 mod machine;
 mod peers;
 mod plot;

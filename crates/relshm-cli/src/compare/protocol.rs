@@ -60,6 +60,10 @@ pub struct ChildReport {
     pub mutate_ns: Option<Vec<u64>>,
     /// Swizzle only: links the child's private view swizzled.
     pub swizzled: Option<u64>,
+    /// Swizzle only: nanoseconds of the first touch of each page the structure occupies in
+    /// a fresh private view, a write where the cold pass swizzled (the cold pass's
+    /// page-fault limit); the pages, and how many of them were written.
+    pub first_touch: Option<(u64, u64, u64)>,
 }
 
 /// How a wait passes the time between looks at its slot.

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::json::{BASELINE, Crossover, Kind, Measure, Row};
+use super::limits::Limit;
 use super::peers::{Peer, PeerRun};
-use super::strategy::{Limit, Run, Strategy};
+use super::strategy::{Run, Strategy};
 use super::workload::Structure;
 
 fn ns(d: Duration) -> f64 {
@@ -25,7 +26,7 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
         handover = handover.note(&format!("includes the translated copy: {:.0} ns", ns(t)));
     }
     if let Some(l) = run.limit {
-        handover.limit = Some(ns(run.handover) / ns(l.fresh).max(1.0));
+        handover = handover.against(ns(l.fresh), MEMCPY);
     }
     w.insert("handover".into(), handover);
     let c = &run.child;
@@ -45,10 +46,16 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
     w.insert("mutate".into(), mutate);
     let mut export = Measure::ns(ns(run.export), "total");
     if let Some(l) = run.limit {
-        export.limit = Some(ns(run.export) / ns(l.resident).max(1.0));
+        export = export.against(ns(l.resident), MEMCPY);
     }
     w.insert("export".into(), export);
-    w.insert("import".into(), Measure::ns(ns(run.import), "total"));
+    let mut import = Measure::ns(ns(run.import), "total");
+    if let Some(l) = run.import_limit {
+        import = import
+            .against(ns(l), IMAGE_MEMCPY)
+            .note(&format!("{IMAGE_MEMCPY}: {:.0} ns", ns(l)));
+    }
+    w.insert("import".into(), import);
     let row = |name: &str, w: BTreeMap<String, Measure>| Row {
         structure: s,
         shape: s.shape(),
@@ -60,7 +67,7 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
         workloads: w,
     };
     if let Some(l) = run.limit {
-        return vec![row(strategy.name(), w), limit_row(s, n, &l)];
+        return vec![row(strategy.name(), w), memcpy_row(s, n, &l)];
     }
     if strategy != Strategy::Swizzle {
         return vec![row(strategy.name(), w)];
@@ -68,54 +75,84 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
     // Cold: every pass in a fresh view swizzles as it goes; warm: the view is swizzled.
     let mut cold = w.clone();
     let swizzled = c.swizzled.unwrap_or(0);
-    cold.insert(
-        "read".into(),
-        Measure::ns(c.first_ns as f64, "pass").note(&format!(
-            "first pass in a fresh private view ({swizzled} links swizzled)"
-        )),
-    );
-    vec![row("swizzle-cold", cold), row("swizzle-warm", w)]
+    let mut read = Measure::ns(c.first_ns as f64, "pass").note(&format!(
+        "first pass in a fresh private view ({swizzled} links swizzled)"
+    ));
+    let mut rows = Vec::new();
+    if let Some((fault_ns, pages, written)) = c.first_touch {
+        read = read.against((c.steady_ns + fault_ns) as f64, WARM_PLUS_FAULTS);
+        rows.push(first_touch_row(s, n, fault_ns, pages, written));
+    }
+    cold.insert("read".into(), read);
+    rows.splice(0..0, [row("swizzle-cold", cold), row("swizzle-warm", w)]);
+    rows
 }
 
-/// The name of the limit row.
+/// The name of the `memcpy` limit row.
 pub const MEMCPY: &str = "memcpy";
+/// The name of the page-fault limit row.
+pub const FIRST_TOUCH: &str = "first-touch";
+/// What an import is measured against.
+const IMAGE_MEMCPY: &str = "memcpy of the image into a fresh segment";
+/// What a cold swizzle pass is measured against.
+const WARM_PLUS_FAULTS: &str = "swizzle-warm pass + first-touch";
+/// What a limit row does not measure.
+const ONLY: &str = "a limit: only the unavoidable part of one workload is measured";
 
-/// The `memcpy` limit row: the bytes copy-translate copied, copied without rewriting.
-fn limit_row(s: Structure, n: u64, l: &Limit) -> Row {
-    const ONLY: &str = "a limit: only the copies copy-translate makes are measured";
-    let mb = l.bytes as f64 / 1e6;
-    let mut w: BTreeMap<String, Measure> = ["build", "first_read", "read", "import"]
+/// A limit row's cells, every one "not measured" but those given.
+fn limit_cells(
+    measured: impl IntoIterator<Item = (&'static str, Measure)>,
+) -> BTreeMap<String, Measure> {
+    let mut w: BTreeMap<String, Measure> = ["build", "handover", "export", "import"]
         .into_iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                Measure::none(if k.ends_with("read") { "pass" } else { "total" }, ONLY),
-            )
-        })
+        .map(|k| (k.to_string(), Measure::none("total", ONLY)))
+        .chain(["first_read", "read"].map(|k| (k.to_string(), Measure::none("pass", ONLY))))
+        .chain([("mutate".to_string(), Measure::none("op", ONLY))])
         .collect();
-    w.insert("mutate".into(), Measure::none("op", ONLY));
-    w.insert(
-        "handover".into(),
-        Measure::ns(ns(l.fresh), "total").note(&format!(
-            "memcpy of the {mb:.2} MB copy-translate copies, into fresh pages of a fresh segment"
-        )),
-    );
-    w.insert(
-        "export".into(),
-        Measure::ns(ns(l.resident), "total").note(&format!(
-            "memcpy of the same {mb:.2} MB again, into the same (resident) pages"
-        )),
-    );
+    w.extend(measured.into_iter().map(|(k, m)| (k.to_string(), m)));
+    w
+}
+
+fn limit_row(s: Structure, n: u64, name: &str, workloads: BTreeMap<String, Measure>) -> Row {
     Row {
         structure: s,
         shape: s.shape(),
         n,
-        strategy: MEMCPY.into(),
+        strategy: name.into(),
         kind: Kind::Limit,
         parent_base: None,
         child_base: None,
-        workloads: w,
+        workloads,
     }
+}
+
+/// The `first-touch` limit row: the first touch of every page the structure occupies, in
+/// a fresh private view, a write where the cold pass swizzled (measured by the swizzle
+/// run's second process).
+fn first_touch_row(s: Structure, n: u64, fault_ns: u64, pages: u64, written: u64) -> Row {
+    let read = Measure::ns(fault_ns as f64, "pass").note(&format!(
+        "the first touch of each of the {pages} pages the structure occupies in a fresh \
+         private view, a write (a copy-on-write fault) to the {written} in which a cold pass \
+         swizzles links, a read to the others"
+    ));
+    limit_row(s, n, FIRST_TOUCH, limit_cells([("read", read)]))
+}
+
+/// The `memcpy` limit row: the bytes copy-translate copied, copied without rewriting.
+fn memcpy_row(s: Structure, n: u64, l: &Limit) -> Row {
+    let mb = l.bytes as f64 / 1e6;
+    let handover = Measure::ns(ns(l.fresh), "total").note(&format!(
+        "memcpy of the {mb:.2} MB copy-translate copies, into fresh pages of a fresh segment"
+    ));
+    let export = Measure::ns(ns(l.resident), "total").note(&format!(
+        "memcpy of the same {mb:.2} MB again, into the same (resident) pages"
+    ));
+    limit_row(
+        s,
+        n,
+        MEMCPY,
+        limit_cells([("handover", handover), ("export", export)]),
+    )
 }
 
 /// The rows of a strategy run that failed: no times, the error in every note.

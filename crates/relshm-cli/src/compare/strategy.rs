@@ -12,6 +12,7 @@ use relshm::segment::{CreateOptions, Placement, Segment, SegmentError};
 
 use super::child::ChildArgs;
 use super::image::SharedArena;
+use super::limits::{self, Limit};
 use super::protocol::{
     CHILD_BASE, COPY_ROOT, ChildReport, GO, MUTATE_ROUNDS, Pace, READY, ROOT, SLOTS, SLOTS_NAME,
     wait_for,
@@ -111,20 +112,8 @@ pub struct Run {
     pub import: Duration,
     /// The copy-time translation's limit: `memcpy` of the bytes it copied, this run.
     pub limit: Option<Limit>,
-}
-
-/// `memcpy` of the bytes a translation copied, measured in the same run: what the
-/// translation would cost if rewriting the links were free.
-#[derive(Debug, Clone, Copy)]
-pub struct Limit {
-    /// Bytes copied (the span the structure occupies in its source segment).
-    pub bytes: u64,
-    /// Into a fresh block of a fresh segment (first-touch page faults included), as the
-    /// handover's translation writes (median of 3).
-    pub fresh: Duration,
-    /// The same copy again into the same, now resident, block, as the export's translation
-    /// writes (median of 5).
-    pub resident: Duration,
+    /// The import's limit: `memcpy` of the image into a fresh segment, this run.
+    pub import_limit: Option<Duration>,
 }
 
 /// Page-aligned addresses tried, in order, for the fixed-address baseline.
@@ -342,6 +331,7 @@ impl Job<'_> {
             export,
             import,
             limit,
+            import_limit: None,
         }
     }
 
@@ -383,7 +373,13 @@ impl Job<'_> {
         let c = Coll::open(self.structure, &a, coll.offset())?;
         let import = t.elapsed();
         self.check_len(c.verify()?, "after export and import")?;
-        Ok(self.finish(build, talked, None, export, import, None))
+        let mut run = self.finish(build, talked, None, export, import, None);
+        // The baseline's image goes back into its own, resident mapping (a fixed-address
+        // segment has no second mapping to copy into): only the others have this limit.
+        if self.strategy != Strategy::FixedRaw {
+            run.import_limit = Some(limits::image_copy(self.seg, &img)?);
+        }
+        Ok(run)
     }
 
     /// Swizzling: built in a private view, published, read in the child's own view.
@@ -409,7 +405,9 @@ impl Job<'_> {
         let c = Coll::open(self.structure, &a, coll.offset())?;
         let import = t.elapsed();
         self.check_len(c.verify()?, "after export and import")?;
-        Ok(self.finish(build, talked, None, export, import, None))
+        let mut run = self.finish(build, talked, None, export, import, None);
+        run.import_limit = Some(limits::image_copy(self.seg, &img)?);
+        Ok(run)
     }
 
     /// Copy-time translation: raw pointers valid here, a translated copy for the child.
@@ -434,7 +432,7 @@ impl Job<'_> {
             self.slots[COPY_ROOT].store(copy.root_offset, Ordering::Release);
             Ok(())
         })?;
-        let limit = memcpy_limit(&src, copied)?;
+        let limit = limits::memcpy(&src, copied)?;
 
         // Copy-time translation has no address-free image: exporting means translating
         // for the importer's address, importing means opening the copy there.
@@ -473,54 +471,4 @@ impl Job<'_> {
         );
         Ok(t)
     }
-}
-
-/// Times `memcpy` of `bytes` from the start of `src` into a fresh block of a fresh segment
-/// (the median of 3 fresh segments), and again into the same block (the median of 5): see
-/// [`Limit`]. Medians, because on a loaded machine one copy can take twice as long.
-fn memcpy_limit(src: &Segment, bytes: u64) -> anyhow::Result<Limit> {
-    let from = src.region();
-    ensure!(
-        bytes <= from.len(),
-        "the memcpy limit's {bytes} bytes do not fit the source"
-    );
-    let mut fresh = Vec::new();
-    let mut resident = Vec::new();
-    for round in 0..3 {
-        let to = Segment::create_unnamed(&CreateOptions::new(bytes + (512 << 10)))
-            .context("creating the memcpy limit's segment")?;
-        let at = to.alloc(bytes.max(1), 64)?;
-        let dst = to.region();
-        ensure!(
-            at + bytes <= dst.len(),
-            "the memcpy limit's {bytes} bytes do not fit its segment"
-        );
-        let copy = || {
-            let t = Instant::now();
-            // SAFETY: `[0, bytes)` of the source segment and the block `[at, at + bytes)`
-            // of the fresh one are mapped (checked above) while both segments live, and
-            // distinct segments do not overlap; the block is this function's alone.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    std::hint::black_box(from.base().as_ptr()).cast_const(),
-                    dst.base().as_ptr().add(at as usize),
-                    bytes as usize,
-                )
-            };
-            t.elapsed()
-        };
-        fresh.push(copy());
-        if round == 2 {
-            resident.extend((0..5).map(|_| copy()));
-        }
-    }
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    Ok(Limit {
-        bytes,
-        fresh: median(fresh),
-        resident: median(resident),
-    })
 }

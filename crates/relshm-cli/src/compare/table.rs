@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::json::{BASELINE, Kind, Report, Row, Shape};
-use super::rows::{FAILED, MEMCPY};
+use super::rows::{FAILED, FIRST_TOUCH, MEMCPY};
 use super::workload::Structure;
 
 /// Columns shown, with their headings (`first_read` stays in the JSON).
@@ -94,7 +94,10 @@ pub fn render(report: &Report) -> String {
         "times: build/handover/export/import in total, read per whole pass (list, vec: \
          traverse all, map: look up every key), mutate per operation with 2 processes contending; \
          xR = ratio to {BASELINE} (same structure and size); - = not applicable (see --json); \
-         {MEMCPY} = the limit of copy-translate's copies (the same bytes, no links rewritten)"
+         limits measured in this run: {MEMCPY} = copy-translate's copies without rewriting \
+         links, {FIRST_TOUCH} = the first touch of each page of the structure in a fresh private \
+         view (a write where a cold swizzle pass swizzles); x limit: copy-translate's handover and export / {MEMCPY}, each import / memcpy \
+         of its image into a fresh segment, swizzle-cold's read / (swizzle-warm's + {FIRST_TOUCH})"
     );
     render_addresses(report, &mut out);
     for s in Structure::ALL {
@@ -203,8 +206,8 @@ fn render_limits(rows: &[&Row], out: &mut String) {
         if !figures.is_empty() {
             let _ = writeln!(
                 out,
-                "  x limit ({} vs {MEMCPY} of the same bytes, this run): {}",
-                r.strategy,
+                "  x limit {:<15} {}",
+                format!("{}:", r.strategy),
                 figures.join(", ")
             );
         }

@@ -245,6 +245,12 @@ impl Arena<Swizzle> {
     pub fn swizzled_words(&self) -> usize {
         self.ctx().swizzled_words()
     }
+
+    /// Offsets of the pages holding a link this view swizzled or wrote: the pages it made
+    /// private (see [`SwizzleView::written_pages`]).
+    pub fn written_pages(&self) -> Vec<u64> {
+        self.ctx().written_pages(relshm_segment::page_size())
+    }
 }
 
 impl<R: Repr> Arena<R> {
