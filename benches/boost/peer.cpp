@@ -7,6 +7,8 @@
 //                                (a hash map, like relshm's Map): insert N, find N
 //   treemap_insert / _find       boost::interprocess::map (red-black tree), for reference
 //   mutex_lock_unlock            interprocess_mutex lock + increment + unlock
+//   alloc_free_64                segment_manager allocate(64) + deallocate, in pairs
+//   alloc_free_64_batch          allocate 1000 blocks of 64 bytes, then free them
 //
 // Output: one JSON line per measurement, {"impl":"boost","bench":...,"n":...,"ns_per_op":...},
 // each the best of --reps repetitions. Usage: peer [--sizes 1000,100000] [--reps 5]
@@ -151,5 +153,30 @@ int main(int argc, char** argv) {
         best = std::min(best, since_ns(t));
     }
     emit("mutex_lock_unlock", lock_ops, best / lock_ops);
+
+    best = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < reps; ++r) {
+        auto t = Clock::now();
+        for (std::uint64_t i = 0; i < lock_ops; ++i) {
+            void* p = seg.allocate(64);
+            asm volatile("" : : "r"(p) : "memory");
+            seg.deallocate(p);
+        }
+        best = std::min(best, since_ns(t));
+    }
+    emit("alloc_free_64", lock_ops, best / lock_ops);
+
+    constexpr std::size_t batch = 1000;
+    std::vector<void*> held(batch);
+    best = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < reps; ++r) {
+        auto t = Clock::now();
+        for (std::uint64_t done = 0; done < lock_ops; done += batch) {
+            for (auto& p : held) p = seg.allocate(64);
+            for (auto* p : held) seg.deallocate(p);
+        }
+        best = std::min(best, since_ns(t));
+    }
+    emit("alloc_free_64_batch", lock_ops, best / lock_ops);
     return 0;
 }

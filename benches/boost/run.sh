@@ -74,4 +74,5 @@ awk 'NR == FNR { r[$1 " " $2] = 1; next }
     "$work/relshm.txt" "$work/boost.txt"
 echo "notes: relshm's map takes its robust locks on every insert (Boost's unordered_map has no"
 echo "lock); list build and traversal run under one relshm lock acquisition; treemap is Boost's"
-echo "red-black tree (boost::interprocess::map), listed for reference."
+echo "red-black tree (boost::interprocess::map), listed for reference; alloc_free_64 is"
+echo "Boost's segment_manager allocate/deallocate against relshm's Segment::alloc/free."

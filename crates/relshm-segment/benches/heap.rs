@@ -67,6 +67,13 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // And through a Segment, the path every collection takes (its mapping's handle).
+    let seg =
+        relshm_segment::Segment::create_unnamed(&relshm_segment::CreateOptions::new(16 << 20))
+            .unwrap();
+    g.bench_function("segment/64", |b| {
+        b.iter(|| seg.free(seg.alloc(black_box(64), 16).unwrap()).unwrap())
+    });
     g.finish();
     cached.flush_cache().unwrap();
 

@@ -47,7 +47,10 @@ pub(crate) fn owner_word(pid: u32, start_time: u64) -> u64 {
 
 /// This process's owner word.
 pub(crate) fn my_owner_word() -> u64 {
-    owner_word(std::process::id(), procstat::own_start_time())
+    owner_word(
+        relshm_sync::process::process_id(),
+        procstat::own_start_time(),
+    )
 }
 
 /// Whether the process named by an owner word (busy bit ignored) may still run (`false`

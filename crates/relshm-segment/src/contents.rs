@@ -64,8 +64,25 @@ pub(crate) fn init(region: Region, header: &mut Header) -> Result<()> {
 
 impl Segment {
     /// The segment's allocator, over the bytes mapped now (a segment another process grew
-    /// is picked up first).
+    /// is picked up first): a handle of its own (see [`heap_ref`](Self::heap_ref)).
     pub fn heap(&self) -> Result<Heap> {
+        self.heap_ref().cloned()
+    }
+
+    /// The segment's allocator, over the bytes mapped now (a segment another process grew
+    /// is picked up first), borrowed: the mapping keeps one handle per length it was
+    /// mapped at, so the calls that allocate and free need no attach (validating the heap
+    /// and finding this process's cache slot cost more than a cached allocation).
+    pub fn heap_ref(&self) -> Result<&Heap> {
+        let region = self.region();
+        match self.heap_handles().get(region.len()) {
+            Some(h) => Ok(h),
+            None => self.new_heap_handle(region),
+        }
+    }
+
+    #[cold]
+    fn new_heap_handle(&self, region: crate::region::Region) -> Result<&Heap> {
         let off = self.header().heap_offset;
         if off == 0 {
             return Err(HeapError::BadControl {
@@ -75,15 +92,19 @@ impl Segment {
         }
         // SAFETY: a `Segment` is a writable mapping that outlives nothing it hands out
         // beyond its own lifetime; the heap is only ever touched through `Heap` handles.
-        let heap = unsafe { Heap::attach(self.region(), off) }?;
+        let mut heap = unsafe { Heap::attach(region, off) }?;
         // A handle with this mapping's cache slot; a forked child that inherited the
         // mapping has no slot of its own and goes to the heap directly.
         // The slot is claimed on the first small allocation, not here: claiming takes the
-        // heap lock, and inspection reads lock states through this handle first.
+        // heap lock, and inspection reads lock states through this handle first. A handle
+        // for a grown mapping carries the slot its predecessor claimed.
         if self.owns_attach_slot() {
-            return Ok(heap.with_lazy_cache(self.attach_slot()));
+            heap = match self.heap_handles().newest() {
+                Some(prev) => heap.with_cache_of(prev, self.attach_slot()),
+                None => heap.with_lazy_cache(self.attach_slot()),
+            };
         }
-        Ok(heap)
+        Ok(self.heap_handles().add(heap))
     }
 
     /// Allocates `size` bytes aligned to `align` in the segment and returns their offset.
@@ -120,8 +141,7 @@ impl Segment {
         alloc: impl Fn(&Heap) -> core::result::Result<u64, HeapError>,
     ) -> Result<u64> {
         loop {
-            let heap = self.heap()?;
-            match alloc(&heap) {
+            match alloc(self.heap_ref()?) {
                 Err(HeapError::OutOfMemory { .. }) if self.size() < self.max_size() => {
                     let want = size.saturating_add(align).saturating_add(64 << 10);
                     let target = self
@@ -139,13 +159,13 @@ impl Segment {
 
     /// Frees an allocation made by [`alloc`](Self::alloc) (in any process).
     pub fn free(&self, offset: u64) -> Result<()> {
-        self.heap()?.free(offset).map_err(SegmentError::from)
+        self.heap_ref()?.free(offset).map_err(SegmentError::from)
     }
 
     /// Extends the heap's arena to the segment's current size, if another process (or
     /// this one) grew the segment. Idempotent.
     pub fn extend_heap(&self) -> Result<()> {
-        let heap = self.heap()?;
+        let heap = self.heap_ref()?;
         let end = self.region().len() & !15;
         match heap.extend(end) {
             Ok(()) => Ok(()),
@@ -168,7 +188,7 @@ impl Segment {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn directory(&self) -> Result<Directory> {
-        Ok(Directory::open(&self.heap()?)?)
+        Ok(Directory::open(self.heap_ref()?)?)
     }
 }
 

@@ -16,6 +16,7 @@ mod contents;
 mod error;
 mod file;
 pub mod header;
+mod heap_handles;
 mod image;
 mod mapped;
 mod mapping;

@@ -28,7 +28,7 @@ pub fn is_gone(pid: u32, same: impl FnOnce(u64) -> bool) -> bool {
             .is_some_and(|st| st.state == 'Z' || st.state == 'X' || !same(st.start_time)),
         // No entry means no such process, provided /proc shows us ourselves.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            start_time(std::process::id()).is_some()
+            start_time(relshm_sync::process::process_id()).is_some()
         }
         Err(_) => false,
     }
@@ -43,7 +43,7 @@ pub fn own_start_time() -> u64 {
     // Cached per pid: a forked child has its own pid and start time.
     static CACHE: AtomicU64 = AtomicU64::new(0);
     static CACHED_PID: AtomicU64 = AtomicU64::new(0);
-    let pid = std::process::id();
+    let pid = relshm_sync::process::process_id();
     if CACHED_PID.load(Acquire) == u64::from(pid) {
         return CACHE.load(Relaxed);
     }
@@ -92,12 +92,12 @@ mod tests {
     fn own_process_is_alive_and_stable() {
         let t = own_start_time();
         assert!(t > 0);
-        assert_eq!(start_time(std::process::id()), Some(t));
+        assert_eq!(start_time(relshm_sync::process::process_id()), Some(t));
     }
 
     #[test]
     fn gone_only_when_proc_proves_it() {
-        let me = std::process::id();
+        let me = relshm_sync::process::process_id();
         let t = own_start_time();
         assert!(!is_gone(me, |s| s == t));
         assert!(is_gone(me, |s| s != t), "another start time: pid reused");

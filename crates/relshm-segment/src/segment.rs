@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::attach::{self, AttachInfo};
 use crate::error::{Result, SegmentError};
 use crate::header::Header;
+use crate::heap_handles::HeapHandles;
 use crate::mapped::Mapped;
 use crate::mapping::Placement;
 use crate::options::{CreateOptions, OpenOptions};
@@ -70,6 +71,8 @@ struct Attached {
     /// The process that claimed `slot`: a forked child that inherits this value must not
     /// free its parent's entry.
     attach_pid: u32,
+    /// The heap handles this mapping made (see [`Segment::heap_ref`]).
+    heaps: HeapHandles,
 }
 
 // SAFETY: the mapping is shared memory reachable from any thread; the only in-process
@@ -85,13 +88,19 @@ impl Segment {
             map,
             kind,
             slot,
-            attach_pid: std::process::id(),
+            attach_pid: relshm_sync::process::process_id(),
+            heaps: HeapHandles::new(),
         })))
     }
 
     /// The mapping every clone shares.
     pub(crate) fn mapped(&self) -> &Mapped {
         &self.0.map
+    }
+
+    /// The heap handles every clone shares.
+    pub(crate) fn heap_handles(&self) -> &HeapHandles {
+        &self.0.heaps
     }
 
     /// Whether `self` and `other` are clones of one mapping (not merely the same segment
@@ -215,7 +224,7 @@ impl Segment {
     /// Whether the calling process is the one that claimed this mapping's attach-table
     /// entry (not a child forked since).
     pub(crate) fn owns_attach_slot(&self) -> bool {
-        std::process::id() == self.0.attach_pid
+        relshm_sync::process::process_id() == self.0.attach_pid
     }
 
     /// This mapping's attach-table entry.
@@ -240,7 +249,7 @@ impl Segment {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        if std::process::id() == self.attach_pid {
+        if relshm_sync::process::process_id() == self.attach_pid {
             // Return what this mapping's heap cache holds and free its cache slot for the
             // next process at this attach slot (best effort: a heap that cannot be locked
             // within a second keeps the cache, for the reclaim after this process exits).

@@ -256,3 +256,49 @@ fn children_killed_holding_cached_blocks_lose_nothing() {
         scratch.slot(OPS).load(Acquire)
     );
 }
+
+#[test]
+fn a_segment_keeps_one_heap_handle_per_mapped_length_and_its_cache_across_growth() {
+    use relshm_segment::{CreateOptions, Segment};
+    let seg = Segment::create_unnamed(&CreateOptions::new(1 << 20).max_size(64 << 20)).unwrap();
+    let small = seg.alloc(64, 16).unwrap(); // claims this mapping's cache slot
+    let h = seg.heap_ref().unwrap();
+    assert!(h.has_cache());
+    assert!(
+        std::ptr::eq(h, seg.heap_ref().unwrap()),
+        "the same handle every call while the mapping keeps its length"
+    );
+    assert!(
+        std::ptr::eq(h, seg.clone().heap_ref().unwrap()),
+        "clones share it"
+    );
+
+    // Growing (here by allocating more than the segment holds) makes a new handle over the
+    // new length, which keeps the claimed slot: small blocks still come from the cache.
+    let big = seg.alloc(4 << 20, 64).unwrap();
+    let grown = seg.heap_ref().unwrap();
+    assert!(!std::ptr::eq(h, grown));
+    assert_eq!(grown.region().len(), seg.region().len());
+    assert!(
+        grown.has_cache(),
+        "the grown mapping's handle lost the cache slot"
+    );
+    let in_new_part = seg.alloc(64, 16).unwrap();
+    // The old handle is still valid (borrowed handles live as long as the mapping).
+    assert!(h.has_cache());
+    seg.free(in_new_part).unwrap();
+    seg.free(big).unwrap();
+    seg.free(small).unwrap();
+    grown.verify().unwrap();
+
+    // A forked child has no slot of its own: its handle is not the parent's and has no cache.
+    let child = fork_child(|| {
+        let mine = seg.heap_ref().unwrap();
+        let fresh = !std::ptr::eq(mine, grown) && !mine.has_cache();
+        let off = seg.alloc(64, 16).unwrap();
+        let ok = seg.free(off).is_ok() && !seg.heap_ref().unwrap().has_cache();
+        if fresh && ok { 0 } else { 1 }
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+    assert!(std::ptr::eq(grown, seg.heap_ref().unwrap()));
+}

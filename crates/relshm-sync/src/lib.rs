@@ -63,6 +63,13 @@ pub mod facade {
     pub use std::time::Instant;
 }
 
+/// The calling process's identity, cached: its id and how many forks made it (both reset
+/// by a `pthread_atfork` child handler registered when the library loads). Code that
+/// records which process it runs in, on a fast path, asks here instead of `getpid`.
+pub mod process {
+    pub use crate::sync::{fork_generation, process_id};
+}
+
 pub use condvar::{Condvar, WaitResult};
 pub use error::{LockError, MutexError};
 pub use held::Held;

@@ -7,7 +7,9 @@
 //! Each figure is the best of several repetitions (the least disturbed run on a shared
 //! machine). List build and traversal run under one lock acquisition, as Boost's list has
 //! no lock at all; map inserts take the map's locks per insert (relshm's map is always
-//! shared-safe), finds run under one read guard.
+//! shared-safe), finds run under one read guard. The allocator rows allocate and free
+//! 64-byte blocks through the segment (this process's cache first, as every collection
+//! does), in pairs and in batches of 1000.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -142,6 +144,37 @@ fn bench(args: &PeerBenchArgs) -> Result<(), String> {
         Ok(ns)
     })?;
     emit("mutex_lock_unlock", ops, ns / ops as f64);
+
+    let ns = best(args.reps, || {
+        let (r, ns) = timed(|| {
+            for _ in 0..ops {
+                let off = seg.alloc(64, 16).map_err(|x| e(&x))?;
+                seg.free(black_box(off)).map_err(|x| e(&x))?;
+            }
+            Ok::<(), String>(())
+        });
+        r?;
+        Ok(ns)
+    })?;
+    emit("alloc_free_64", ops, ns / ops as f64);
+    const BATCH: usize = 1000;
+    let mut held = vec![0u64; BATCH];
+    let ns = best(args.reps, || {
+        let (r, ns) = timed(|| {
+            for _ in 0..ops.div_ceil(BATCH as u64) {
+                for off in held.iter_mut() {
+                    *off = seg.alloc(64, 16).map_err(|x| e(&x))?;
+                }
+                for &off in &held {
+                    seg.free(off).map_err(|x| e(&x))?;
+                }
+            }
+            Ok::<(), String>(())
+        });
+        r?;
+        Ok(ns)
+    })?;
+    emit("alloc_free_64_batch", ops, ns / ops as f64);
     Ok(())
 }
 

@@ -109,23 +109,11 @@ fn class_of(block: u64) -> Option<usize> {
         .then(|| ((block - 32) / GRAIN) as usize)
 }
 
-/// Bumped in every forked child: a handle made before a fork must not use the parent's
-/// cache.
-static FORK_GEN: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn after_fork_in_child() {
-    FORK_GEN.fetch_add(1, Relaxed);
-}
-
-/// The fork generation, registering the fork handler first.
+/// The fork generation (see [`relshm_sync::process::fork_generation`]): a handle made
+/// before a fork must not use the parent's cache.
+#[inline]
 pub(crate) fn fork_gen() -> u64 {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: pthread_atfork only records the handler, an extern "C" fn that touches one
-    // atomic (async-signal-safe).
-    ONCE.call_once(|| unsafe {
-        libc::pthread_atfork(None, None, Some(after_fork_in_child));
-    });
-    FORK_GEN.load(Relaxed)
+    relshm_sync::process::fork_generation()
 }
 
 /// A handle's claim on a cache slot.
@@ -135,7 +123,7 @@ pub(crate) struct Slot {
     record: u64,
     /// The owner word the record holds.
     owner: u64,
-    /// [`FORK_GEN`] when the slot was claimed.
+    /// [`fork_gen`] when the slot was claimed.
     fork: u64,
 }
 
@@ -143,7 +131,7 @@ impl Slot {
     /// Whether this process may use the slot (not a child forked since).
     #[inline]
     pub(crate) fn usable(&self) -> bool {
-        FORK_GEN.load(Relaxed) == self.fork
+        fork_gen() == self.fork
     }
 }
 

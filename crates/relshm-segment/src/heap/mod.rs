@@ -150,7 +150,10 @@ pub fn process_owner(pid: u32, start: u64) -> u64 {
 
 /// The owner word naming the calling process.
 pub fn own_process_owner() -> u64 {
-    process_owner(std::process::id(), crate::procstat::own_start_time())
+    process_owner(
+        relshm_sync::process::process_id(),
+        crate::procstat::own_start_time(),
+    )
 }
 
 /// The `(pid, start time low bits)` of a process owner word; `None` for other kinds.
@@ -165,7 +168,7 @@ pub fn owner_process(word: u64) -> Option<(u32, u64)> {
 /// [`owner_process`]) may still run: `false` only when `/proc` proves it gone (see
 /// [`procstat::is_gone`](crate::procstat::is_gone)); the caller's own always runs.
 pub fn process_alive(pid: u32, start: u64) -> bool {
-    if pid == std::process::id() {
+    if pid == relshm_sync::process::process_id() {
         return true;
     }
     !crate::procstat::is_gone(pid, |t| t & ((1 << START_BITS) - 1) == start)
@@ -515,6 +518,18 @@ impl Heap {
             self.pending = Some(slot);
         }
         self
+    }
+
+    /// This handle with the cache slot `prev` (a handle of the same mapping, made before
+    /// it grew) claimed, or with `slot` to claim lazily if it claimed none.
+    pub(crate) fn with_cache_of(mut self, prev: &Heap, slot: u32) -> Self {
+        match prev.cache.get().filter(|s| s.usable()) {
+            Some(&s) => {
+                self.cache = s.into();
+                self
+            }
+            None => self.with_lazy_cache(slot),
+        }
     }
 
     fn arena_len(&self) -> u64 {

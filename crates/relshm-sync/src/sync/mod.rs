@@ -10,7 +10,9 @@ mod real;
 #[cfg(not(loom))]
 pub(crate) use real::*;
 #[cfg(not(loom))]
-pub use real::{doorbell_arm, doorbell_disarm, futex_wait, futex_wake, spin_hint};
+pub use real::{
+    doorbell_arm, doorbell_disarm, fork_generation, futex_wait, futex_wake, process_id, spin_hint,
+};
 
 #[cfg(loom)]
 mod model;
@@ -18,8 +20,8 @@ mod model;
 pub(crate) use model::*;
 #[cfg(loom)]
 pub use model::{
-    Instant, KillAt, KillStage, doorbell_arm, doorbell_disarm, futex_wait, futex_wake, killable,
-    simulate_owner_death, spin_hint,
+    Instant, KillAt, KillStage, doorbell_arm, doorbell_disarm, fork_generation, futex_wait,
+    futex_wake, killable, process_id, simulate_owner_death, spin_hint,
 };
 
 /// The step by which a *doorbell* word moves: a futex word that ownerless waiters sleep on

@@ -294,3 +294,13 @@ impl Instant {
         self.checked_duration_since(earlier).unwrap_or_default()
     }
 }
+
+/// The calling process's id (not cached under loom: models do not fork).
+pub fn process_id() -> u32 {
+    std::process::id()
+}
+
+/// Forks since the library was loaded: none under loom.
+pub fn fork_generation() -> u64 {
+    0
+}
