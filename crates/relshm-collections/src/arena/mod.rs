@@ -370,10 +370,10 @@ impl<R: Repr> Arena<R> {
     }
 
     /// The heap allocations come from (`Err(ReadOnly)` for a translated copy).
-    fn heap(&self) -> Result<Heap> {
+    fn heap(&self) -> Result<&Heap> {
         match &self.0.memory {
-            Memory::Segment { seg, .. } => Ok(seg.heap()?),
-            Memory::Private { heap, .. } => Ok(heap.clone()),
+            Memory::Segment { seg, .. } => Ok(seg.heap_ref()?),
+            Memory::Private { heap, .. } => Ok(heap),
             Memory::ReadOnly => Err(CollectionError::ReadOnly),
         }
     }
@@ -381,7 +381,7 @@ impl<R: Repr> Arena<R> {
     /// The segment's named-object directory (through this arena's view).
     pub fn directory(&self) -> Result<Directory> {
         let heap = self.heap()?;
-        Ok(Directory::open(&heap).map_err(relshm_segment::SegmentError::from)?)
+        Ok(Directory::open(heap).map_err(relshm_segment::SegmentError::from)?)
     }
 
     /// Registers `record` under `name` in the segment's directory (how a collection made

@@ -421,24 +421,26 @@ pub(crate) fn free(heap: &Heap, slot: &Slot, payload: u64) -> Option<Result<(), 
 fn refill(heap: &Heap, slot: &Slot, class: usize) -> Result<u64, HeapError> {
     let need = class_size(class);
     let (_g, core) = heap.lock()?;
-    let first = core.alloc(need - HEADER, GRAIN, Record::Plain)?;
-    let mut got = Vec::new();
-    for _ in 1..batch(class) {
-        match core.alloc(need - HEADER, GRAIN, Record::Cached(slot.owner)) {
-            Ok(p) => got.push(p),
-            Err(_) => break,
+    // One run of adjacent blocks (one search of the bins); near a full heap, one block.
+    let (first, last) = match core.alloc_run(need, batch(class), slot.owner) {
+        Err(HeapError::OutOfMemory { .. }) => {
+            return core.alloc(need - HEADER, GRAIN, Record::Plain);
         }
-    }
+        r => r?,
+    };
+    let rest = (1..batch(class)).map(|i| {
+        let b = first - HEADER + i * need;
+        (b, if i == batch(class) - 1 { last } else { need })
+    });
     let Some(_s) = lock_slot(heap, slot.record) else {
-        for p in got {
-            core.free_cached(p)?;
+        for (b, _) in rest {
+            core.free_cached(b + HEADER)?;
         }
         return Ok(first);
     };
-    for p in got {
-        let (b, size, _) = core.cached(p)?;
+    for (b, size) in rest {
         if !push_locked(heap, slot, b, 0, size, false) {
-            core.free_cached(p)?;
+            core.free_cached(b + HEADER)?;
         }
     }
     Ok(first)
@@ -464,6 +466,7 @@ fn drain_locked(
         Some(c) => c..c + 1,
         None => 0..CLASSES,
     };
+    let mut taken = Vec::new();
     for c in classes {
         let keep = if class.is_some() { batch(c) } else { 0 };
         let r = slot.record;
@@ -479,10 +482,11 @@ fn drain_locked(
             // Still cached and named ours: a death from here on leaves it to the reclaim.
             head.store(next, Relaxed);
             count.store(count.load(Relaxed) - 1, Relaxed);
-            core.free_cached(top)?;
+            taken.push(top);
         }
     }
-    Ok(())
+    // Adjacent blocks (a refill's run comes back together) go back as one.
+    core.free_cached_all(&mut taken)
 }
 
 /// Under the heap lock: empties the slot's stacks into the heap and frees the slot.

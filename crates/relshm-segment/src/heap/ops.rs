@@ -385,6 +385,53 @@ impl<'a> Core<'a> {
         Ok(b + HEADER)
     }
 
+    /// Allocates `count` adjacent blocks of `block` bytes (headers included) with one
+    /// search of the bins, for a cache refill: the first is a plain allocation (the
+    /// caller's), the others are cached blocks of `owner`; the last may be up to a grain
+    /// larger (what the fit left over). Returns the first payload and the last block's size.
+    ///
+    /// The run is allocated as one cached block of `owner`; the other blocks' headers are
+    /// written inside its payload (invisible to a walk), and one store that shrinks the
+    /// first block publishes them all. A death at any instant leaves either one cached
+    /// block of `owner` or all `count` of them (the first named by the caller's pending
+    /// claim is then a plain block, as with [`alloc`](Self::alloc)).
+    pub(crate) fn alloc_run(
+        &self,
+        block: u64,
+        count: u64,
+        owner: u64,
+    ) -> Result<(u64, u64), HeapError> {
+        debug_assert!(block >= MIN_BLOCK && block.is_multiple_of(GRAIN) && count >= 1);
+        let total = block.checked_mul(count).ok_or(HeapError::BadRequest {
+            size: block,
+            align: GRAIN,
+        })?;
+        let first = self.alloc(total - HEADER, GRAIN, Record::Cached(owner))?;
+        let b0 = first - HEADER;
+        let (_, s, _) = self.allocated_any(first)?;
+        let last = s - (count - 1) * block;
+        for i in 1..count {
+            let b = b0 + i * block;
+            let size = if i == count - 1 { last } else { block };
+            self.put(b + HEADER, 0, Relaxed)?;
+            self.put(b + HEADER + 8, owner, Relaxed)?;
+            self.put(b + PREV_SIZE, block, Relaxed)?;
+            self.put(b, encode_cached(b, size), Relaxed)?;
+        }
+        // Publish: the first block shrinks to one plain block, the chain runs through the
+        // others; then the derived data (the next block's boundary tag, the counters).
+        self.put(
+            b0,
+            encode(b0, if count == 1 { s } else { block }, true),
+            Release,
+        )?;
+        if count > 1 {
+            self.put(b0 + s + PREV_SIZE, last, Relaxed)?;
+        }
+        add(&self.ctl.used_blocks, count - 1);
+        Ok((first, last))
+    }
+
     /// The block and size of the live allocation whose payload starts at `payload`
     /// (a block held by a cache is no live allocation of a caller).
     pub(crate) fn allocated(&self, payload: u64) -> Result<(u64, u64), HeapError> {
@@ -479,6 +526,47 @@ impl<'a> Core<'a> {
             return Err(HeapError::NotAllocated { offset: payload });
         }
         self.release(payload, b, s, head)
+    }
+
+    /// Frees the cached blocks whose payloads `payloads` lists (in any order; sorted on
+    /// return), each run of adjacent ones as one block: the run's first block grows over
+    /// the others in one store (from then on one cached block, whose interior headers no
+    /// walk sees), then is freed. A death in between leaves cached blocks of their owner.
+    pub(crate) fn free_cached_all(&self, payloads: &mut [u64]) -> Result<(), HeapError> {
+        payloads.sort_unstable();
+        let mut i = 0;
+        while i < payloads.len() {
+            let (b, mut end) = {
+                let (b, s, head) = self.allocated_any(payloads[i])?;
+                if !decode_kind(b, head).is_some_and(|(_, k)| k == Kind::Cached) {
+                    return Err(HeapError::NotAllocated {
+                        offset: payloads[i],
+                    });
+                }
+                (b, b + s)
+            };
+            let mut j = i + 1;
+            while j < payloads.len() && payloads[j] == end + HEADER {
+                match self.allocated_any(payloads[j]) {
+                    Ok((n, s, head))
+                        if decode_kind(n, head).is_some_and(|(_, k)| k == Kind::Cached) =>
+                    {
+                        end = n + s;
+                        j += 1;
+                    }
+                    _ => break,
+                }
+            }
+            if j - i > 1 {
+                self.put(b, encode_cached(b, end - b), Release)?;
+                // Derived: the next block's boundary tag, the counter.
+                self.put(end + PREV_SIZE, end - b, Relaxed)?;
+                sub(&self.ctl.used_blocks, (j - i - 1) as u64);
+            }
+            self.free_cached(b + HEADER)?;
+            i = j;
+        }
+        Ok(())
     }
 
     /// Frees block `b` of `s` bytes whose size word read `head`.
