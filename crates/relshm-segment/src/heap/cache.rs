@@ -428,7 +428,11 @@ fn refill(heap: &Heap, slot: &Slot, class: usize) -> Result<u64, HeapError> {
         }
         r => r?,
     };
-    let rest = (1..batch(class)).map(|i| {
+    // Pushed highest first, so the stack hands them out in address order after the
+    // caller's: a structure built by consecutive allocations lies in memory in the order it
+    // was built (a list chase then runs forward through memory, which the prefetchers
+    // follow; handed out backwards, a list of 1e6 read 17x slower).
+    let rest = (1..batch(class)).rev().map(|i| {
         let b = first - HEADER + i * need;
         (b, if i == batch(class) - 1 { last } else { need })
     });
