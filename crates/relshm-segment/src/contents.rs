@@ -66,14 +66,28 @@ impl Segment {
     /// The segment's allocator, over the bytes mapped now (a segment another process grew
     /// is picked up first): a handle of its own (see [`heap_ref`](Self::heap_ref)).
     pub fn heap(&self) -> Result<Heap> {
-        self.heap_ref().cloned()
+        self.heap_for_mapping().cloned()
     }
 
-    /// The segment's allocator, over the bytes mapped now (a segment another process grew
-    /// is picked up first), borrowed: the mapping keeps one handle per length it was
+    /// The segment's allocator, borrowed: the mapping keeps one handle per length it was
     /// mapped at, so the calls that allocate and free need no attach (validating the heap
-    /// and finding this process's cache slot cost more than a cached allocation).
+    /// and finding this process's cache slot cost more than a cached allocation). The
+    /// handle covers at least the heap's whole arena (a segment another process grew and
+    /// extended the heap of is picked up first); [`heap`](Self::heap) covers the whole
+    /// mapping.
     pub fn heap_ref(&self) -> Result<&Heap> {
+        // The newest handle serves while it covers the heap's arena (what every heap
+        // operation touches), without looking at the mapping first.
+        if let Some(h) = self.heap_handles().newest()
+            && h.covers_arena()
+        {
+            return Ok(h);
+        }
+        self.heap_for_mapping()
+    }
+
+    /// A handle over the whole mapping as it is now (growth picked up first).
+    fn heap_for_mapping(&self) -> Result<&Heap> {
         let region = self.region();
         match self.heap_handles().get(region.len()) {
             Some(h) => Ok(h),
@@ -165,7 +179,7 @@ impl Segment {
     /// Extends the heap's arena to the segment's current size, if another process (or
     /// this one) grew the segment. Idempotent.
     pub fn extend_heap(&self) -> Result<()> {
-        let heap = self.heap_ref()?;
+        let heap = self.heap_for_mapping()?;
         let end = self.region().len() & !15;
         match heap.extend(end) {
             Ok(()) => Ok(()),

@@ -64,6 +64,9 @@ fn allocation_grows_the_segment_while_another_process_is_attached() {
         fork_child(move || {
             let seg = Segment::open_named(name, &OpenOptions::new()).unwrap();
             let base = seg.base();
+            // A heap handle made before the growth: it must not serve blocks beyond it.
+            let early = seg.alloc(64, 16).unwrap();
+            seg.free(early).unwrap();
             scratch.slot(0).store(1, Ordering::Release); // attached
             scratch.wait_for(1, 1, LIMIT); // parent allocated past the old end
             let dir = seg.directory().unwrap();
@@ -79,8 +82,10 @@ fn allocation_grows_the_segment_while_another_process_is_attached() {
             // publishing the offset and does not touch them again.
             let last = unsafe { bytes.as_ptr().add((8 << 20) - 1).read_volatile() };
             assert_eq!(last, 0xAB);
-            // Allocate from the grown heap too.
+            // Allocate from the grown heap too, and free the parent's block beyond the old
+            // end through the handle this process uses.
             let mine = seg.alloc(1 << 20, 64).unwrap();
+            assert!(seg.heap_ref().unwrap().region().len() >= off + (8 << 20));
             seg.free(mine).unwrap();
             0
         })

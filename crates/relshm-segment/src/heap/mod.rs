@@ -425,6 +425,13 @@ impl Heap {
         self.region
     }
 
+    /// Whether the arena lies inside this handle's region: a handle made before another
+    /// process grew the segment and extended the heap does not cover the new blocks.
+    #[inline]
+    pub(crate) fn covers_arena(&self) -> bool {
+        self.control().arena_end.load(Relaxed) <= self.region.len()
+    }
+
     /// The offset of the control block.
     pub fn offset(&self) -> u64 {
         self.offset
