@@ -4,9 +4,10 @@
 //! (module `control`); the harness starts this program again once per worker (real exec'ed
 //! processes, each mapping the segment wherever the kernel puts it), releases them together,
 //! lets them run for `--secs`, stops them and sums their operation counts. The references
-//! run in the same invocation: a robust process-shared `pthread_mutex_t` beside relshm's
-//! `Mutex`, each process's `malloc` beside the segment heap, and a crossbeam channel
-//! (threads) beside the queue.
+//! run in the same invocation: a robust process-shared `pthread_mutex_t` and a plain
+//! ticket lock beside relshm's `Mutex`, each process's `malloc` beside the segment heap
+//! (through a heap handle, and through `Segment::alloc` as collections allocate), and a
+//! crossbeam channel (threads) beside the queue.
 //!
 //! Efficiency is `throughput(N) / (N x throughput(first point))` for the per-process
 //! workloads; the pair workloads (queue, channel) are reported against their first pair
@@ -98,7 +99,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
         args.secs, args.keys
     );
     println!(
-        "{:<8} {:>5} {:>12} {:>9} {:>10}",
+        "{:<9} {:>5} {:>12} {:>9} {:>10}",
         "workload", "procs", "Mops/s", "vs first", "efficiency"
     );
     let mut points = Vec::new();
@@ -122,7 +123,7 @@ pub fn main(args: &Args) -> anyhow::Result<()> {
             let ratio = point.ops_per_sec / base.ops_per_sec;
             let efficiency = ratio * f64::from(base.workers) / f64::from(n);
             println!(
-                "{:<8} {:>5} {:>12.2} {:>8.2}x {:>9.0}%",
+                "{:<9} {:>5} {:>12.2} {:>8.2}x {:>9.0}%",
                 workload.name(),
                 label(workload, n),
                 ops_per_sec / 1e6,
@@ -158,7 +159,9 @@ fn label(workload: Workload, n: u32) -> String {
 fn print_references(points: &[Point]) {
     let pairs = [
         (Workload::Mutex, Workload::Pthread),
+        (Workload::Mutex, Workload::Ticket),
         (Workload::Alloc, Workload::Malloc),
+        (Workload::SegAlloc, Workload::Malloc),
         (Workload::Queue, Workload::Channel),
     ];
     for (ours, reference) in pairs {

@@ -17,8 +17,13 @@ pub enum Workload {
     Mutex,
     /// The reference for `mutex`: a robust, process-shared `pthread_mutex_t` in the segment.
     Pthread,
-    /// Every process allocates and frees 64 bytes in the segment's heap.
+    /// The other reference for `mutex`: a plain ticket lock in the segment (FIFO hand-off,
+    /// no owner-death recovery; spins, then yields).
+    Ticket,
+    /// Every process allocates and frees 64 bytes through a heap handle of the segment.
     Alloc,
+    /// The same through `Segment::alloc`/`free`, the path the collections take.
+    SegAlloc,
     /// The reference for `alloc`: each process's own `malloc` of 64 bytes.
     Malloc,
     /// Every process does 95% `get` / 5% insert-or-update on one `Map<u64, u64>`.
@@ -40,10 +45,12 @@ const MAP_WRITE_PERCENT: u64 = 5;
 
 impl Workload {
     /// Every workload, in the order they are reported.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Mutex,
         Workload::Pthread,
+        Workload::Ticket,
         Workload::Alloc,
+        Workload::SegAlloc,
         Workload::Malloc,
         Workload::Map,
         Workload::Queue,
@@ -55,7 +62,9 @@ impl Workload {
         match self {
             Workload::Mutex => "mutex",
             Workload::Pthread => "pthread",
+            Workload::Ticket => "ticket",
             Workload::Alloc => "alloc",
+            Workload::SegAlloc => "seg-alloc",
             Workload::Malloc => "malloc",
             Workload::Map => "map",
             Workload::Queue => "queue",
@@ -90,11 +99,16 @@ impl Workload {
                     .find_or_construct(OBJECT_NAME, || Mutex::new(0u64))?;
             }
             Workload::Pthread => {
-                let off = seg.alloc(64, 64)?;
+                let at = lock_block(seg, block)?;
                 // SAFETY: 64 fresh bytes, 64-aligned, in a mapping that stays alive while
                 // the workers use it (the parent keeps the segment until they exit).
-                unsafe { PthreadRobust::init(seg.base().as_ptr().add(off as usize)) };
-                block[control::OBJECT].store(off, Ordering::Release);
+                unsafe { PthreadRobust::init(at) };
+            }
+            Workload::Ticket => {
+                // A fresh heap block is not zeroed: start both counters at 0.
+                ticket_words(lock_block(seg, block)?)
+                    .iter()
+                    .for_each(|w| w.store(0, Ordering::Release));
             }
             Workload::Map => {
                 let map = seg.create_map::<u64, u64>(OBJECT_NAME)?;
@@ -105,7 +119,7 @@ impl Workload {
             Workload::Queue => {
                 seg.create_queue::<u64>(OBJECT_NAME, QueueConfig::with_capacity(QUEUE_CAPACITY))?;
             }
-            Workload::Alloc | Workload::Malloc | Workload::Channel => {}
+            Workload::Alloc | Workload::SegAlloc | Workload::Malloc | Workload::Channel => {}
         }
         Ok(())
     }
@@ -132,20 +146,45 @@ impl Workload {
                 })
             }
             Workload::Pthread => {
-                let off = block[control::OBJECT].load(Ordering::Acquire);
-                let at = seg.base().as_ptr().wrapping_add(off as usize);
-                // SAFETY: the parent initialised the mutex at `off` before starting us, and
-                // `seg` keeps it mapped while this function runs.
+                let at = the_lock_block(seg, block);
+                // SAFETY: the parent initialised the mutex in the block before starting us,
+                // and `seg` keeps it mapped while this function runs.
                 let m = unsafe { PthreadRobust::attach(at) };
-                // The protected counter shares the mutex's cache line, as `Mutex<u64>`'s does.
-                // SAFETY: bytes 48..56 of the 64-byte block are in bounds and 8-aligned;
-                // they are only touched as an atomic.
-                let count = unsafe { &*at.add(48).cast::<AtomicU64>() };
+                let count = counter(at);
                 control::ready_then_wait(block)?;
                 control::run_until_stopped(block, || {
                     m.lock();
                     count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     m.unlock();
+                    Ok(1)
+                })
+            }
+            Workload::Ticket => {
+                let at = the_lock_block(seg, block);
+                let [next, serving] = ticket_words(at);
+                let count = counter(at);
+                control::ready_then_wait(block)?;
+                control::run_until_stopped(block, || {
+                    let mine = next.fetch_add(1, Ordering::Relaxed);
+                    let mut spins = 0u32;
+                    while serving.load(Ordering::Acquire) != mine {
+                        spins += 1;
+                        if spins < 128 {
+                            std::hint::spin_loop();
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                    count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    serving.store(mine + 1, Ordering::Release);
+                    Ok(1)
+                })
+            }
+            Workload::SegAlloc => {
+                control::ready_then_wait(block)?;
+                control::run_until_stopped(block, || {
+                    let off = seg.alloc(64, 16)?;
+                    seg.free(black_box(off))?;
                     Ok(1)
                 })
             }
@@ -246,4 +285,33 @@ pub fn channel_reference(workers: u32, secs: f64) -> f64 {
         start.elapsed()
     });
     received.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+/// Allocates the 64-byte, 64-aligned block a reference lock lives in and names it in the
+/// control block for the workers; returns its address here.
+fn lock_block(seg: &Segment, block: &Block) -> anyhow::Result<*mut u8> {
+    let off = seg.alloc(64, 64)?;
+    block[control::OBJECT].store(off, Ordering::Release);
+    Ok(seg.base().as_ptr().wrapping_add(off as usize))
+}
+
+/// The address of the lock block the parent named in the control block.
+fn the_lock_block(seg: &Segment, block: &Block) -> *mut u8 {
+    let off = block[control::OBJECT].load(Ordering::Acquire);
+    seg.base().as_ptr().wrapping_add(off as usize)
+}
+
+/// The counter a reference lock protects: word 6 of its block, on the lock's cache line as
+/// `Mutex<u64>`'s value is (a `pthread_mutex_t` takes bytes 0..40).
+fn counter<'a>(at: *mut u8) -> &'a AtomicU64 {
+    // SAFETY: `at` is a 64-byte, 64-aligned heap block of a segment the caller keeps mapped
+    // while it uses the word; bytes 48..56 are only ever touched as this atomic.
+    unsafe { &*at.add(48).cast::<AtomicU64>() }
+}
+
+/// The ticket lock's two words (next ticket, ticket served): words 0 and 1 of its block.
+fn ticket_words<'a>(at: *mut u8) -> &'a [AtomicU64; 2] {
+    // SAFETY: as for `counter`; bytes 0..16 of a ticket lock's block are only ever touched
+    // as these atomics.
+    unsafe { &*at.cast::<[AtomicU64; 2]>() }
 }
