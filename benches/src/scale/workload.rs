@@ -100,8 +100,9 @@ impl Workload {
             }
             Workload::Pthread => {
                 let at = lock_block(seg, block)?;
-                // SAFETY: 64 fresh bytes, 64-aligned, in a mapping that stays alive while
-                // the workers use it (the parent keeps the segment until they exit).
+                // SAFETY: `lock_block` returned 64 fresh bytes, 64-aligned, in a mapping that
+                // stays alive while the workers use it (the parent keeps the segment until
+                // they exit).
                 unsafe { PthreadRobust::init(at) };
             }
             Workload::Ticket => {

@@ -104,8 +104,10 @@ impl Segment {
             }
             .into());
         }
-        // SAFETY: a `Segment` is a writable mapping that outlives nothing it hands out
-        // beyond its own lifetime; the heap is only ever touched through `Heap` handles.
+        // SAFETY: `region` is this writable mapping as it is now; the handle is kept by the
+        // mapping's `HeapHandles` and lent out only for borrows of this `Segment` (clones
+        // from `heap` are bound by the same lifetime rule), so it is not used after the
+        // unmap; the heap is only ever touched through `Heap` handles.
         let mut heap = unsafe { Heap::attach(region, off) }?;
         // A handle with this mapping's cache slot; a forked child that inherited the
         // mapping has no slot of its own and goes to the heap directly.

@@ -36,16 +36,14 @@ impl HeapHandles {
     /// The newest handle, if it covers `mapped` bytes and was made in this process.
     #[inline]
     pub(crate) fn get(&self, mapped: u64) -> Option<&Heap> {
-        // SAFETY: `newest` is null or a node pushed by `add`, which stays allocated until
-        // `self` drops, and is never written after it was published (Release/Acquire).
-        let node = unsafe { self.newest.load(Acquire).as_ref() }?;
-        (node.heap.region().len() == mapped && node.fork == relshm_sync::process::fork_generation())
-            .then_some(&node.heap)
+        self.newest().filter(|h| h.region().len() == mapped)
     }
 
-    /// The newest handle whatever it covers (to carry its claimed cache slot over).
+    /// The newest handle made in this process, whatever it covers.
+    #[inline]
     pub(crate) fn newest(&self) -> Option<&Heap> {
-        // SAFETY: as in `get`.
+        // SAFETY: `newest` is null or a node pushed by `add`, which stays allocated until
+        // `self` drops, and is never written after it was published (Release/Acquire).
         let node = unsafe { self.newest.load(Acquire).as_ref() }?;
         (node.fork == relshm_sync::process::fork_generation()).then_some(&node.heap)
     }

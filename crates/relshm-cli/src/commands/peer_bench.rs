@@ -66,6 +66,14 @@ fn best(reps: u32, mut f: impl FnMut() -> Result<f64, String>) -> Result<f64, St
     Ok(best)
 }
 
+/// Best of `reps` timed runs of `body` (all of it timed).
+fn best_run(reps: u32, mut body: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+    best(reps, || {
+        let (r, ns) = timed(&mut body);
+        r.map(|()| ns)
+    })
+}
+
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t = Instant::now();
     let r = f();
@@ -132,47 +140,35 @@ fn bench(args: &PeerBenchArgs) -> Result<(), String> {
         .construct("peer-bench-mutex", Mutex::new(0u64))
         .map_err(|x| e(&x))?;
     let ops = args.lock_ops.max(1);
-    let ns = best(args.reps, || {
-        let (r, ns) = timed(|| {
-            for _ in 0..ops {
-                let mut g = m.lock().map_err(|x| e(&x))?;
-                *g += 1;
-            }
-            Ok::<(), String>(())
-        });
-        r?;
-        Ok(ns)
+    let ns = best_run(args.reps, || {
+        for _ in 0..ops {
+            let mut g = m.lock().map_err(|x| e(&x))?;
+            *g += 1;
+        }
+        Ok(())
     })?;
     emit("mutex_lock_unlock", ops, ns / ops as f64);
 
-    let ns = best(args.reps, || {
-        let (r, ns) = timed(|| {
-            for _ in 0..ops {
-                let off = seg.alloc(64, 16).map_err(|x| e(&x))?;
-                seg.free(black_box(off)).map_err(|x| e(&x))?;
-            }
-            Ok::<(), String>(())
-        });
-        r?;
-        Ok(ns)
+    let ns = best_run(args.reps, || {
+        for _ in 0..ops {
+            let off = seg.alloc(64, 16).map_err(|x| e(&x))?;
+            seg.free(black_box(off)).map_err(|x| e(&x))?;
+        }
+        Ok(())
     })?;
     emit("alloc_free_64", ops, ns / ops as f64);
     const BATCH: usize = 1000;
     let mut held = vec![0u64; BATCH];
-    let ns = best(args.reps, || {
-        let (r, ns) = timed(|| {
-            for _ in 0..ops.div_ceil(BATCH as u64) {
-                for off in held.iter_mut() {
-                    *off = seg.alloc(64, 16).map_err(|x| e(&x))?;
-                }
-                for &off in &held {
-                    seg.free(off).map_err(|x| e(&x))?;
-                }
+    let ns = best_run(args.reps, || {
+        for _ in 0..ops.div_ceil(BATCH as u64) {
+            for off in held.iter_mut() {
+                *off = seg.alloc(64, 16).map_err(|x| e(&x))?;
             }
-            Ok::<(), String>(())
-        });
-        r?;
-        Ok(ns)
+            for &off in &held {
+                seg.free(off).map_err(|x| e(&x))?;
+            }
+        }
+        Ok(())
     })?;
     emit("alloc_free_64_batch", ops, ns / ops as f64);
     Ok(())

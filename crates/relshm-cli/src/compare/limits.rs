@@ -39,89 +39,65 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Times one copy of `len` bytes from `from` to `to`.
-///
-/// # Safety
-/// `[from, from + len)` and `[to, to + len)` are mapped, readable and writable
-/// respectively, do not overlap, and nothing else accesses the destination meanwhile.
-unsafe fn timed_copy(from: *const u8, to: *mut u8, len: usize) -> Duration {
-    let t = Instant::now();
-    // SAFETY: the caller's contract.
-    unsafe { std::ptr::copy_nonoverlapping(std::hint::black_box(from), to, len) };
-    t.elapsed()
-}
-
-/// Times `memcpy` of `bytes` from the start of `src` into a fresh block of a fresh segment
-/// (the median of [`ROUNDS`] fresh segments), and again into the same block (the median of
-/// 5): see [`Limit`].
-pub fn memcpy(src: &Segment, bytes: u64) -> anyhow::Result<Limit> {
-    let from = src.region();
-    ensure!(
-        bytes <= from.len(),
-        "the memcpy limit's {bytes} bytes do not fit the source"
-    );
+/// Times `memcpy` of `from` into a fresh block of a fresh segment (first-touch page faults
+/// included; the median of [`ROUNDS`] fresh segments), and `resident_copies` times again into the
+/// same block (their median; zero when 0): see [`Limit`].
+fn copy_limit(from: &[u8], resident_copies: usize) -> anyhow::Result<Limit> {
+    let bytes = from.len() as u64;
     let mut fresh = Vec::new();
     let mut resident = Vec::new();
     for round in 0..ROUNDS {
         let to = Segment::create_unnamed(&CreateOptions::new(bytes + (512 << 10)))
-            .context("creating the memcpy limit's segment")?;
+            .context("creating a copy limit's segment")?;
         let at = to.alloc(bytes.max(1), 64)?;
-        let dst = to.region();
-        ensure!(
-            at + bytes <= dst.len(),
-            "the memcpy limit's {bytes} bytes do not fit its segment"
-        );
-        // SAFETY: `[0, bytes)` of the source segment and the block `[at, at + bytes)` of
-        // the fresh one are mapped (checked above) while both segments live, and distinct
-        // segments do not overlap; the block is this function's alone.
-        let copy = || unsafe {
-            timed_copy(
-                from.base().as_ptr(),
-                dst.base().as_ptr().add(at as usize),
-                bytes as usize,
-            )
+        let block = to.region().resolve(at, bytes, 64)?;
+        let copy = || {
+            let t = Instant::now();
+            // SAFETY: `block` is `bytes` long inside the fresh segment (resolved above),
+            // which lives to the end of this iteration; it is this function's alone, and
+            // a segment does not overlap the source slice.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    std::hint::black_box(from.as_ptr()),
+                    block.as_ptr(),
+                    from.len(),
+                )
+            };
+            t.elapsed()
         };
         fresh.push(copy());
         if round == ROUNDS - 1 {
-            resident.extend((0..5).map(|_| copy()));
+            resident.extend((0..resident_copies).map(|_| copy()));
         }
     }
     Ok(Limit {
         bytes,
         fresh: median(fresh),
-        resident: median(resident),
+        resident: if resident.is_empty() {
+            Duration::ZERO
+        } else {
+            median(resident)
+        },
     })
 }
 
-/// Times `memcpy` of an exported image (the bytes an import writes: from the heap on) into
-/// a fresh segment of the same size, the median of [`ROUNDS`] segments: the copy into
-/// pages nobody has touched yet (each is allocated on its first write), which is what an
-/// import into a new segment has to do at least.
+/// The limit of a translation that copied `bytes` from the start of `src`: see [`Limit`].
+pub fn memcpy(src: &Segment, bytes: u64) -> anyhow::Result<Limit> {
+    let from = src.region().resolve(0, bytes, 1)?;
+    // SAFETY: `[0, bytes)` of the source segment was resolved inside its mapping, which
+    // `src` keeps mapped while the slice lives; nobody writes the source meanwhile (its
+    // structure is private to this process).
+    copy_limit(
+        unsafe { std::slice::from_raw_parts(from.as_ptr(), bytes as usize) },
+        5,
+    )
+}
+
+/// The limit of an import: `memcpy` of the exported image's bytes (from the heap on, what
+/// an import writes) into pages nobody has touched yet; the `fresh` copy is the figure.
 pub fn image_copy(seg: &Segment, image: &[u8]) -> anyhow::Result<Duration> {
-    let start = seg.heap_offset() as usize;
-    let end = image.len();
-    ensure!(start <= end, "the image ends before the heap starts");
-    let mut times = Vec::new();
-    for _ in 0..ROUNDS {
-        let target = Segment::create_unnamed(&CreateOptions::new(seg.region().len()))
-            .context("creating the import limit's segment")?;
-        let to = target.region();
-        ensure!(
-            end as u64 <= to.len(),
-            "the image is longer than the segment"
-        );
-        // SAFETY: `image[start..end]` is a live slice; `[start, end)` lies inside the fresh
-        // segment (checked above), which is this function's alone and lives until the end of
-        // this iteration; a Vec and a mapping do not overlap.
-        times.push(unsafe {
-            timed_copy(
-                image.as_ptr().add(start),
-                to.base().as_ptr().add(start),
-                end - start,
-            )
-        });
-    }
-    Ok(median(times))
+    let start = (seg.heap_offset() as usize).min(image.len());
+    Ok(copy_limit(&image[start..], 0)?.fresh)
 }
 
 /// Pages a first-touch limit touched.

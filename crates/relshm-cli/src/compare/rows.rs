@@ -78,13 +78,15 @@ pub fn strategy_rows(s: Structure, n: u64, strategy: Strategy, run: &Run) -> Vec
     let mut read = Measure::ns(c.first_ns as f64, "pass").note(&format!(
         "first pass in a fresh private view ({swizzled} links swizzled)"
     ));
-    let mut rows = Vec::new();
-    if let Some((fault_ns, pages, written)) = c.first_touch {
+    if let Some((fault_ns, _, _)) = c.first_touch {
         read = read.against((c.steady_ns + fault_ns) as f64, WARM_PLUS_FAULTS);
-        rows.push(first_touch_row(s, n, fault_ns, pages, written));
     }
     cold.insert("read".into(), read);
-    rows.splice(0..0, [row("swizzle-cold", cold), row("swizzle-warm", w)]);
+    let mut rows = vec![row("swizzle-cold", cold), row("swizzle-warm", w)];
+    rows.extend(
+        c.first_touch
+            .map(|(fault_ns, pages, written)| first_touch_row(s, n, fault_ns, pages, written)),
+    );
     rows
 }
 
@@ -99,16 +101,27 @@ const WARM_PLUS_FAULTS: &str = "swizzle-warm pass + first-touch";
 /// What a limit row does not measure.
 const ONLY: &str = "a limit: only the unavoidable part of one workload is measured";
 
+/// Every workload's cell without a time, for the reason given.
+fn unmeasured(why: &str) -> BTreeMap<String, Measure> {
+    [
+        ("build", "total"),
+        ("handover", "total"),
+        ("first_read", "pass"),
+        ("read", "pass"),
+        ("mutate", "op"),
+        ("export", "total"),
+        ("import", "total"),
+    ]
+    .into_iter()
+    .map(|(k, unit)| (k.to_string(), Measure::none(unit, why)))
+    .collect()
+}
+
 /// A limit row's cells, every one "not measured" but those given.
 fn limit_cells(
     measured: impl IntoIterator<Item = (&'static str, Measure)>,
 ) -> BTreeMap<String, Measure> {
-    let mut w: BTreeMap<String, Measure> = ["build", "handover", "export", "import"]
-        .into_iter()
-        .map(|k| (k.to_string(), Measure::none("total", ONLY)))
-        .chain(["first_read", "read"].map(|k| (k.to_string(), Measure::none("pass", ONLY))))
-        .chain([("mutate".to_string(), Measure::none("op", ONLY))])
-        .collect();
+    let mut w = unmeasured(ONLY);
     w.extend(measured.into_iter().map(|(k, m)| (k.to_string(), m)));
     w
 }
@@ -157,19 +170,7 @@ fn memcpy_row(s: Structure, n: u64, l: &Limit) -> Row {
 
 /// The rows of a strategy run that failed: no times, the error in every note.
 pub fn failed_rows(s: Structure, n: u64, strategy: Strategy, e: &anyhow::Error) -> Vec<Row> {
-    let why = format!("{FAILED}{e:#}");
-    let w: BTreeMap<String, Measure> = [
-        ("build", "total"),
-        ("handover", "total"),
-        ("first_read", "pass"),
-        ("read", "pass"),
-        ("mutate", "op"),
-        ("export", "total"),
-        ("import", "total"),
-    ]
-    .into_iter()
-    .map(|(k, unit)| (k.to_string(), Measure::none(unit, &why)))
-    .collect();
+    let w = unmeasured(&format!("{FAILED}{e:#}"));
     let names: &[&str] = if strategy == Strategy::Swizzle {
         &["swizzle-cold", "swizzle-warm"]
     } else {

@@ -408,7 +408,7 @@ impl<'a> Core<'a> {
         })?;
         let first = self.alloc(total - HEADER, GRAIN, Record::Cached(owner))?;
         let b0 = first - HEADER;
-        let (_, s, _) = self.allocated_any(first)?;
+        let (s, _) = self.block(b0)?;
         let last = s - (count - 1) * block;
         for i in 1..count {
             let b = b0 + i * block;
@@ -536,26 +536,15 @@ impl<'a> Core<'a> {
         payloads.sort_unstable();
         let mut i = 0;
         while i < payloads.len() {
-            let (b, mut end) = {
-                let (b, s, head) = self.allocated_any(payloads[i])?;
-                if !decode_kind(b, head).is_some_and(|(_, k)| k == Kind::Cached) {
-                    return Err(HeapError::NotAllocated {
-                        offset: payloads[i],
-                    });
-                }
-                (b, b + s)
-            };
+            let (b, s, _) = self.cached(payloads[i])?;
+            let mut end = b + s;
             let mut j = i + 1;
             while j < payloads.len() && payloads[j] == end + HEADER {
-                match self.allocated_any(payloads[j]) {
-                    Ok((n, s, head))
-                        if decode_kind(n, head).is_some_and(|(_, k)| k == Kind::Cached) =>
-                    {
-                        end = n + s;
-                        j += 1;
-                    }
-                    _ => break,
-                }
+                let Ok((n, s, _)) = self.cached(payloads[j]) else {
+                    break;
+                };
+                end = n + s;
+                j += 1;
             }
             if j - i > 1 {
                 self.put(b, encode_cached(b, end - b), Release)?;

@@ -93,6 +93,12 @@ extern "C" fn register_atfork() -> bool {
     }
 }
 
+/// Whether per-process caches may be filled: only once a fork would reset them.
+#[inline]
+fn forks_reset_caches() -> bool {
+    ATFORK.load(Ordering::Acquire) == 2 || register_atfork()
+}
+
 extern "C" fn register_atfork_at_load() {
     register_atfork();
 }
@@ -120,7 +126,7 @@ pub(crate) fn current_tid() -> u32 {
 #[cold]
 fn slow_tid() -> u32 {
     let t = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-    if ATFORK.load(Ordering::Acquire) == 2 || register_atfork() {
+    if forks_reset_caches() {
         TID.with(|c| c.set(t));
     }
     t
@@ -138,8 +144,7 @@ pub fn process_id() -> u32 {
 #[cold]
 fn slow_pid() -> u32 {
     let p = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    // Cache only once a fork would reset it (as for the tid).
-    if ATFORK.load(Ordering::Acquire) == 2 || register_atfork() {
+    if forks_reset_caches() {
         PID.store(p, Ordering::Relaxed);
     }
     p
@@ -151,9 +156,7 @@ fn slow_pid() -> u32 {
 /// counted, nor reset the cached [`process_id`].
 #[inline]
 pub fn fork_generation() -> u64 {
-    if ATFORK.load(Ordering::Acquire) != 2 {
-        register_atfork();
-    }
+    forks_reset_caches();
     FORK_GEN.load(Ordering::Relaxed)
 }
 
